@@ -1,0 +1,7 @@
+"""``python -m guardian``."""
+
+import sys
+
+from guardian.cli import main
+
+sys.exit(main())

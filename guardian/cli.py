@@ -1,0 +1,216 @@
+"""The ``guardian`` command: argument parsing, output formats and exit codes.
+
+Exit codes: 0 ok, 1 an SLO pages, 2 bad input (config or arguments), 3 a dependency
+(Prometheus) cannot be reached. A ``GuardianError`` becomes its message on stderr, one line
+per problem, never a traceback. Calls ``guardian.pipeline`` for the work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+from rich.console import Console
+
+from guardian import __version__
+from guardian.backtest import episodes
+from guardian.clients.prometheus import PrometheusClient
+from guardian.config import Config, load_config
+from guardian.config.spec import FileSpec
+from guardian.durations import parse_duration
+from guardian.errors import (
+    EXIT_BURNING,
+    EXIT_OK,
+    GuardianError,
+    PrometheusUnavailable,
+    UsageError,
+)
+from guardian.pipeline import evaluate, replay
+from guardian.report import backtest_json, backtest_table, evaluation_json, evaluation_table
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (the console script exits with it)."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except GuardianError as exc:
+        for line in exc.message.splitlines():
+            print(f"guardian: {line}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="guardian",
+        description="Multi-window multi-burn-rate SLO alerts for Kubernetes control planes.",
+        epilog="Exit codes: 0 ok, 1 an SLO pages / check failed, 2 bad input, "
+        "3 Prometheus unreachable.",
+    )
+    parser.add_argument("--version", action="version", version=f"guardian {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    check = sub.add_parser("check", help="validate the configuration")
+    _config_arg(check)
+    check.set_defaults(handler=_cmd_check)
+
+    ev = sub.add_parser("eval", help="evaluate every SLO once")
+    _config_arg(ev)
+    ev.add_argument("--at", help="evaluation time, RFC 3339 (default: now)")
+    _format_arg(ev)
+    ev.set_defaults(handler=_cmd_eval)
+
+    rules = sub.add_parser("rules", help="export Prometheus recording and alerting rules")
+    _config_arg(rules)
+    rules.add_argument("-o", "--output", help="write to FILE instead of stdout", metavar="FILE")
+    rules.set_defaults(handler=_cmd_rules)
+
+    bt = sub.add_parser("backtest", help="replay the evaluation over history")
+    _config_arg(bt)
+    bt.add_argument("--from", dest="start", required=True, help="start, RFC 3339")
+    bt.add_argument("--to", dest="end", required=True, help="end, RFC 3339")
+    bt.add_argument("--step", default="1m", help="evaluation step (default 1m)")
+    bt.add_argument("--plot", metavar="FILE.png", help="write a burn-rate chart")
+    _format_arg(bt)
+    bt.set_defaults(handler=_cmd_backtest)
+
+    schema = sub.add_parser("schema", help="print the JSON Schema of guardian/v1 config files")
+    schema.set_defaults(handler=_cmd_schema)
+    return parser
+
+
+def _config_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-c", "--config", required=True, help="config file or directory of *.yaml files"
+    )
+
+
+def _format_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-o", "--output", choices=("table", "json"), default="table", help="output format"
+    )
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    windows = sum(len(s.windows) for s in config.slos)
+    print(
+        f"{args.config}: ok ({len(config.slos)} SLOs, {windows} window pairs, "
+        f"{len(config.files)} files)"
+    )
+    return EXIT_OK
+
+
+def _client(config: Config) -> PrometheusClient:
+    return PrometheusClient(config.prometheus)
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    at = _time(args.at, "--at") if args.at else None
+    client = _client(config)
+    try:
+        evaluation, error = evaluate(config.slos, client, at, config.prometheus.source)
+    finally:
+        client.close()
+    _emit(args.output, evaluation_json(evaluation, error), evaluation_table(evaluation))
+    blind = [s for s in evaluation.slos if s.status == "no_data"]
+    if error:
+        raise PrometheusUnavailable(error)
+    for slo in blind:
+        print(f"guardian: warning: {slo.name}: no_data: {slo.reason}", file=sys.stderr)
+    return EXIT_BURNING if evaluation.paging else EXIT_OK
+
+
+def _cmd_rules(args: argparse.Namespace) -> int:
+    from guardian.rules import rule_groups
+
+    config = load_config(args.config)
+    text = yaml.dump(rule_groups(config.slos), Dumper=_BlockDumper, sort_keys=False, width=100)
+    header = f"# Generated by guardian {__version__} from {args.config}; do not edit.\n"
+    if args.output:
+        Path(args.output).write_text(header + text, encoding="utf-8")
+    else:
+        sys.stdout.write(header + text)
+    return EXIT_OK
+
+
+def _cmd_backtest(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    start, end = _time(args.start, "--from"), _time(args.end, "--to")
+    if end <= start:
+        raise UsageError("--to: must be after --from")
+    step = _duration(args.step, "--step")
+    client = _client(config)
+    try:
+        result = replay(config.slos, client, start, end, step, config.prometheus.source)
+    finally:
+        client.close()
+    if result.error:
+        raise PrometheusUnavailable(result.error)
+    found = episodes(result.steps)
+    if args.plot:
+        from guardian.plot import plot_replay
+
+        plot_replay(result.steps, found, Path(args.plot), title=f"guardian backtest {args.config}")
+    _emit(
+        args.output,
+        backtest_json(start, end, step, found, result.queries),
+        backtest_table(found),
+    )
+    return EXIT_OK
+
+
+def _cmd_schema(args: argparse.Namespace) -> int:
+    print(json.dumps(FileSpec.model_json_schema(), indent=2))
+    return EXIT_OK
+
+
+def _emit(fmt: str, doc: dict[str, Any], table: Any) -> None:
+    if fmt == "json":
+        print(json.dumps(doc, indent=2))
+    else:
+        Console(width=140).print(table)
+
+
+def _time(text: str, flag: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text.replace("z", "Z"))
+    except ValueError:
+        raise UsageError(
+            f"{flag}: must be an RFC 3339 time like 2024-12-11T23:30:00Z (got {text!r})"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _duration(text: str, flag: str) -> int:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise UsageError(f"{flag}: {exc}") from None
+
+
+class _BlockDumper(yaml.SafeDumper):
+    """Writes multi-line strings (PromQL) as YAML block scalars."""
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_BlockDumper.add_representer(str, _str)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The edges: the only modules that import SDKs (prometheus-api-client, requests, ...)."""

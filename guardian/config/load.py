@@ -1,0 +1,318 @@
+"""Load configuration: YAML file or directory → validated specs → the frozen ``Config``.
+
+Input: a path. Output: ``Config``, or ``ConfigErrors`` holding one line per problem, each
+naming the file and the breadcrumb path, e.g.
+``config/slos.yaml: slos[1] 'dns-errors': objective: must be > 0 and < 100 (got 101)``.
+Called by the CLI (``guardian check`` and every command taking ``-c``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
+
+from guardian.config import windows as builtin_windows
+from guardian.config.model import (
+    SLI,
+    SLO,
+    ApiserverLatencySLI,
+    Config,
+    CorednsErrorsSLI,
+    LatencySLI,
+    PrometheusSettings,
+    RatioSLI,
+    WindowPair,
+)
+from guardian.config.spec import (
+    API_VERSION,
+    EvaluationSpec,
+    FileSpec,
+    PrometheusSpec,
+    SLISpec,
+    SLOSpec,
+    WindowPairSpec,
+)
+from guardian.durations import parse_duration
+from guardian.errors import ConfigError, ConfigErrors
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    path: str
+    spec: FileSpec
+
+
+def load_config(path: str | Path) -> Config:
+    """Load and validate ``path`` (a YAML file or a directory of them)."""
+    files = _files(Path(path))
+    errors: list[ConfigError] = []
+    loaded: list[_Loaded] = []
+    for file in files:
+        try:
+            loaded.append(_Loaded(str(file), _parse_file(file)))
+        except ConfigErrors as exc:
+            errors.extend(exc.errors)
+    if errors:
+        raise ConfigErrors(errors)
+    return _merge(str(path), loaded)
+
+
+def _files(path: Path) -> list[Path]:
+    if path.is_dir():
+        files = sorted([*path.glob("*.yaml"), *path.glob("*.yml")])
+        if not files:
+            raise ConfigErrors([ConfigError(f"{path}: no *.yaml files in this directory")])
+        return files
+    if not path.exists():
+        raise ConfigErrors([ConfigError(f"{path}: no such file or directory")])
+    return [path]
+
+
+def _parse_file(file: Path) -> FileSpec:
+    try:
+        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigErrors([ConfigError(f"{file}: {where}not valid YAML: {problem}")]) from None
+    except OSError as exc:
+        raise ConfigErrors([ConfigError(f"{file}: cannot read: {exc.strerror}")]) from None
+    if not isinstance(raw, dict):
+        raise ConfigErrors(
+            [ConfigError(f"{file}: must be a mapping starting with 'version: {API_VERSION}'")]
+        )
+    if raw.get("version") != API_VERSION:
+        got = raw.get("version")
+        raise ConfigErrors([ConfigError(f"{file}: version: must be {API_VERSION} (got {got!r})")])
+    try:
+        return FileSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigErrors(
+            [ConfigError(f"{file}: {format_error(err, raw)}") for err in exc.errors()]
+        ) from None
+
+
+def format_error(err: ErrorDetails, raw: Any) -> str:
+    """One pydantic error as ``breadcrumb: message``."""
+    crumbs = _breadcrumb(err["loc"], raw)
+    message = _message(err)
+    return f"{crumbs}: {message}" if crumbs else message
+
+
+def _breadcrumb(loc: tuple[int | str, ...], raw: Any) -> str:
+    parts: list[str] = []
+    node = raw
+    for item in loc:
+        if isinstance(item, int) and parts:
+            parts[-1] += f"[{item}]"
+            node = node[item] if isinstance(node, list) and item < len(node) else None
+            if parts[-1].startswith("slos[") and isinstance(node, dict):
+                name = node.get("name")
+                if isinstance(name, str):
+                    parts[-1] += f" {name!r}"
+            continue
+        if item in ("function-after[_duration(), str]",) or not isinstance(item, str | int):
+            continue
+        parts.append(str(item))
+        node = node.get(item) if isinstance(node, dict) else None
+    return ": ".join(parts)
+
+
+_EXPECT = {
+    "string_type": "must be a string",
+    "int_type": "must be a whole number",
+    "int_parsing": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "float_type": "must be a number",
+    "float_parsing": "must be a number",
+    "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
+    "dict_type": "must be a mapping",
+    "model_type": "must be a mapping",
+    "model_attributes_type": "must be a mapping",
+    "list_type": "must be a list",
+}
+
+
+def _message(err: ErrorDetails) -> str:
+    kind = err["type"]
+    ctx = err.get("ctx") or {}
+    got = err.get("input")
+    if kind == "missing":
+        return "is required"
+    if kind == "extra_forbidden":
+        return "unknown key; remove it or check its spelling"
+    if kind == "value_error":
+        return str(ctx.get("error", err["msg"]))
+    if kind == "literal_error":
+        return f"must be one of {ctx.get('expected', '')} (got {got!r})".replace("'", "")
+    if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
+        sign = {"greater_than_equal": ">=", "greater_than": ">"}.get(kind, "<")
+        bound = next(iter(ctx.values()), "")
+        return f"must be {sign} {bound} (got {got!r})"
+    if kind == "too_short":
+        return f"must not be empty (got {got!r})"
+    if kind in _EXPECT:
+        return f"{_EXPECT[kind]} (got {got!r})"
+    return f"{err['msg']} (got {got!r})"
+
+
+def _merge(root: str, loaded: list[_Loaded]) -> Config:
+    errors: list[ConfigError] = []
+    prometheus = _single_section(root, loaded, "prometheus", errors)
+    evaluation = _single_section(root, loaded, "evaluation", errors)
+    sets = _window_sets(loaded, errors)
+    slos = _slos(loaded, sets, evaluation, errors)
+    if errors:
+        raise ConfigErrors(errors)
+    assert isinstance(prometheus, PrometheusSpec)
+    return Config(
+        prometheus=_prometheus(prometheus),
+        slos=tuple(slos),
+        window_sets=sets,
+        files=tuple(item.path for item in loaded),
+    )
+
+
+def _single_section(
+    root: str, loaded: list[_Loaded], key: str, errors: list[ConfigError]
+) -> PrometheusSpec | EvaluationSpec | None:
+    found: list[tuple[str, PrometheusSpec | EvaluationSpec]] = []
+    for item in loaded:
+        section = getattr(item.spec, key)
+        if section is not None:
+            found.append((item.path, section))
+    for path, _ in found[1:]:
+        errors.append(ConfigError(f"{path}: {key}: already given in {found[0][0]}; keep one"))
+    if not found and key == "prometheus":
+        errors.append(
+            ConfigError(f"{root}: prometheus: is required; add 'prometheus: {{url: ...}}'")
+        )
+    return found[0][1] if found else None
+
+
+def _window_sets(
+    loaded: list[_Loaded], errors: list[ConfigError]
+) -> dict[str, tuple[WindowPair, ...]]:
+    sets = dict(builtin_windows.BUILTIN)
+    origin: dict[str, str] = {}
+    for item in loaded:
+        for name, pairs in item.spec.window_sets.items():
+            if name in builtin_windows.BUILTIN:
+                errors.append(
+                    ConfigError(f"{item.path}: window_sets: {name}: is built in; pick another name")
+                )
+            elif name in origin:
+                errors.append(
+                    ConfigError(
+                        f"{item.path}: window_sets: {name}: already defined in {origin[name]}"
+                    )
+                )
+            else:
+                origin[name] = item.path
+                sets[name] = tuple(_pair(p) for p in pairs)
+    return sets
+
+
+def _pair(spec: WindowPairSpec) -> WindowPair:
+    return WindowPair(
+        severity=spec.severity,
+        long=parse_duration(spec.long),
+        short=parse_duration(spec.short),
+        budget_fraction=spec.budget_fraction,
+        fixed_factor=spec.factor,
+    )
+
+
+def _slos(
+    loaded: list[_Loaded],
+    sets: dict[str, tuple[WindowPair, ...]],
+    evaluation: PrometheusSpec | EvaluationSpec | None,
+    errors: list[ConfigError],
+) -> list[SLO]:
+    defaults = evaluation if isinstance(evaluation, EvaluationSpec) else EvaluationSpec()
+    seen: dict[str, str] = {}
+    slos: list[SLO] = []
+    for item in loaded:
+        for index, spec in enumerate(item.spec.slos):
+            where = f"{item.path}: slos[{index}] {spec.name!r}"
+            if spec.name in seen:
+                errors.append(ConfigError(f"{where}: name: already used by {seen[spec.name]}"))
+                continue
+            seen[spec.name] = f"slos[{index}] in {item.path}"
+            if spec.windows not in sets:
+                known = ", ".join(sorted(sets))
+                errors.append(
+                    ConfigError(
+                        f"{where}: windows: unknown window set {spec.windows!r} (known: {known})"
+                    )
+                )
+                continue
+            slos.append(_slo(spec, sets[spec.windows], defaults, item.path))
+    return slos
+
+
+def _slo(spec: SLOSpec, pairs: tuple[WindowPair, ...], defaults: EvaluationSpec, path: str) -> SLO:
+    return SLO(
+        name=spec.name,
+        objective=spec.objective,
+        period=parse_duration(spec.period),
+        sli=_sli(spec.sli),
+        window_set=spec.windows,
+        windows=pairs,
+        min_events=spec.min_events if spec.min_events is not None else defaults.min_events,
+        max_staleness=parse_duration(defaults.max_staleness),
+        labels=tuple(sorted(spec.labels.items())),
+        description=spec.description,
+        source=path,
+    )
+
+
+def _sli(spec: SLISpec) -> SLI:
+    if spec.apiserver_latency is not None:
+        a = spec.apiserver_latency
+        return ApiserverLatencySLI(
+            metric=a.metric,
+            requests_metric=a.requests_metric,
+            verbs=a.verbs,
+            resource_threshold=_seconds_le(a.thresholds.resource),
+            namespace_threshold=_seconds_le(a.thresholds.namespace),
+            cluster_threshold=_seconds_le(a.thresholds.cluster),
+            write_threshold=_seconds_le(a.thresholds.write),
+            selector=a.selector,
+        )
+    if spec.coredns_errors is not None:
+        c = spec.coredns_errors
+        return CorednsErrorsSLI(metric=c.metric, rcodes=tuple(c.rcodes), selector=c.selector)
+    if spec.ratio is not None:
+        return RatioSLI(errors=spec.ratio.errors, total=spec.ratio.total)
+    assert spec.latency is not None
+    lat = spec.latency
+    return LatencySLI(metric=lat.metric, le=lat.le, selector=lat.selector)
+
+
+def _seconds_le(duration: str) -> str:
+    """A duration as the ``le`` label Kubernetes exposes: ``1s`` → ``"1"``."""
+    return str(parse_duration(duration))
+
+
+def _prometheus(spec: PrometheusSpec) -> PrometheusSettings:
+    auth = spec.basic_auth
+    return PrometheusSettings(
+        url=spec.url,
+        timeout=parse_duration(spec.timeout),
+        bearer_token_file=spec.bearer_token_file,
+        bearer_token_env=spec.bearer_token_env,
+        basic_auth_username=auth.username if auth else None,
+        basic_auth_password_file=auth.password_file if auth else None,
+        tls_ca_file=spec.tls_ca_file,
+        tls_insecure_skip_verify=spec.tls_insecure_skip_verify,
+        headers=tuple(sorted(spec.headers.items())),
+        source=spec.source,
+    )

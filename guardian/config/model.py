@@ -1,0 +1,134 @@
+"""The internal, frozen model every stage works with; durations are seconds, ratios are 0–1.
+
+Built by ``guardian.config.load`` from validated specs; read by every later stage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Severity = Literal["page", "ticket"]
+
+
+@dataclass(frozen=True)
+class WindowPair:
+    """A long and a short window that must both burn faster than ``factor`` to fire."""
+
+    severity: Severity
+    long: int
+    """Long window, seconds: decides how much budget must burn before firing."""
+    short: int
+    """Short window, seconds: makes the alert stop soon after the burn stops."""
+    budget_fraction: float | None = None
+    """Share of the period's budget the long window may burn; ``None`` when factor is fixed."""
+    fixed_factor: float | None = None
+    """A factor given directly instead of a budget fraction."""
+
+    def factor(self, period: int) -> float:
+        """Burn-rate threshold: ``budget_fraction × period / long`` (SRE Workbook)."""
+        if self.fixed_factor is not None:
+            return self.fixed_factor
+        assert self.budget_fraction is not None
+        return self.budget_fraction * period / self.long
+
+
+@dataclass(frozen=True)
+class ApiserverLatencySLI:
+    """kubernetes-mixin API-server latency: reads by scope, writes, 5xx are bad."""
+
+    metric: str
+    requests_metric: str
+    verbs: Literal["read", "write", "all"]
+    resource_threshold: str
+    namespace_threshold: str
+    cluster_threshold: str
+    write_threshold: str
+    selector: str
+
+
+@dataclass(frozen=True)
+class CorednsErrorsSLI:
+    """Share of CoreDNS responses with an error rcode."""
+
+    metric: str
+    rcodes: tuple[str, ...]
+    selector: str
+
+
+@dataclass(frozen=True)
+class RatioSLI:
+    """Free PromQL for errors and total, ``{{window}}`` replaced by a window."""
+
+    errors: str
+    total: str
+
+
+@dataclass(frozen=True)
+class LatencySLI:
+    """A histogram; requests above the ``le`` bucket are bad."""
+
+    metric: str
+    le: str
+    selector: str
+
+
+SLI = ApiserverLatencySLI | CorednsErrorsSLI | RatioSLI | LatencySLI
+
+
+@dataclass(frozen=True)
+class SLO:
+    """One objective, ready to evaluate."""
+
+    name: str
+    objective: float
+    """Percent, e.g. 99.9."""
+    period: int
+    sli: SLI
+    window_set: str
+    windows: tuple[WindowPair, ...]
+    min_events: int
+    """Events needed in the long window before a pair may fire (low-traffic guard)."""
+    max_staleness: int
+    labels: tuple[tuple[str, str], ...] = ()
+    description: str = ""
+    source: str = ""
+    """File the SLO came from, for messages."""
+
+    @property
+    def budget(self) -> float:
+        """Allowed error ratio, ``1 - objective``."""
+        return 1.0 - self.objective / 100.0
+
+
+@dataclass(frozen=True)
+class PrometheusSettings:
+    """Connection to Prometheus or anything speaking its query API."""
+
+    url: str
+    timeout: int = 10
+    bearer_token_file: str | None = None
+    bearer_token_env: str | None = None
+    basic_auth_username: str | None = None
+    basic_auth_password_file: str | None = None
+    tls_ca_file: str | None = None
+    tls_insecure_skip_verify: bool = False
+    headers: tuple[tuple[str, str], ...] = ()
+    source: Literal["raw", "rules"] = "raw"
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything loaded from one file or one directory."""
+
+    prometheus: PrometheusSettings
+    slos: tuple[SLO, ...]
+    window_sets: dict[str, tuple[WindowPair, ...]] = field(default_factory=dict)
+    files: tuple[str, ...] = ()
+
+    def slo(self, name: str) -> SLO:
+        """The SLO called ``name``; ``KeyError`` if there is none."""
+        for slo in self.slos:
+            if slo.name == name:
+                return slo
+        raise KeyError(name)

@@ -1,0 +1,264 @@
+"""The versioned user spec (``version: guardian/v1``): what a YAML file may say, nothing more.
+
+Input: one parsed YAML document. Output: a ``FileSpec`` (pydantic, frozen, unknown keys
+forbidden). Called by ``guardian.config.load``, which turns specs into the internal model and
+formats pydantic's errors into breadcrumb lines. Checks that need more than one file
+(duplicate names, references to window sets) live in ``guardian.config.load``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+from guardian.durations import parse_duration
+
+API_VERSION = "guardian/v1"
+
+_MATCHER = r'\s*[a-zA-Z_][a-zA-Z0-9_]*\s*(=~|!~|!=|=)\s*"(?:[^"\\]|\\.)*"\s*'
+_SELECTOR = re.compile(rf"^({_MATCHER})(,{_MATCHER})*,?\s*$")
+_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+_LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+
+
+def _duration(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"must be a duration like 30s, 5m, 1h or 30d (got {value!r})")
+    parse_duration(value)
+    return value
+
+
+def _selector(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(
+            f'must be label matchers like cluster="prod", job="apiserver" (got {value!r})'
+        )
+    if value.strip() and not _SELECTOR.match(value):
+        raise ValueError(
+            f'must be label matchers like cluster="prod", job="apiserver" (got {value!r})'
+        )
+    return value.strip().rstrip(",")
+
+
+Duration = Annotated[str, BeforeValidator(_duration)]
+Selector = Annotated[str, BeforeValidator(_selector)]
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BasicAuthSpec(_Spec):
+    """HTTP basic authentication; the password is read from a file, never written inline."""
+
+    username: str
+    password_file: str
+
+
+class PrometheusSpec(_Spec):
+    """How to reach Prometheus (or Thanos, Mimir, Cortex: anything with its query API)."""
+
+    url: str = Field(description="Base URL, e.g. http://prometheus.monitoring:9090")
+    timeout: Duration = Field("10s", description="Timeout of one query")
+    bearer_token_file: str | None = Field(None, description="File holding a bearer token")
+    bearer_token_env: str | None = Field(None, description="Environment variable holding it")
+    basic_auth: BasicAuthSpec | None = None
+    tls_ca_file: str | None = Field(None, description="CA bundle for an https URL")
+    tls_insecure_skip_verify: bool = False
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="Extra headers, e.g. X-Scope-OrgID for Mimir"
+    )
+    source: Literal["raw", "rules"] = Field(
+        "raw", description="raw: query the SLI metrics; rules: read `guardian rules` output"
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(f"must be an http:// or https:// URL (got {value!r})")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _one_auth(self) -> PrometheusSpec:
+        given = [self.bearer_token_file, self.bearer_token_env, self.basic_auth]
+        if sum(x is not None for x in given) > 1:
+            raise ValueError("use only one of bearer_token_file, bearer_token_env and basic_auth")
+        return self
+
+
+class EvaluationSpec(_Spec):
+    """Defaults that apply to every SLO unless the SLO says otherwise."""
+
+    max_staleness: Duration = Field(
+        "2m", description="Newest sample older than this makes the SLO no_data"
+    )
+    min_events: int = Field(
+        0, ge=0, description="Events needed in the long window before a pair may page"
+    )
+
+
+class WindowPairSpec(_Spec):
+    """One multi-window alert: both windows must burn faster than the factor."""
+
+    severity: Literal["page", "ticket"]
+    long: Duration
+    short: Duration
+    budget_fraction: float | None = Field(
+        None, description="Share of the period's budget spent in the long window (0.02 = 2%)"
+    )
+    factor: float | None = Field(None, description="Fixed burn-rate factor instead")
+
+    @model_validator(mode="after")
+    def _fraction_or_factor(self) -> WindowPairSpec:
+        if (self.budget_fraction is None) == (self.factor is None):
+            raise ValueError("give exactly one of budget_fraction and factor")
+        if self.budget_fraction is not None and not 0 < self.budget_fraction <= 1:
+            raise ValueError(
+                f"budget_fraction: must be > 0 and <= 1 (got {self.budget_fraction:g})"
+            )
+        if self.factor is not None and self.factor <= 0:
+            raise ValueError(f"factor: must be > 0 (got {self.factor:g})")
+        if parse_duration(self.short) >= parse_duration(self.long):
+            raise ValueError(
+                f"short: must be shorter than long (got short {self.short}, long {self.long})"
+            )
+        return self
+
+
+class ApiserverThresholdsSpec(_Spec):
+    """Latency a request may take and still be good, per scope (reads) and for writes."""
+
+    resource: Duration = "1s"
+    namespace: Duration = "5s"
+    cluster: Duration = "30s"
+    write: Duration = "1s"
+
+
+class ApiserverLatencySpec(_Spec):
+    """kubernetes-mixin's API-server SLI: slow or 5xx requests are bad."""
+
+    metric: str = "apiserver_request_sli_duration_seconds"
+    requests_metric: str = "apiserver_request_total"
+    verbs: Literal["read", "write", "all"] = "read"
+    thresholds: ApiserverThresholdsSpec = ApiserverThresholdsSpec()
+    selector: Selector = ""
+
+
+class CorednsErrorsSpec(_Spec):
+    """Share of DNS responses whose rcode is an error."""
+
+    metric: str = "coredns_dns_responses_total"
+    rcodes: list[str] = Field(default_factory=lambda: ["SERVFAIL", "REFUSED"], min_length=1)
+    selector: Selector = ""
+
+
+class RatioSpec(_Spec):
+    """Free PromQL; ``{{window}}`` is replaced by each window (e.g. ``5m``)."""
+
+    errors: str
+    total: str
+
+    @field_validator("errors", "total")
+    @classmethod
+    def _window(cls, value: str) -> str:
+        if "{{window}}" not in value.replace(" ", ""):
+            raise ValueError(
+                "must contain the {{window}} placeholder, e.g. sum(rate(x_total[{{window}}]))"
+            )
+        return value
+
+
+class LatencySpec(_Spec):
+    """A Prometheus histogram: good requests are the ones under the ``le`` bucket."""
+
+    metric: str = Field(description="Histogram name without _bucket, e.g. http_request_seconds")
+    le: str = Field(description='Threshold bucket exactly as exposed, e.g. "0.5"')
+    selector: Selector = ""
+
+    @field_validator("le", mode="before")
+    @classmethod
+    def _le(cls, value: object) -> str:
+        text = str(value)
+        try:
+            float(text)
+        except ValueError:
+            raise ValueError(f'must be a bucket boundary like "0.5" (got {value!r})') from None
+        return text
+
+
+class SLISpec(_Spec):
+    """Exactly one kind of SLI."""
+
+    apiserver_latency: ApiserverLatencySpec | None = None
+    coredns_errors: CorednsErrorsSpec | None = None
+    ratio: RatioSpec | None = None
+    latency: LatencySpec | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SLISpec:
+        kinds = [k for k in type(self).model_fields if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            names = ", ".join(type(self).model_fields)
+            raise ValueError(f"give exactly one SLI kind of {names} (got {len(kinds)})")
+        return self
+
+
+class SLOSpec(_Spec):
+    """One service level objective."""
+
+    name: str
+    objective: float = Field(description="Target in percent, e.g. 99.9")
+    period: Duration = "30d"
+    description: str = ""
+    labels: dict[str, str] = Field(default_factory=dict)
+    sli: SLISpec
+    windows: str = Field("google-30d", description="A window set name")
+    min_events: int | None = Field(None, ge=0)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME.match(value) or len(value) > 63:
+            raise ValueError(
+                f"must be lower-case letters, digits and '-', at most 63 (got {value!r})"
+            )
+        return value
+
+    @field_validator("objective")
+    @classmethod
+    def _objective(cls, value: float) -> float:
+        if not 0 < value < 100:
+            raise ValueError(f"must be > 0 and < 100 (got {value:g})")
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if not _LABEL.match(key) or key in ("slo", "window", "severity", "long", "short"):
+                raise ValueError(
+                    f"{key!r} is not a usable label name (reserved: slo, window, severity, "
+                    "long, short)"
+                )
+        return value
+
+
+class FileSpec(_Spec):
+    """One configuration file; a directory of them is merged by the loader."""
+
+    version: Literal["guardian/v1"]
+    prometheus: PrometheusSpec | None = None
+    evaluation: EvaluationSpec | None = None
+    window_sets: dict[str, list[WindowPairSpec]] = Field(default_factory=dict)
+    slos: list[SLOSpec] = Field(default_factory=list)
+
+    @field_validator("window_sets")
+    @classmethod
+    def _sets(cls, value: dict[str, list[WindowPairSpec]]) -> dict[str, list[WindowPairSpec]]:
+        for name, pairs in value.items():
+            if not pairs:
+                raise ValueError(f"{name!r} has no window pairs")
+        return value

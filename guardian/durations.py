@@ -1,0 +1,56 @@
+"""Prometheus durations: parse ``1h30m``/``5m``/``30s`` into seconds and write them back.
+
+Used by the configuration loader (input) and by every stage that writes a duration into
+PromQL, rule names or reports (output). Durations are whole seconds here: guardian never
+needs finer windows, and PromQL rule names must stay stable.
+"""
+
+from __future__ import annotations
+
+import re
+
+_UNITS: dict[str, int] = {
+    "y": 365 * 86400,
+    "w": 7 * 86400,
+    "d": 86400,
+    "h": 3600,
+    "m": 60,
+    "s": 1,
+}
+_PART = re.compile(r"(\d+)(y|w|d|h|ms|m|s)")
+
+
+def parse_duration(text: str) -> int:
+    """Return the number of seconds in a Prometheus duration such as ``1h30m``.
+
+    Raises ``ValueError`` with a sentence fit for an error message otherwise.
+    """
+    text = text.strip()
+    pos = 0
+    total = 0
+    for match in _PART.finditer(text):
+        if match.start() != pos:
+            break
+        if match.group(2) == "ms":
+            raise ValueError(f"must be whole seconds (got {text!r})")
+        total += int(match.group(1)) * _UNITS[match.group(2)]
+        pos = match.end()
+    if not text or pos != len(text):
+        raise ValueError(f"must be a duration like 30s, 5m, 1h or 30d (got {text!r})")
+    if total <= 0:
+        raise ValueError(f"must be longer than 0s (got {text!r})")
+    return total
+
+
+def format_duration(seconds: int) -> str:
+    """Write seconds as the shortest Prometheus duration: 3600 → ``1h``, 5400 → ``1h30m``."""
+    if seconds <= 0:
+        raise ValueError(f"duration must be positive (got {seconds})")
+    parts: list[str] = []
+    rest = seconds
+    for unit in ("d", "h", "m", "s"):
+        size = _UNITS[unit]
+        if rest >= size:
+            count, rest = divmod(rest, size)
+            parts.append(f"{count}{unit}")
+    return "".join(parts)

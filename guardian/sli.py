@@ -1,0 +1,112 @@
+"""SLI → PromQL: the error and total rates of one SLO over one window.
+
+Input: an ``SLI`` from the model and a window in seconds. Output: PromQL strings, each
+evaluating to a single series (or nothing when the data is missing). Called by
+``guardian.queries`` (batched evaluation) and ``guardian.rules`` (recording rules), so both
+compute exactly the same numbers.
+"""
+
+from __future__ import annotations
+
+from guardian.config.model import (
+    SLI,
+    ApiserverLatencySLI,
+    CorednsErrorsSLI,
+    LatencySLI,
+)
+from guardian.durations import format_duration
+
+READ_VERBS = "LIST|GET"
+WRITE_VERBS = "POST|PUT|PATCH|DELETE"
+STREAMING_SUBRESOURCES = "proxy|attach|log|exec|portforward"
+
+
+def errors_rate(sli: SLI, window: int) -> str:
+    """PromQL for bad events per second over ``window``; ``0`` when none were bad."""
+    w = format_duration(window)
+    if isinstance(sli, ApiserverLatencySLI):
+        return _apiserver_errors(sli, w)
+    if isinstance(sli, CorednsErrorsSLI):
+        rcodes = "|".join(sli.rcodes)
+        sel = _join(sli.selector, f'rcode=~"{rcodes}"')
+        return f"(sum(rate({sli.metric}{{{sel}}}[{w}])) or vector(0))"
+    if isinstance(sli, LatencySLI):
+        total = f"sum(rate({sli.metric}_count{{{sli.selector}}}[{w}]))"
+        good = _sum_rate(f"{sli.metric}_bucket", _join(sli.selector, f'le="{sli.le}"'), w)
+        return f"({total} - ({good} or vector(0)))"
+    return f"(sum({_window(sli.errors, w)}) or vector(0))"
+
+
+def total_rate(sli: SLI, window: int) -> str:
+    """PromQL for all events per second over ``window``; nothing when there is no data."""
+    w = format_duration(window)
+    if isinstance(sli, ApiserverLatencySLI):
+        return _sum_rate(sli.requests_metric, _apiserver_base(sli), w)
+    if isinstance(sli, CorednsErrorsSLI):
+        return _sum_rate(sli.metric, sli.selector, w)
+    if isinstance(sli, LatencySLI):
+        return _sum_rate(f"{sli.metric}_count", sli.selector, w)
+    return f"sum({_window(sli.total, w)})"
+
+
+def freshness_selector(sli: SLI) -> str | None:
+    """A series selector whose newest sample tells how fresh the SLI's data is.
+
+    ``None`` for free-form ratios, whose staleness shows only as missing data.
+    """
+    if isinstance(sli, ApiserverLatencySLI):
+        return f"{sli.requests_metric}{{{_apiserver_base(sli)}}}"
+    if isinstance(sli, CorednsErrorsSLI):
+        return f"{sli.metric}{{{sli.selector}}}"
+    if isinstance(sli, LatencySLI):
+        return f"{sli.metric}_count{{{sli.selector}}}"
+    return None
+
+
+def _apiserver_verbs(sli: ApiserverLatencySLI) -> str:
+    return {"read": READ_VERBS, "write": WRITE_VERBS}.get(sli.verbs, f"{READ_VERBS}|{WRITE_VERBS}")
+
+
+def _apiserver_base(sli: ApiserverLatencySLI) -> str:
+    return _join(
+        sli.selector,
+        f'verb=~"{_apiserver_verbs(sli)}"',
+        f'subresource!~"{STREAMING_SUBRESOURCES}"',
+    )
+
+
+def _apiserver_errors(sli: ApiserverLatencySLI, w: str) -> str:
+    base = _apiserver_base(sli)
+    count = _sum_rate(f"{sli.metric}_count", base, w)
+    good = " + ".join(
+        f"({_sum_rate(f'{sli.metric}_bucket', _join(base, extra), w)} or vector(0))"
+        for extra in _good_buckets(sli)
+    )
+    fives = _sum_rate(sli.requests_metric, _join(base, 'code=~"5.."'), w)
+    return f"(({count} - ({good})) + ({fives} or vector(0)))"
+
+
+def _good_buckets(sli: ApiserverLatencySLI) -> list[str]:
+    reads = [
+        f'verb=~"{READ_VERBS}",scope=~"resource|",le="{sli.resource_threshold}"',
+        f'verb=~"{READ_VERBS}",scope="namespace",le="{sli.namespace_threshold}"',
+        f'verb=~"{READ_VERBS}",scope="cluster",le="{sli.cluster_threshold}"',
+    ]
+    writes = [f'verb=~"{WRITE_VERBS}",le="{sli.write_threshold}"']
+    if sli.verbs == "read":
+        return reads
+    if sli.verbs == "write":
+        return writes
+    return reads + writes
+
+
+def _sum_rate(metric: str, selector: str, w: str) -> str:
+    return f"sum(rate({metric}{{{selector}}}[{w}]))"
+
+
+def _join(*matchers: str) -> str:
+    return ",".join(m for m in matchers if m)
+
+
+def _window(template: str, w: str) -> str:
+    return template.replace("{{ window }}", w).replace("{{window}}", w)

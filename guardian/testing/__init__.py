@@ -1,0 +1,1 @@
+"""Helpers that run real dependencies for tests, demos and benchmarks (no mocks)."""
