@@ -4,8 +4,8 @@ Writes an OpenMetrics text file that ``promtool tsdb create-blocks-from openmetr
 TSDB blocks, so the burn-rate rules can be replayed against a realistic incident.
 
 Fleet
-    Two large clusters (~5,000 nodes each), ``prod-east-1`` and ``prod-west-2`` (the latter
-    carrying ~85% of the traffic). Each exposes:
+    Two large clusters (~5,000 nodes each), ``prod-east-1`` and ``prod-west-2`` (with ~85% of
+    the east cluster's traffic). Each exposes:
 
     * ``apiserver_request_sli_duration_seconds`` (histogram, real Kubernetes buckets) and
       ``apiserver_request_total`` (counter by HTTP code) for twelve verb/resource/scope
@@ -45,6 +45,9 @@ Timeline (US Pacific, PST = UTC-8)
 Usage
     python generate.py --out incident.om [--days-before 2] [--interval 60] [--seed 7]
     promtool tsdb create-blocks-from openmetrics incident.om ./data
+
+    promtool re-reads the whole file once per output block; ``--max-block-duration=24h`` cuts
+    the default run's backfill from ~70 s (2 h blocks) to ~15 s.
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import TextIO
+from typing import TextIO, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -64,6 +67,7 @@ from numpy.typing import NDArray
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 Knots = tuple[tuple[float, float], ...]
+ScalarT = TypeVar("ScalarT", bound=np.generic)
 
 PST = timezone(timedelta(hours=-8), "PST")
 INCIDENT_DAY = datetime(2024, 12, 11, tzinfo=PST)
@@ -287,7 +291,8 @@ def normal_cdf(x: FloatArray) -> FloatArray:
     for coefficient in (1.061405429, -1.453152027, 1.421413741, -0.284496736, 0.254829592):
         poly = (poly + coefficient) * t
     erf = 1.0 - poly * np.exp(-z * z)
-    return 0.5 * (1.0 + np.sign(x) * erf)
+    cdf: FloatArray = 0.5 * (1.0 + np.sign(x) * erf)
+    return cdf
 
 
 def lognormal_cdf(bounds: FloatArray, median: FloatArray, sigma: float) -> FloatArray:
@@ -296,7 +301,8 @@ def lognormal_cdf(bounds: FloatArray, median: FloatArray, sigma: float) -> Float
 
 
 def lognormal_mean(median: FloatArray, sigma: float) -> FloatArray:
-    return np.minimum(median * np.exp(sigma**2 / 2), DURATION_CAP)
+    mean: FloatArray = np.minimum(median * np.exp(sigma**2 / 2), DURATION_CAP)
+    return mean
 
 
 def split_counts(rng: np.random.Generator, totals: IntArray, probs: FloatArray) -> IntArray:
@@ -314,10 +320,11 @@ def split_counts(rng: np.random.Generator, totals: IntArray, probs: FloatArray) 
     return counts
 
 
-def cumulative(increments: NDArray[np.generic]) -> NDArray[np.generic]:
+def cumulative(increments: NDArray[ScalarT]) -> NDArray[ScalarT]:
     """Counter values from per-interval increments; the first sample is always 0."""
-    values = np.cumsum(increments, axis=0)
-    return values - values[0]
+    values: NDArray[ScalarT] = np.cumsum(increments, axis=0)
+    np.subtract(values, values[0], out=values)
+    return values
 
 
 @dataclass(frozen=True)
@@ -521,7 +528,9 @@ def write_openmetrics(
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description="Write the 2024-12-11 incident as OpenMetrics for promtool backfill."
+    )
     parser.add_argument("--out", type=Path, required=True, help="OpenMetrics file to write")
     parser.add_argument(
         "--days-before", type=int, default=2, help="whole days of normal traffic before 12-11"

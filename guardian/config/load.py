@@ -8,6 +8,7 @@ Called by the CLI (``guardian check`` and every command taking ``-c``).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -151,7 +152,8 @@ def _message(err: ErrorDetails) -> str:
     if kind == "value_error":
         return str(ctx.get("error", err["msg"]))
     if kind == "literal_error":
-        return f"must be one of {ctx.get('expected', '')} (got {got!r})".replace("'", "")
+        expected = ", ".join(re.findall(r"'([^']*)'", str(ctx.get("expected", ""))))
+        return f"must be one of {expected} (got {got!r})"
     if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
         sign = {"greater_than_equal": ">=", "greater_than": ">"}.get(kind, "<")
         bound = next(iter(ctx.values()), "")

@@ -1,0 +1,39 @@
+# guardian — make demo | make test | make check | make bench | make setup
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEPS_STAMP := $(VENV)/.deps-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+CACHE ?= $(HOME)/.cache/guardian
+
+.PHONY: setup check test bench demo clean
+
+setup: $(DEPS_STAMP) prometheus
+
+$(DEPS_STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	rm -f $(VENV)/.deps-* && touch $@
+
+.PHONY: prometheus
+prometheus:
+	@scripts/install-prometheus.sh
+
+check: $(DEPS_STAMP)
+	$(BIN)/ruff check guardian tests bench examples
+	$(BIN)/ruff format --check guardian tests bench examples
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+test: setup check
+	$(BIN)/pytest -q
+
+bench: setup
+	$(BIN)/python bench/evaluate.py
+
+demo: setup
+	$(BIN)/python examples/incident-2024-12-11/demo.py --cache $(CACHE)
+
+clean:
+	rm -rf out .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,298 @@
+"""Configuration: every error message, exactly; valid configs load into the right model."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from guardian.cli import main
+from guardian.config import ApiserverLatencySLI, load_config
+from guardian.config.spec import FileSpec
+from guardian.errors import ConfigErrors
+
+BASE: dict[str, Any] = {
+    "version": "guardian/v1",
+    "prometheus": {"url": "http://127.0.0.1:9090"},
+    "slos": [
+        {"name": "api-read", "objective": 99, "sli": {"apiserver_latency": {}}},
+        {"name": "dns-errors", "objective": 99.9, "sli": {"coredns_errors": {}}},
+    ],
+}
+
+Mutation = Callable[[dict[str, Any]], None]
+
+
+def _slo(index: int, **changes: Any) -> Mutation:
+    return lambda doc: doc["slos"][index].update(changes)
+
+
+def _sli(index: int, kind: str, **changes: Any) -> Mutation:
+    return lambda doc: doc["slos"][index]["sli"].setdefault(kind, {}).update(changes)
+
+
+CASES: list[tuple[str, Mutation, str]] = [
+    (
+        "an objective of 100 or more is refused",
+        _slo(1, objective=101),
+        "slos[1] 'dns-errors': objective: must be > 0 and < 100 (got 101)",
+    ),
+    (
+        "a misspelt key is an error, not ignored",
+        _slo(1, objectiv=99),
+        "slos[1] 'dns-errors': objectiv: unknown key; remove it or check its spelling",
+    ),
+    (
+        "an objective must be a number",
+        _slo(1, objective="high"),
+        "slos[1] 'dns-errors': objective: must be a number (got 'high')",
+    ),
+    (
+        "verbs is one of three words",
+        _sli(0, "apiserver_latency", verbs="reads"),
+        "slos[0] 'api-read': sli: apiserver_latency: verbs: must be one of read, write, all "
+        "(got 'reads')",
+    ),
+    (
+        "a period is a Prometheus duration",
+        _slo(0, period="30x"),
+        "slos[0] 'api-read': period: must be a duration like 30s, 5m, 1h or 30d (got '30x')",
+    ),
+    (
+        "a bare number is not a duration",
+        _sli(0, "apiserver_latency", thresholds={"namespace": 5}),
+        "slos[0] 'api-read': sli: apiserver_latency: thresholds: namespace: must be a duration "
+        "like 30s, 5m, 1h or 30d (got 5)",
+    ),
+    (
+        "an unknown window set names the known ones",
+        _slo(0, windows="fast"),
+        "slos[0] 'api-read': windows: unknown window set 'fast' (known: google-28d, google-30d)",
+    ),
+    (
+        "a nameless SLO is located by index",
+        lambda doc: doc["slos"][0].pop("name"),
+        "slos[0]: name: is required",
+    ),
+    (
+        "names are DNS-like",
+        _slo(0, name="API_Read"),
+        "slos[0] 'API_Read': name: must be lower-case letters, digits and '-', at most 63 "
+        "(got 'API_Read')",
+    ),
+    (
+        "two SLOs may not share a name",
+        lambda doc: doc["slos"].append(copy.deepcopy(doc["slos"][0])),
+        "slos[2] 'api-read': name: already used by slos[0] in {file}",
+    ),
+    (
+        "prometheus is required",
+        lambda doc: doc.pop("prometheus"),
+        "prometheus: is required; add 'prometheus: {{url: ...}}'",
+    ),
+    (
+        "the URL needs a scheme",
+        lambda doc: doc["prometheus"].update(url="localhost:9090"),
+        "prometheus: url: must be an http:// or https:// URL (got 'localhost:9090')",
+    ),
+    (
+        "one way of authenticating at a time",
+        lambda doc: doc["prometheus"].update(
+            bearer_token_file="/t", basic_auth={"username": "u", "password_file": "/p"}
+        ),
+        "prometheus: use only one of bearer_token_file, bearer_token_env and basic_auth",
+    ),
+    (
+        "the version is checked first",
+        lambda doc: doc.update(version="guardian/v2"),
+        "version: must be guardian/v1 (got 'guardian/v2')",
+    ),
+    (
+        "a short window must be shorter than its long window",
+        lambda doc: doc.update(
+            window_sets={"f": [{"severity": "page", "long": "5m", "short": "1h", "factor": 14.4}]}
+        ),
+        "window_sets: f[0]: short: must be shorter than long (got short 1h, long 5m)",
+    ),
+    (
+        "a pair needs a budget fraction or a factor",
+        lambda doc: doc.update(window_sets={"f": [{"severity": "page", "long": "1h", "short": "5m"}]}),
+        "window_sets: f[0]: give exactly one of budget_fraction and factor",
+    ),
+    (
+        "severity is page or ticket",
+        lambda doc: doc.update(
+            window_sets={"f": [{"severity": "warn", "long": "1h", "short": "5m", "factor": 2}]}
+        ),
+        "window_sets: f[0]: severity: must be one of page, ticket (got 'warn')",
+    ),
+    (
+        "built-in window sets cannot be redefined",
+        lambda doc: doc.update(
+            window_sets={"google-30d": [{"severity": "page", "long": "1h", "short": "5m", "factor": 2}]}
+        ),
+        "window_sets: google-30d: is built in; pick another name",
+    ),
+    (
+        "selectors are label matchers",
+        _sli(0, "apiserver_latency", selector="cluster=prod"),
+        "slos[0] 'api-read': sli: apiserver_latency: selector: must be label matchers like "
+        "cluster=\"prod\", job=\"apiserver\" (got 'cluster=prod')",
+    ),
+    (
+        "min_events is not negative",
+        _slo(0, min_events=-1),
+        "slos[0] 'api-read': min_events: must be >= 0 (got -1)",
+    ),
+    (
+        "a ratio needs the window placeholder",
+        lambda doc: doc["slos"][0].update(
+            sli={"ratio": {"errors": "sum(rate(e[5m]))", "total": "sum(rate(t[{{window}}]))"}}
+        ),
+        "slos[0] 'api-read': sli: ratio: errors: must contain the {{{{window}}}} placeholder, "
+        "e.g. sum(rate(x_total[{{{{window}}}}]))",
+    ),
+    (
+        "exactly one SLI kind",
+        lambda doc: doc["slos"][0].update(sli={}),
+        "slos[0] 'api-read': sli: give exactly one SLI kind of apiserver_latency, "
+        "coredns_errors, ratio, latency (got 0)",
+    ),
+    (
+        "a latency bucket is a number",
+        lambda doc: doc["slos"][0].update(sli={"latency": {"metric": "x", "le": "fast"}}),
+        "slos[0] 'api-read': sli: latency: le: must be a bucket boundary like \"0.5\" "
+        "(got 'fast')",
+    ),
+    (
+        "reserved label names are refused",
+        _slo(0, labels={"slo": "x"}),
+        "slos[0] 'api-read': labels: 'slo' is not a usable label name (reserved: slo, window, "
+        "severity, long, short)",
+    ),
+    (
+        "sli must be a mapping",
+        _slo(0, sli=[]),
+        "slos[0] 'api-read': sli: must be a mapping (got [])",
+    ),
+]
+
+
+def _write(tmp_path: Path, doc: Any, name: str = "slos.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(("mutate", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_config_error_messages_are_exact(tmp_path: Path, mutate: Mutation, expected: str) -> None:
+    doc = copy.deepcopy(BASE)
+    mutate(doc)
+    path = _write(tmp_path, doc)
+    with pytest.raises(ConfigErrors) as caught:
+        load_config(path)
+    assert caught.value.message == f"{path}: " + expected.format(file=path)
+
+
+def test_all_problems_are_reported_at_once(tmp_path: Path) -> None:
+    doc = copy.deepcopy(BASE)
+    doc["slos"][0]["objective"] = 0
+    doc["slos"][1]["period"] = "soon"
+    path = _write(tmp_path, doc)
+    with pytest.raises(ConfigErrors) as caught:
+        load_config(path)
+    assert [e.message for e in caught.value.errors] == [
+        f"{path}: slos[0] 'api-read': objective: must be > 0 and < 100 (got 0)",
+        f"{path}: slos[1] 'dns-errors': period: must be a duration like 30s, 5m, 1h or 30d "
+        "(got 'soon')",
+    ]
+
+
+def test_yaml_syntax_errors_name_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("version: guardian/v1\nslos: [\n  - name: x\n", encoding="utf-8")
+    with pytest.raises(ConfigErrors) as caught:
+        load_config(path)
+    assert caught.value.message.startswith(f"{path}: line ")
+    assert "not valid YAML" in caught.value.message
+
+
+def test_a_directory_is_merged_and_errors_name_each_file(tmp_path: Path) -> None:
+    _write(tmp_path, {"version": "guardian/v1", "prometheus": {"url": "http://p:9090"}}, "a.yaml")
+    _write(tmp_path, {"version": "guardian/v1", "slos": BASE["slos"]}, "b.yaml")
+    config = load_config(tmp_path)
+    assert [s.name for s in config.slos] == ["api-read", "dns-errors"]
+    assert config.prometheus.url == "http://p:9090"
+    _write(tmp_path, {"version": "guardian/v1", "prometheus": {"url": "http://q:9090"}}, "c.yaml")
+    with pytest.raises(ConfigErrors) as caught:
+        load_config(tmp_path)
+    assert caught.value.message == f"{tmp_path / 'c.yaml'}: prometheus: already given in " + str(
+        tmp_path / "a.yaml"
+    ) + "; keep one"
+
+
+def test_defaults_follow_the_kubernetes_mixin(tmp_path: Path) -> None:
+    config = load_config(_write(tmp_path, BASE))
+    slo = config.slo("api-read")
+    assert isinstance(slo.sli, ApiserverLatencySLI)
+    assert (slo.sli.resource_threshold, slo.sli.namespace_threshold) == ("1", "5")
+    assert (slo.sli.cluster_threshold, slo.sli.write_threshold) == ("30", "1")
+    assert slo.period == 30 * 86400
+    factors = [(p.severity, p.long, p.short, round(p.factor(slo.period), 6)) for p in slo.windows]
+    assert factors == [
+        ("page", 3600, 300, 14.4),
+        ("page", 6 * 3600, 1800, 6.0),
+        ("ticket", 86400, 7200, 3.0),
+        ("ticket", 3 * 86400, 6 * 3600, 1.0),
+    ]
+
+
+def test_a_28_day_period_gets_sloth_s_factors(tmp_path: Path) -> None:
+    doc = copy.deepcopy(BASE)
+    doc["slos"][0]["period"] = "28d"
+    slo = load_config(_write(tmp_path, doc)).slo("api-read")
+    assert [round(p.factor(slo.period), 4) for p in slo.windows] == [13.44, 5.6, 2.8, 0.9333]
+
+
+def test_custom_windows_may_be_seconds(tmp_path: Path) -> None:
+    doc = copy.deepcopy(BASE)
+    doc["window_sets"] = {
+        "lab": [{"severity": "page", "long": "60s", "short": "5s", "budget_fraction": 0.02}]
+    }
+    doc["slos"][0].update(period="1h", windows="lab")
+    slo = load_config(_write(tmp_path, doc)).slo("api-read")
+    assert (slo.windows[0].long, slo.windows[0].short) == (60, 5)
+    assert slo.windows[0].factor(slo.period) == pytest.approx(1.2)
+
+
+def test_check_command_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = _write(tmp_path, BASE, "good.yaml")
+    assert main(["check", "-c", str(good)]) == 0
+    assert "ok (2 SLOs, 8 window pairs, 1 files)" in capsys.readouterr().out
+    doc = copy.deepcopy(BASE)
+    doc["slos"][1]["objective"] = 101
+    bad = _write(tmp_path, doc, "bad.yaml")
+    assert main(["check", "-c", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"guardian: {bad}: slos[1] 'dns-errors': objective: must be > 0 and < 100 (got 101)\n"
+    )
+    assert main(["check", "-c", str(tmp_path / "missing.yaml")]) == 2
+
+
+def test_shipped_configs_are_valid() -> None:
+    root = Path(__file__).resolve().parent.parent
+    for path in [root / "config", *sorted((root / "examples").glob("*/guardian.yaml"))]:
+        assert load_config(path).slos, path
+
+
+def test_committed_json_schema_is_current() -> None:
+    import json
+
+    root = Path(__file__).resolve().parent.parent
+    committed = json.loads((root / "config" / "guardian.schema.json").read_text())
+    assert committed == FileSpec.model_json_schema()
