@@ -59,3 +59,88 @@ def ratio_slo(name: str, selector: str, objective: float, windows: str, **extra:
       ratio:
         errors: sum(rate(app_errors_total{{{selector}}}[{{{{window}}}}]))
         total: sum(rate(app_requests_total{{{selector}}}[{{{{window}}}}]))"""
+
+
+APISERVER_COMBOS = [
+    # verb, resource, subresource, scope, requests per second
+    ("LIST", "pods", "", "cluster", 2.0),
+    ("LIST", "configmaps", "", "namespace", 10.0),
+    ("GET", "pods", "", "resource", 80.0),
+    ("GET", "pods", "log", "resource", 1.0),
+    ("POST", "events", "", "resource", 30.0),
+    ("PUT", "leases", "", "resource", 60.0),
+]
+_LE = ("1", "5", "30", "+Inf")
+
+
+def apiserver(
+    timestamps: Sequence[float], labels: dict[str, str], seed: int = 1, slow: float = 0.01
+) -> list[Series]:
+    """API-server SLI histogram buckets and request counters with random but valid counts."""
+    import random
+
+    rng = random.Random(seed)
+    out: list[Series] = []
+    for verb, resource, sub, scope, rate in APISERVER_COMBOS:
+        base = {**labels, "verb": verb, "resource": resource, "subresource": sub, "scope": scope}
+        buckets = {le: [0.0] for le in _LE}
+        codes = {code: [0.0] for code in ("200", "429", "500")}
+        for previous, t in zip(timestamps, timestamps[1:], strict=False):
+            n = rng.randint(int(rate * (t - previous) * 0.8), int(rate * (t - previous) * 1.2))
+            over = [rng.randint(0, int(n * slow * k)) for k in (1.0, 0.4, 0.1)]
+            counts = {"1": n - over[0], "5": n - over[1], "30": n - over[2], "+Inf": n}
+            for le in _LE:
+                buckets[le].append(buckets[le][-1] + counts[le])
+            fives = rng.randint(0, max(1, n // 500))
+            throttled = rng.randint(0, max(1, n // 1000))
+            codes["500"].append(codes["500"][-1] + fives)
+            codes["429"].append(codes["429"][-1] + throttled)
+            codes["200"].append(codes["200"][-1] + n - fives - throttled)
+        for le, values in buckets.items():
+            out.append(
+                Series(
+                    "apiserver_request_sli_duration_seconds_bucket",
+                    {**base, "le": le},
+                    values,
+                    "unknown",
+                )
+            )
+        out.append(
+            Series("apiserver_request_sli_duration_seconds_count", base, buckets["+Inf"], "unknown")
+        )
+        for code, values in codes.items():
+            out.append(Series("apiserver_request", {**base, "code": code}, values))
+    return out
+
+
+def coredns(timestamps: Sequence[float], labels: dict[str, str], seed: int = 2) -> list[Series]:
+    """CoreDNS responses by rcode."""
+    import random
+
+    rng = random.Random(seed)
+    shares = {"NOERROR": 0.8, "NXDOMAIN": 0.19, "SERVFAIL": 0.002, "REFUSED": 0.0005}
+    values = {rcode: [0.0] for rcode in shares}
+    for previous, t in zip(timestamps, timestamps[1:], strict=False):
+        n = 500 * (t - previous)
+        for rcode, share in shares.items():
+            values[rcode].append(values[rcode][-1] + rng.randint(0, int(2 * n * share) + 1))
+    return [
+        Series("coredns_dns_responses", {**labels, "rcode": rcode}, v)
+        for rcode, v in values.items()
+    ]
+
+
+def histogram(timestamps: Sequence[float], labels: dict[str, str], seed: int = 3) -> list[Series]:
+    """``http_request_duration_seconds`` with a 0.5 s bucket."""
+    import random
+
+    rng = random.Random(seed)
+    fast, count = [0.0], [0.0]
+    for previous, t in zip(timestamps, timestamps[1:], strict=False):
+        n = rng.randint(50, 150) * (t - previous)
+        count.append(count[-1] + n)
+        fast.append(fast[-1] + n - rng.randint(0, int(n * 0.01)))
+    return [
+        Series("http_request_duration_seconds_bucket", {**labels, "le": "0.5"}, fast, "unknown"),
+        Series("http_request_duration_seconds_count", labels, count, "unknown"),
+    ]

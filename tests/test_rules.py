@@ -1,0 +1,179 @@
+"""Rules export: valid for promtool, and Prometheus computes exactly guardian's burn rates."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import yaml
+
+from guardian.cli import main
+from guardian.clients.prometheus import PrometheusClient
+from guardian.config import load_config
+from guardian.durations import format_duration
+from guardian.pipeline import evaluate
+from guardian.testing.prometheus import binary
+from tests.conftest import StartPrometheus
+from tests.traffic import Burst, apiserver, coredns, histogram, ratio_slo, steady, timeline
+
+pytestmark = pytest.mark.prometheus
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SLOS = """
+  - name: api-read
+    objective: 99
+    labels: {team: platform}
+    sli: {apiserver_latency: {verbs: read, selector: 'cluster="a"'}}
+  - name: api-write
+    objective: 99.5
+    period: 28d
+    sli: {apiserver_latency: {verbs: write, selector: 'cluster="a"'}}
+  - name: api-all
+    objective: 99.9
+    min_events: 100
+    sli: {apiserver_latency: {verbs: all, selector: 'cluster="a"'}}
+  - name: dns
+    objective: 99.9
+    sli: {coredns_errors: {selector: 'cluster="a"'}}
+  - name: web-latency
+    objective: 99
+    sli: {latency: {metric: http_request_duration_seconds, le: "0.5"}}"""
+
+
+def _rules(config: Path, out: Path) -> dict[str, object]:
+    assert main(["rules", "-c", str(config), "-o", str(out)]) == 0
+    loaded: dict[str, object] = yaml.safe_load(out.read_text())
+    return loaded
+
+
+def test_shipped_config_rules_pass_promtool(tmp_path: Path) -> None:
+    out = tmp_path / "rules.yml"
+    _rules(ROOT / "config", out)
+    done = subprocess.run(
+        [binary("promtool"), "check", "rules", str(out)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "SUCCESS" in done.stdout
+
+
+def test_rule_names_follow_sloth(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        f"version: guardian/v1\nprometheus: {{url: 'http://x:9090'}}\nslos:{SLOS}\n"
+    )
+    doc = _rules(config, tmp_path / "r.yml")
+    names = {r.get("record") or r.get("alert") for g in doc["groups"] for r in g["rules"]}  # type: ignore[index,union-attr]
+    for window in ("5m", "30m", "1h", "2h", "6h", "1d", "3d", "30d", "28d"):
+        assert f"slo:sli_error:ratio_rate{window}" in names
+    for name in (
+        "slo:objective:ratio",
+        "slo:error_budget:ratio",
+        "slo:current_burn_rate:ratio",
+        "slo:period_burn_rate:ratio",
+        "slo:period_error_budget_remaining:ratio",
+        "GuardianBurnRate",
+    ):
+        assert name in names
+    alerts = [r for g in doc["groups"] for r in g["rules"] if "alert" in r]  # type: ignore[index,union-attr,operator]
+    assert {(a["labels"]["slo"], a["labels"]["long"], a["labels"]["short"]) for a in alerts} >= {
+        ("api-read", "1h", "5m"),
+        ("api-read", "3d", "6h"),
+    }
+    guarded = [a for a in alerts if a["labels"]["slo"] == "api-all" and "sli_total" in a["expr"]]
+    assert [a["labels"]["severity"] for a in guarded] == ["page", "page"]
+
+
+@pytest.fixture(scope="module")
+def live(start_prometheus: StartPrometheus, tmp_path_factory: pytest.TempPathFactory):
+    """Three days of data up to a few seconds ago, with guardian's rules loaded.
+
+    Backfilled blocks must end before now: Prometheus refuses to append rule results older
+    than its newest block.
+    """
+    now = time.time()
+    t0 = float(int(now) - 3 * 86400 - 3600)
+    times = timeline(t0, now - 5 - t0, 15)
+    series = apiserver(times, {"cluster": "a"}) + coredns(times, {"cluster": "a"})
+    series += histogram(times, {"job": "web"})
+    burst_start = now - 1800 - t0
+    series += steady(times, 20.0, [Burst(burst_start, burst_start + 3600, 0.2)], {"job": "r"})
+    root = tmp_path_factory.mktemp("live")
+    config = root / "guardian.yaml"
+    body = SLOS + ratio_slo("ratio", 'job="r"', 99.9, "google-30d")
+    config.write_text(f"version: guardian/v1\nprometheus: {{url: 'http://x'}}\nslos:{body}\n")
+    rules = root / "rules.yml"
+    _rules(config, rules)
+    server = start_prometheus(times, series, rule_files=[rules])
+    text = config.read_text().replace("http://x", server.url)
+    config.write_text(text)
+    rules_mode = text.replace(f"url: '{server.url}'", f"url: '{server.url}', source: rules")
+    (root / "rules-mode.yaml").write_text(rules_mode)
+    client = PrometheusClient(load_config(config).prometheus)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if len(client.instant("slo:period_error_budget_remaining:ratio")) == 6:
+            break
+        time.sleep(0.5)
+    return load_config(config), load_config(root / "rules-mode.yaml"), client
+
+
+def _recorded(client: PrometheusClient, record: str, slo: str) -> tuple[datetime, float]:
+    stamp = client.instant(f'timestamp({record}{{slo="{slo}"}})')
+    assert stamp, f"{record} for {slo} not recorded yet"
+    at = datetime.fromtimestamp(stamp[0].value, UTC)
+    value = client.instant(f'{record}{{slo="{slo}"}}', at)
+    return at, value[0].value
+
+
+def test_prometheus_computes_exactly_guardian_s_burn_rates(live) -> None:
+    config, _, client = live
+    compared = nonzero = 0
+    for slo in config.slos:
+        windows = sorted({w for p in slo.windows for w in (p.long, p.short)})
+        for window in windows:
+            record = f"slo:sli_error:ratio_rate{format_duration(window)}"
+            at, recorded = _recorded(client, record, slo.name)
+            evaluation, error = evaluate([slo], client, at)
+            assert error == ""
+            pair = next(p for p in evaluation.slos[0].windows if window in (p.long, p.short))
+            mine = pair.long_error_ratio if pair.long == window else pair.short_error_ratio
+            assert mine is not None
+            assert abs(mine - recorded) <= 1e-9 * abs(recorded), (slo.name, window, mine, recorded)
+            nonzero += recorded > 0
+            compared += 1
+        at, burn = _recorded(client, "slo:current_burn_rate:ratio", slo.name)
+        evaluation, _ = evaluate([slo], client, at)
+        shortest = min(evaluation.slos[0].windows, key=lambda p: p.short)
+        assert shortest.short_burn is not None
+        assert abs(shortest.short_burn - burn) <= 1e-9 * abs(burn)
+    assert compared == 6 * 7
+    assert nonzero == 6 * 7, nonzero
+
+
+def test_rules_source_reads_the_recorded_ratios(live) -> None:
+    raw, from_rules, client = live
+    at, recorded = _recorded(client, "slo:sli_error:ratio_rate1h", "ratio")
+    evaluation, error = evaluate(from_rules.slos, client, at, "rules")
+    assert error == ""
+    result = next(s for s in evaluation.slos if s.name == "ratio")
+    assert result.status in ("page", "ticket", "ok")
+    assert result.windows[0].long_error_ratio == recorded
+    assert result.budget_remaining is not None
+    assert evaluation.queries == 9  # seven windows and two periods (30d, 28d)
+    assert all(s.status != "no_data" for s in evaluation.slos), [s.reason for s in evaluation.slos]
+
+
+def test_exported_alerts_fire_with_guardian(live) -> None:
+    config, _, client = live
+    evaluation, _ = evaluate(config.slos, client)
+    firing = {
+        (s.name, format_duration(p.long)) for s in evaluation.slos for p in s.windows if p.firing
+    }
+    alerts = client.instant('ALERTS{alertname="GuardianBurnRate",alertstate="firing"}')
+    from_prometheus = {(a.labels["slo"], a.labels["long"]) for a in alerts}
+    assert ("ratio", "1h") in firing
+    assert firing == from_prometheus
