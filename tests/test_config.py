@@ -120,7 +120,9 @@ CASES: list[tuple[str, Mutation, str]] = [
     ),
     (
         "a pair needs a budget fraction or a factor",
-        lambda doc: doc.update(window_sets={"f": [{"severity": "page", "long": "1h", "short": "5m"}]}),
+        lambda doc: doc.update(
+            window_sets={"f": [{"severity": "page", "long": "1h", "short": "5m"}]}
+        ),
         "window_sets: f[0]: give exactly one of budget_fraction and factor",
     ),
     (
@@ -133,7 +135,9 @@ CASES: list[tuple[str, Mutation, str]] = [
     (
         "built-in window sets cannot be redefined",
         lambda doc: doc.update(
-            window_sets={"google-30d": [{"severity": "page", "long": "1h", "short": "5m", "factor": 2}]}
+            window_sets={
+                "google-30d": [{"severity": "page", "long": "1h", "short": "5m", "factor": 2}]
+            }
         ),
         "window_sets: google-30d: is built in; pick another name",
     ),
@@ -141,7 +145,7 @@ CASES: list[tuple[str, Mutation, str]] = [
         "selectors are label matchers",
         _sli(0, "apiserver_latency", selector="cluster=prod"),
         "slos[0] 'api-read': sli: apiserver_latency: selector: must be label matchers like "
-        "cluster=\"prod\", job=\"apiserver\" (got 'cluster=prod')",
+        'cluster="prod", job="apiserver" (got \'cluster=prod\')',
     ),
     (
         "min_events is not negative",
@@ -165,8 +169,7 @@ CASES: list[tuple[str, Mutation, str]] = [
     (
         "a latency bucket is a number",
         lambda doc: doc["slos"][0].update(sli={"latency": {"metric": "x", "le": "fast"}}),
-        "slos[0] 'api-read': sli: latency: le: must be a bucket boundary like \"0.5\" "
-        "(got 'fast')",
+        "slos[0] 'api-read': sli: latency: le: must be a bucket boundary like \"0.5\" (got 'fast')",
     ),
     (
         "reserved label names are refused",
@@ -230,9 +233,12 @@ def test_a_directory_is_merged_and_errors_name_each_file(tmp_path: Path) -> None
     _write(tmp_path, {"version": "guardian/v1", "prometheus": {"url": "http://q:9090"}}, "c.yaml")
     with pytest.raises(ConfigErrors) as caught:
         load_config(tmp_path)
-    assert caught.value.message == f"{tmp_path / 'c.yaml'}: prometheus: already given in " + str(
-        tmp_path / "a.yaml"
-    ) + "; keep one"
+    assert (
+        caught.value.message
+        == f"{tmp_path / 'c.yaml'}: prometheus: already given in "
+        + str(tmp_path / "a.yaml")
+        + "; keep one"
+    )
 
 
 def test_defaults_follow_the_kubernetes_mixin(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -85,7 +86,7 @@ def apiserver(
         base = {**labels, "verb": verb, "resource": resource, "subresource": sub, "scope": scope}
         buckets = {le: [0.0] for le in _LE}
         codes = {code: [0.0] for code in ("200", "429", "500")}
-        for previous, t in zip(timestamps, timestamps[1:], strict=False):
+        for previous, t in itertools.pairwise(timestamps):
             n = rng.randint(int(rate * (t - previous) * 0.8), int(rate * (t - previous) * 1.2))
             over = [rng.randint(0, int(n * slow * k)) for k in (1.0, 0.4, 0.1)]
             counts = {"1": n - over[0], "5": n - over[1], "30": n - over[2], "+Inf": n}
@@ -120,7 +121,7 @@ def coredns(timestamps: Sequence[float], labels: dict[str, str], seed: int = 2) 
     rng = random.Random(seed)
     shares = {"NOERROR": 0.8, "NXDOMAIN": 0.19, "SERVFAIL": 0.002, "REFUSED": 0.0005}
     values = {rcode: [0.0] for rcode in shares}
-    for previous, t in zip(timestamps, timestamps[1:], strict=False):
+    for previous, t in itertools.pairwise(timestamps):
         n = 500 * (t - previous)
         for rcode, share in shares.items():
             values[rcode].append(values[rcode][-1] + rng.randint(0, int(2 * n * share) + 1))
@@ -136,7 +137,7 @@ def histogram(timestamps: Sequence[float], labels: dict[str, str], seed: int = 3
 
     rng = random.Random(seed)
     fast, count = [0.0], [0.0]
-    for previous, t in zip(timestamps, timestamps[1:], strict=False):
+    for previous, t in itertools.pairwise(timestamps):
         n = rng.randint(50, 150) * (t - previous)
         count.append(count[-1] + n)
         fast.append(fast[-1] + n - rng.randint(0, int(n * 0.01)))
