@@ -162,7 +162,8 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
     if args.plot:
         from guardian.plot import plot_replay
 
-        plot_replay(result.steps, found, Path(args.plot), title=f"guardian backtest {args.config}")
+        title = f"guardian backtest, {args.start} to {args.end}, step {args.step}"
+        plot_replay(result.steps, found, Path(args.plot), title=title)
     _emit(
         args.output,
         backtest_json(start, end, step, found, result.queries),
