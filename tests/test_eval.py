@@ -214,3 +214,15 @@ def test_secrets_do_not_reach_error_messages(config_path: Path, tmp_path: Path) 
     with pytest.raises(PrometheusUnavailable) as caught:
         PrometheusClient(settings, sleep=lambda _: None).instant("vector(1)")
     assert "s3cr3t" not in caught.value.message
+
+
+def test_table_output_shows_every_slo_and_why_data_is_missing(
+    config_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["eval", "-c", str(config_path), "--at", "2024-07-04T23:45:00Z"]) == 1
+    captured = capsys.readouterr()
+    for text in ("busy (99.9%)", "page 1h/5m", "14.4", "absent (99.9%)", "no data for window"):
+        assert text in captured.out
+    assert captured.err == (
+        "guardian: warning: absent: no_data: no data for window 5m, 30m, 1h, 2h, 6h, 1d, 3d\n"
+    )
