@@ -120,7 +120,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     at = _time(args.at, "--at") if args.at else None
     client = _client(config)
     try:
-        evaluation, error = evaluate(config.slos, client, at, config.prometheus.source)
+        evaluation, error = evaluate(
+            config.slos, client, at, config.prometheus.source, config.prometheus.parallel_queries
+        )
     finally:
         client.close()
     _emit(args.output, evaluation_json(evaluation, error), evaluation_table(evaluation))
@@ -153,7 +155,15 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
     step = _duration(args.step, "--step")
     client = _client(config)
     try:
-        result = replay(config.slos, client, start, end, step, config.prometheus.source)
+        result = replay(
+            config.slos,
+            client,
+            start,
+            end,
+            step,
+            config.prometheus.source,
+            config.prometheus.parallel_queries,
+        )
     finally:
         client.close()
     if result.error:

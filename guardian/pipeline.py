@@ -3,25 +3,40 @@
 Today: queries (``guardian.queries``) → Prometheus (a ``QuerySource``) → evaluation
 (``guardian.evaluation``), for one instant (``evaluate``) or a range (``replay``). Called by
 the CLI. Prometheus failures never escape as "healthy": every SLO touched by a failed query
-is ``no_data`` with the reason, and ``Evaluation.error`` says what failed.
+is ``no_data`` with the reason, and the returned error says what failed.
+
+Window queries run on up to ``parallel`` threads: Prometheus evaluates one query on one core.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Literal, Protocol
+from typing import Protocol, TypeVar
 
 from guardian.clients.prometheus import InstantSample, RangeSeries
 from guardian.config.model import SLO
 from guardian.errors import DataUnavailable
 from guardian.evaluation import Evaluation, SLOResult, evaluate_slo
-from guardian.queries import build_queries, split_tag, window_data, windows_of
+from guardian.queries import (
+    Source,
+    build_queries,
+    part_value,
+    split,
+    window_data,
+    windows_of,
+)
 
 MAX_POINTS = 10_000
 """Points per series per range query; Prometheus refuses more than 11,000."""
+
+# slo name → window → part → value
+Parts = dict[str, dict[int, dict[str, float]]]
+Item = TypeVar("Item")
+R = TypeVar("R")
 
 
 class QuerySource(Protocol):
@@ -47,36 +62,27 @@ def evaluate(
     slos: Sequence[SLO],
     source: QuerySource,
     at: datetime | None = None,
-    mode: Literal["raw", "rules"] = "raw",
+    mode: Source = "raw",
+    parallel: int = 1,
 ) -> tuple[Evaluation, str]:
     """Evaluate every SLO at ``at`` (now when ``None``); returns the evaluation and an error.
 
     The error is empty when every query succeeded.
     """
     when = at or datetime.now(UTC)
-    parts: dict[str, dict[int, dict[str, float]]] = defaultdict(lambda: defaultdict(dict))
-    failed: dict[int, str] = {}
     queries = build_queries(slos, mode)
-    for query in queries:
-        try:
-            samples = source.instant(query.promql, when)
-        except DataUnavailable as exc:
-            failed[query.window] = exc.message
+    answers = _run(queries, lambda q: source.instant(q.promql, when), parallel)
+    parts: Parts = defaultdict(lambda: defaultdict(dict))
+    failed: dict[int, str] = {}
+    for query, answer in zip(queries, answers, strict=True):
+        if isinstance(answer, DataUnavailable):
+            failed[query.window] = answer.message
             continue
-        for sample in samples:
-            tag = split_tag(sample.labels)
-            if tag is not None:
-                parts[tag[0]][query.window][tag[1]] = sample.value
+        for sample in answer:
+            _store(parts, query.window, sample.labels, sample.value, when.timestamp())
     results = tuple(_result(slo, parts[slo.name], failed) for slo in slos)
     error = next(iter(failed.values()), "")
     return Evaluation(at=when, slos=results, queries=len(queries)), error
-
-
-def _result(slo: SLO, parts: dict[int, dict[str, float]], failed: dict[int, str]) -> SLOResult:
-    reasons = [failed[w] for w in windows_of(slo) if w in failed]
-    data = {window: window_data(found) for window, found in parts.items()}
-    age = min((p["age"] for p in parts.values() if "age" in p), default=None)
-    return evaluate_slo(slo, data, age, reason=reasons[0] if reasons else "")
 
 
 def replay(
@@ -85,26 +91,27 @@ def replay(
     start: datetime,
     end: datetime,
     step: int,
-    mode: Literal["raw", "rules"] = "raw",
+    mode: Source = "raw",
+    parallel: int = 1,
 ) -> Replay:
     """Evaluate every SLO at each ``step`` from ``start`` to ``end`` with range queries.
 
     The period window (budget) is left out of the range: a 30-day rate at every step costs
     Prometheus far more than the answer is worth; ``evaluate`` at the end gives the budget.
     """
-    queries = build_queries(slos, mode, with_period=False)
-    points: dict[float, dict[str, dict[int, dict[str, float]]]] = defaultdict(
-        lambda: defaultdict(lambda: defaultdict(dict))
-    )
-    count = 0
-    for query in queries:
-        for chunk_start, chunk_end in _chunks(start, end, step):
-            count += 1
-            try:
-                series = source.range(query.promql, chunk_start, chunk_end, step)
-            except DataUnavailable as exc:
-                return Replay((), count, exc.message)
-            _collect(points, query.window, series)
+    chunks = [
+        (query, chunk)
+        for query in build_queries(slos, mode, with_period=False)
+        for chunk in _chunks(start, end, step)
+    ]
+    answers = _run(chunks, lambda c: source.range(c[0].promql, c[1][0], c[1][1], step), parallel)
+    points: dict[float, Parts] = defaultdict(lambda: defaultdict(lambda: defaultdict(dict)))
+    for (query, _), answer in zip(chunks, answers, strict=True):
+        if isinstance(answer, DataUnavailable):
+            return Replay((), len(chunks), answer.message)
+        for series in answer:
+            for ts, value in series.points:
+                _store(points[round(ts, 3)], query.window, series.labels, value, ts)
     steps = tuple(
         Evaluation(
             at=datetime.fromtimestamp(ts, UTC),
@@ -112,20 +119,36 @@ def replay(
         )
         for ts in _timestamps(start, end, step)
     )
-    return Replay(steps, count)
+    return Replay(steps, len(chunks))
 
 
-def _collect(
-    points: dict[float, dict[str, dict[int, dict[str, float]]]],
-    window: int,
-    series: list[RangeSeries],
-) -> None:
-    for item in series:
-        tag = split_tag(item.labels)
-        if tag is None:
-            continue
-        for ts, value in item.points:
-            points[round(ts, 3)][tag[0]][window][tag[1]] = value
+def _run(
+    items: Sequence[Item], call: Callable[[Item], R], parallel: int
+) -> list[R | DataUnavailable]:
+    def guarded(item: Item) -> R | DataUnavailable:
+        try:
+            return call(item)
+        except DataUnavailable as exc:
+            return exc
+
+    if parallel <= 1 or len(items) <= 1:
+        return [guarded(item) for item in items]
+    with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="guardian-query") as pool:
+        return list(pool.map(guarded, items))
+
+
+def _store(parts: Parts, window: int, labels: dict[str, str], value: float, at: float) -> None:
+    found = split(labels, window, at)
+    if found is not None:
+        slo, part, offset = found
+        parts[slo][window][part] = part_value(value, offset)
+
+
+def _result(slo: SLO, parts: dict[int, dict[str, float]], failed: dict[int, str]) -> SLOResult:
+    reasons = [failed[w] for w in windows_of(slo) if w in failed]
+    data = {window: window_data(slo, found) for window, found in parts.items()}
+    age = min((p["age"] for p in parts.values() if "age" in p), default=None)
+    return evaluate_slo(slo, data, age, reason=reasons[0] if reasons else "")
 
 
 def _chunks(start: datetime, end: datetime, step: int) -> list[tuple[datetime, datetime]]:

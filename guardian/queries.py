@@ -1,19 +1,24 @@
 """Batching: every SLO's numbers for one window in one PromQL query.
 
 Input: SLOs and the source (``raw`` metrics or ``rules`` exported by ``guardian rules``).
-Output: ``WindowQuery`` values, one per distinct window, whose results are split back per SLO
-by ``parse_samples``. Called by ``guardian.pipeline``. The number of queries an evaluation
-makes is the number of distinct windows (long, short and period), whatever the SLO count.
+Output: ``WindowQuery`` values, one per distinct window, whose result series ``split``
+assigns back to an SLO and a part. Called by ``guardian.pipeline``. The number of queries an
+evaluation makes is the number of distinct windows (long, short and period), whatever the
+SLO count.
 
-Each SLO contributes series tagged ``guardian="<slo>:<part>"`` where part is ``errors`` and
-``total`` (events per second), ``ratio`` (rules source) or ``age`` (seconds since the newest
-sample, in the query of the SLO's shortest window).
+Raw source: each SLO contributes series tagged ``guardian="<slo>:<part>"`` (``errors`` and
+``total`` in events per second; ``age``, seconds since the newest sample, in the query of the
+SLO's shortest window), joined by ``or`` as a balanced tree: a chain of thousands of ``or``
+makes Prometheus' work grow with the square of its length.
+
+Rules source: one selector per window reads the recorded ``slo:sli_error:ratio_rate<w>`` and
+``slo:sli_total:rate<w>`` of every SLO at once, plus ``timestamp()`` of the shortest window.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -22,7 +27,7 @@ from guardian.config.model import SLO
 from guardian.durations import format_duration
 
 TAG = "guardian"
-Part = Literal["errors", "total", "ratio", "age"]
+Source = Literal["raw", "rules"]
 
 
 @dataclass(frozen=True)
@@ -50,59 +55,89 @@ def windows_of(slo: SLO, with_period: bool = True) -> list[int]:
 
 
 def build_queries(
-    slos: Iterable[SLO], source: Literal["raw", "rules"], with_period: bool = True
+    slos: Iterable[SLO], source: Source, with_period: bool = True
 ) -> list[WindowQuery]:
     """One query per distinct window over all ``slos``."""
-    by_window: dict[int, list[str]] = {}
+    by_window: dict[int, list[SLO]] = {}
+    shortest: dict[int, list[SLO]] = {}
     for slo in slos:
         windows = windows_of(slo, with_period)
-        shortest = min(windows)
+        shortest.setdefault(windows[0], []).append(slo)
         for window in windows:
-            parts = by_window.setdefault(window, [])
-            parts.extend(_parts(slo, window, source, with_age=window == shortest))
-    return [WindowQuery(w, " or ".join(parts)) for w, parts in sorted(by_window.items())]
-
-
-def _parts(slo: SLO, window: int, source: str, with_age: bool) -> list[str]:
-    if source == "rules":
-        return _rule_parts(slo, window, with_age)
-    parts = [
-        _tag(sli_promql.errors_rate(slo.sli, window), slo.name, "errors"),
-        _tag(sli_promql.total_rate(slo.sli, window), slo.name, "total"),
+            by_window.setdefault(window, []).append(slo)
+    build = _rules_query if source == "rules" else _raw_query
+    return [
+        WindowQuery(w, build(w, members, shortest.get(w, [])))
+        for w, members in sorted(by_window.items())
     ]
-    fresh = sli_promql.freshness_selector(slo.sli)
-    if with_age and fresh is not None:
-        parts.append(_tag(f"(time() - max(timestamp({fresh})))", slo.name, "age"))
-    return parts
 
 
-def _rule_parts(slo: SLO, window: int, with_age: bool) -> list[str]:
+def _raw_query(window: int, slos: Sequence[SLO], freshest: Sequence[SLO]) -> str:
+    parts: list[str] = []
+    for slo in slos:
+        errors = sli_promql.errors_rate(slo.sli, window, sparse=True)
+        parts.append(_tag(errors, slo.name, "errors"))
+        parts.append(_tag(sli_promql.total_rate(slo.sli, window), slo.name, "total"))
+    for slo in freshest:
+        fresh = sli_promql.freshness_selector(slo.sli)
+        if fresh is not None:
+            parts.append(_tag(f"time() - max(timestamp({fresh}))", slo.name, "age"))
+    return _balanced_or(parts)
+
+
+def _rules_query(window: int, slos: Sequence[SLO], freshest: Sequence[SLO]) -> str:
     w = format_duration(window)
-    sel = f'{{slo="{slo.name}"}}'
-    parts = [
-        _tag(f"max(slo:sli_error:ratio_rate{w}{sel})", slo.name, "ratio"),
-        _tag(f"max(slo:sli_total:rate{w}{sel})", slo.name, "total"),
-    ]
-    if with_age:
-        age = f"(time() - max(timestamp(slo:sli_error:ratio_rate{w}{sel})))"
-        parts.append(_tag(age, slo.name, "age"))
-    return parts
+    names = f'__name__=~"slo:sli_error:ratio_rate{w}|slo:sli_total:rate{w}"'
+    query = f'{{{names},slo=~"{_alternatives(slos)}"}}'
+    if freshest:
+        query += f' or timestamp(slo:sli_error:ratio_rate{w}{{slo=~"{_alternatives(freshest)}"}})'
+    return query
 
 
-def _tag(expr: str, slo: str, part: Part) -> str:
+def _alternatives(slos: Sequence[SLO]) -> str:
+    return "|".join(sorted({slo.name for slo in slos}))
+
+
+def _tag(expr: str, slo: str, part: str) -> str:
     return f'label_replace({expr}, "{TAG}", "{slo}:{part}", "", "")'
 
 
-def split_tag(labels: Mapping[str, str]) -> tuple[str, str] | None:
-    """``(slo, part)`` from a result series' labels, ``None`` for foreign series."""
+def _balanced_or(parts: Sequence[str]) -> str:
+    if len(parts) == 1:
+        return parts[0]
+    middle = len(parts) // 2
+    return f"({_balanced_or(parts[:middle])} or {_balanced_or(parts[middle:])})"
+
+
+def split(labels: Mapping[str, str], window: int, at: float) -> tuple[str, str, float] | None:
+    """``(slo, part, factor)`` for a result series; ``None`` for series of no interest.
+
+    ``factor`` is applied by ``part_value``; it turns a rules ``timestamp()`` into an age.
+    """
     tag = labels.get(TAG)
-    if tag is None or ":" not in tag:
+    if tag is not None and ":" in tag:
+        slo, part = tag.rsplit(":", 1)
+        return slo, part, 0.0
+    slo_name = labels.get("slo")
+    if slo_name is None:
         return None
-    slo, part = tag.rsplit(":", 1)
-    return slo, part
+    w = format_duration(window)
+    name = labels.get("__name__")
+    if name == f"slo:sli_error:ratio_rate{w}":
+        return slo_name, "ratio", 0.0
+    if name == f"slo:sli_total:rate{w}":
+        return slo_name, "total", 0.0
+    if name is None:
+        return slo_name, "age", at
+    return None
 
 
-def window_data(parts: Mapping[str, float]) -> WindowData:
+def part_value(value: float, offset: float) -> float:
+    """The value of a part: as read, or ``offset - value`` for timestamps turned into ages."""
+    return offset - value if offset else value
+
+
+def window_data(slo: SLO, parts: Mapping[str, float]) -> WindowData:
     """Turn the parts of one SLO in one window into its error ratio and event rate."""
     total = parts.get("total")
     if "ratio" in parts:
@@ -111,6 +146,8 @@ def window_data(parts: Mapping[str, float]) -> WindowData:
             ratio = 0.0
         return WindowData(ratio, total)
     errors = parts.get("errors")
+    if errors is None and total is not None and sli_promql.absent_errors_mean_zero(slo.sli):
+        errors = 0.0
     if total is None or errors is None:
         return WindowData(None, total)
     if total == 0:

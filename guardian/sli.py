@@ -13,6 +13,7 @@ from guardian.config.model import (
     ApiserverLatencySLI,
     CorednsErrorsSLI,
     LatencySLI,
+    RatioSLI,
 )
 from guardian.durations import format_duration
 
@@ -21,20 +22,35 @@ WRITE_VERBS = "POST|PUT|PATCH|DELETE"
 STREAMING_SUBRESOURCES = "proxy|attach|log|exec|portforward"
 
 
-def errors_rate(sli: SLI, window: int) -> str:
-    """PromQL for bad events per second over ``window``; ``0`` when none were bad."""
+def errors_rate(sli: SLI, window: int, sparse: bool = False) -> str:
+    """PromQL for bad events per second over ``window``; ``0`` when none were bad.
+
+    With ``sparse``, an SLI whose error series may simply not exist yet (``ratio``,
+    ``coredns_errors``: see ``absent_errors_mean_zero``) returns nothing instead of ``0``,
+    which saves Prometheus work when thousands of SLOs share one query.
+    """
     w = format_duration(window)
     if isinstance(sli, ApiserverLatencySLI):
         return _apiserver_errors(sli, w)
-    if isinstance(sli, CorednsErrorsSLI):
-        rcodes = "|".join(sli.rcodes)
-        sel = _join(sli.selector, f'rcode=~"{rcodes}"')
-        return f"(sum(rate({sli.metric}{{{sel}}}[{w}])) or vector(0))"
     if isinstance(sli, LatencySLI):
         total = f"sum(rate({sli.metric}_count{{{sli.selector}}}[{w}]))"
         good = _sum_rate(f"{sli.metric}_bucket", _join(sli.selector, f'le="{sli.le}"'), w)
         return f"({total} - ({good} or vector(0)))"
-    return f"(sum({_window(sli.errors, w)}) or vector(0))"
+    if isinstance(sli, CorednsErrorsSLI):
+        rcodes = "|".join(sli.rcodes)
+        errors = _sum_rate(sli.metric, _join(sli.selector, f'rcode=~"{rcodes}"'), w)
+    else:
+        errors = _single(_window(sli.errors, w))
+    return errors if sparse else f"({errors} or vector(0))"
+
+
+def absent_errors_mean_zero(sli: SLI) -> bool:
+    """True when a missing error series means "no errors" rather than "no data".
+
+    Error counters labelled by code or rcode often appear only with the first error. The
+    latency SLIs derive errors from the total, so missing errors there mean missing data.
+    """
+    return isinstance(sli, CorednsErrorsSLI | RatioSLI)
 
 
 def total_rate(sli: SLI, window: int) -> str:
@@ -46,7 +62,7 @@ def total_rate(sli: SLI, window: int) -> str:
         return _sum_rate(sli.metric, sli.selector, w)
     if isinstance(sli, LatencySLI):
         return _sum_rate(f"{sli.metric}_count", sli.selector, w)
-    return f"sum({_window(sli.total, w)})"
+    return _single(_window(sli.total, w))
 
 
 def freshness_selector(sli: SLI) -> str | None:
@@ -106,6 +122,32 @@ def _sum_rate(metric: str, selector: str, w: str) -> str:
 
 def _join(*matchers: str) -> str:
     return ",".join(m for m in matchers if m)
+
+
+def _single(expr: str) -> str:
+    """``expr`` as one series: wrapped in ``sum()`` unless it already is a plain ``sum(...)``."""
+    text = expr.strip()
+    if text.startswith("sum(") and _closing(text, 3) == len(text) - 1:
+        return text
+    return f"sum({text})"
+
+
+def _closing(text: str, opening: int) -> int:
+    depth = 0
+    quote = ""
+    for index in range(opening, len(text)):
+        char = text[index]
+        if quote:
+            quote = "" if char == quote and text[index - 1] != "\\" else quote
+        elif char in "\"'`":
+            quote = char
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth == 0:
+                return index
+    return -1
 
 
 def _window(template: str, w: str) -> str:

@@ -148,6 +148,11 @@ CASES: list[tuple[str, Mutation, str]] = [
         'cluster="prod", job="apiserver" (got \'cluster=prod\')',
     ),
     (
+        "parallel queries are bounded",
+        lambda doc: doc["prometheus"].update(parallel_queries=17),
+        "prometheus: parallel_queries: must be <= 16 (got 17)",
+    ),
+    (
         "min_events is not negative",
         _slo(0, min_events=-1),
         "slos[0] 'api-read': min_events: must be >= 0 (got -1)",

@@ -42,6 +42,13 @@ def config_path(start_prometheus: StartPrometheus, tmp_path_factory: pytest.Temp
     slos = ratio_slo("busy", 'job="busy"', 99.9, "google-30d")
     slos += ratio_slo("quiet", 'job="quiet"', 99.9, "google-30d", min_events=500)
     slos += ratio_slo("absent", 'job="nothing-here"', 99.9, "google-30d")
+    slos += """
+  - name: never-failed
+    objective: 99.9
+    sli:
+      ratio:
+        errors: sum(rate(app_errors_total{job="busy",code="404"}[{{window}}]))
+        total: sum(rate(app_requests_total{job="busy"}[{{window}}]))"""
     slos += (
         "\n  - name: dns\n    objective: 99\n"
         "    sli: {coredns_errors: {selector: 'job=\"coredns\"'}}"
@@ -73,6 +80,15 @@ def test_missing_series_are_no_data_never_ok(config_path: Path) -> None:
     absent = next(s for s in evaluation.slos if s.name == "absent")
     assert absent.status == "no_data"
     assert absent.reason == "no data for window 5m, 30m, 1h, 2h, 6h, 1d, 3d"
+
+
+def test_error_series_that_never_existed_mean_zero_errors(config_path: Path) -> None:
+    config = load_config(config_path)
+    evaluation, _ = evaluate(config.slos, PrometheusClient(config.prometheus), DURING)
+    result = next(s for s in evaluation.slos if s.name == "never-failed")
+    assert result.status == "ok"
+    assert {w.long_error_ratio for w in result.windows} == {0.0}
+    assert result.budget_remaining == 1.0
 
 
 def test_stale_data_is_no_data(config_path: Path) -> None:

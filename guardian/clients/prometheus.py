@@ -13,6 +13,7 @@ import ast
 import json
 import os
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -52,7 +53,10 @@ class _Transient(Exception):
 
 
 class PrometheusClient:
-    """A small, synchronous PromQL client with one retry for transient failures."""
+    """A small, synchronous PromQL client with one retry for transient failures.
+
+    Safe to share between threads (the pipeline runs window queries in parallel).
+    """
 
     def __init__(
         self,
@@ -62,6 +66,7 @@ class PrometheusClient:
     ) -> None:
         self.settings = settings
         self.queries = 0
+        self._count_lock = threading.Lock()
         self._headers = _headers(settings)
         self._auth = _basic_auth(settings)
         session = requests.Session()
@@ -113,7 +118,7 @@ class PrometheusClient:
 
     def _call(self, endpoint: str, promql: str, params: dict[str, str]) -> list[Any]:
         try:
-            result: list[Any] = self._retrying(self._once, endpoint, promql, params)
+            result: list[Any] = self._retrying.copy()(self._once, endpoint, promql, params)
         except _Transient as exc:
             raise PrometheusUnavailable(
                 f"cannot query Prometheus at {self.settings.url}: {exc}"
@@ -121,7 +126,8 @@ class PrometheusClient:
         return result
 
     def _once(self, endpoint: str, promql: str, params: dict[str, str]) -> list[Any]:
-        self.queries += 1
+        with self._count_lock:
+            self.queries += 1
         try:
             if len(promql) <= _MAX_URL_QUERY:
                 return self._via_sdk(endpoint, promql, params)

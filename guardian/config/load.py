@@ -155,7 +155,12 @@ def _message(err: ErrorDetails) -> str:
         expected = ", ".join(re.findall(r"'([^']*)'", str(ctx.get("expected", ""))))
         return f"must be one of {expected} (got {got!r})"
     if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
-        sign = {"greater_than_equal": ">=", "greater_than": ">"}.get(kind, "<")
+        sign = {
+            "greater_than_equal": ">=",
+            "greater_than": ">",
+            "less_than_equal": "<=",
+            "less_than": "<",
+        }[kind]
         bound = next(iter(ctx.values()), "")
         return f"must be {sign} {bound} (got {got!r})"
     if kind == "too_short":
@@ -317,4 +322,5 @@ def _prometheus(spec: PrometheusSpec) -> PrometheusSettings:
         tls_insecure_skip_verify=spec.tls_insecure_skip_verify,
         headers=tuple(sorted(spec.headers.items())),
         source=spec.source,
+        parallel_queries=spec.parallel_queries,
     )

@@ -115,6 +115,8 @@ class PrometheusSettings:
     tls_insecure_skip_verify: bool = False
     headers: tuple[tuple[str, str], ...] = ()
     source: Literal["raw", "rules"] = "raw"
+    parallel_queries: int = 2
+    """Window queries in flight at once."""
 
 
 @dataclass(frozen=True)

@@ -73,6 +73,9 @@ class PrometheusSpec(_Spec):
     source: Literal["raw", "rules"] = Field(
         "raw", description="raw: query the SLI metrics; rules: read `guardian rules` output"
     )
+    parallel_queries: int = Field(
+        2, ge=1, le=16, description="Window queries sent at once (Prometheus runs each on a core)"
+    )
 
     @field_validator("url")
     @classmethod
