@@ -81,8 +81,8 @@ def evaluate_slo(
     reason: str = "",
 ) -> SLOResult:
     """Evaluate one SLO from its per-window data (keyed by window seconds)."""
-    pairs = tuple(_pair(slo, pair, data) for pair in slo.windows)
     missing = reason or _missing_reason(slo, data, age)
+    pairs = tuple(_pair(slo, pair, data, trusted=not missing) for pair in slo.windows)
     period = data.get(slo.period, WindowData(None, None)).error_ratio
     period_burn = burn(period, slo)
     budget = None if period_burn is None else 1.0 - period_burn
@@ -96,19 +96,18 @@ def evaluate_slo(
     )
 
 
-def unavailable(slo: SLO, reason: str) -> SLOResult:
-    """The result for an SLO whose data could not be read at all."""
-    return evaluate_slo(slo, {}, None, reason=reason)
-
-
-def _pair(slo: SLO, pair: WindowPair, data: Mapping[int, WindowData]) -> WindowResult:
+def _pair(
+    slo: SLO, pair: WindowPair, data: Mapping[int, WindowData], trusted: bool
+) -> WindowResult:
+    """One pair; it never fires on untrusted (missing or stale) data."""
     long = data.get(pair.long, WindowData(None, None))
     short = data.get(pair.short, WindowData(None, None))
     factor = pair.factor(slo.period)
     long_burn, short_burn = burn(long.error_ratio, slo), burn(short.error_ratio, slo)
     events = None if long.events_per_second is None else long.events_per_second * pair.long
     burning = (
-        long_burn is not None
+        trusted
+        and long_burn is not None
         and short_burn is not None
         and long_burn > factor
         and short_burn > factor

@@ -99,6 +99,7 @@ def test_stale_data_is_no_data(config_path: Path) -> None:
     evaluation, _ = evaluate(config.slos, PrometheusClient(config.prometheus), _at(180))
     dns = next(s for s in evaluation.slos if s.name == "dns")
     assert dns.reason == "stale data: newest sample is 180s old (limit 120s)"
+    assert not any(pair.firing for pair in dns.windows), "no alert on stale data"
     assert _status(config_path, _at(60))["dns"] == "ok"
 
 
