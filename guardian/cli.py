@@ -27,6 +27,7 @@ from guardian.durations import parse_duration
 from guardian.errors import (
     EXIT_BURNING,
     EXIT_OK,
+    EXIT_UNAVAILABLE,
     GuardianError,
     PrometheusUnavailable,
     UsageError,
@@ -54,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="guardian",
         description="Multi-window multi-burn-rate SLO alerts for Kubernetes control planes.",
-        epilog="Exit codes: 0 ok, 1 an SLO pages / check failed, 2 bad input, "
+        epilog="Exit codes: 0 ok, 1 an SLO pages, 2 bad input (config, arguments), "
         "3 Prometheus unreachable.",
     )
     parser.add_argument("--version", action="version", version=f"guardian {__version__}")
@@ -126,12 +127,14 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     finally:
         client.close()
     _emit(args.output, evaluation_json(evaluation, error), evaluation_table(evaluation))
-    blind = [s for s in evaluation.slos if s.status == "no_data"]
     if error:
-        raise PrometheusUnavailable(error)
-    for slo in blind:
-        print(f"guardian: warning: {slo.name}: no_data: {slo.reason}", file=sys.stderr)
-    return EXIT_BURNING if evaluation.paging else EXIT_OK
+        print(f"guardian: {error}", file=sys.stderr)
+    for slo in evaluation.slos:
+        if slo.status == "no_data" and slo.reason != error:
+            print(f"guardian: warning: {slo.name}: no_data: {slo.reason}", file=sys.stderr)
+    if evaluation.paging:
+        return EXIT_BURNING
+    return EXIT_UNAVAILABLE if error else EXIT_OK
 
 
 def _cmd_rules(args: argparse.Namespace) -> int:

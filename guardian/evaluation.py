@@ -10,6 +10,7 @@ Status order: ``no_data`` (missing, stale or unreachable data — never healthy)
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -80,7 +81,11 @@ def evaluate_slo(
     age: float | None,
     reason: str = "",
 ) -> SLOResult:
-    """Evaluate one SLO from its per-window data (keyed by window seconds)."""
+    """Evaluate one SLO from its per-window data (keyed by window seconds).
+
+    ``age`` is the age of the newest sample in seconds: ``None`` when unknown (free-form
+    ratios), infinite when the SLI's series stopped.
+    """
     missing = reason or _missing_reason(slo, data, age)
     pairs = tuple(_pair(slo, pair, data, trusted=not missing) for pair in slo.windows)
     period = data.get(slo.period, WindowData(None, None)).error_ratio
@@ -133,6 +138,8 @@ def _missing_reason(slo: SLO, data: Mapping[int, WindowData], age: float | None)
     absent = [format_duration(w) for w in needed if _ratio(data, w) is None]
     if absent:
         return f"no data for window {', '.join(absent)}"
+    if age is not None and math.isinf(age):
+        return "stale data: no sample within Prometheus' lookback (the series stopped)"
     if age is not None and age > slo.max_staleness:
         return f"stale data: newest sample is {age:.0f}s old (limit {slo.max_staleness}s)"
     return ""

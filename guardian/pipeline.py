@@ -10,6 +10,7 @@ Window queries run on up to ``parallel`` threads: Prometheus evaluates one query
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +25,7 @@ from guardian.evaluation import Evaluation, SLOResult, evaluate_slo
 from guardian.queries import (
     Source,
     build_queries,
+    expects_age,
     part_value,
     split,
     window_data,
@@ -80,7 +82,7 @@ def evaluate(
             continue
         for sample in answer:
             _store(parts, query.window, sample.labels, sample.value, when.timestamp())
-    results = tuple(_result(slo, parts[slo.name], failed) for slo in slos)
+    results = tuple(_result(slo, parts[slo.name], failed, mode) for slo in slos)
     error = next(iter(failed.values()), "")
     return Evaluation(at=when, slos=results, queries=len(queries)), error
 
@@ -96,9 +98,13 @@ def replay(
 ) -> Replay:
     """Evaluate every SLO at each ``step`` from ``start`` to ``end`` with range queries.
 
+    ``start`` and ``end`` are floored to whole seconds, as Prometheus' answers are.
+
     The period window (budget) is left out of the range: a 30-day rate at every step costs
     Prometheus far more than the answer is worth; ``evaluate`` at the end gives the budget.
     """
+    start = datetime.fromtimestamp(math.floor(start.timestamp()), UTC)
+    end = datetime.fromtimestamp(math.floor(end.timestamp()), UTC)
     chunks = [
         (query, chunk)
         for query in build_queries(slos, mode, with_period=False)
@@ -115,7 +121,7 @@ def replay(
     steps = tuple(
         Evaluation(
             at=datetime.fromtimestamp(ts, UTC),
-            slos=tuple(_result(slo, points[ts][slo.name], {}) for slo in slos),
+            slos=tuple(_result(slo, points[ts][slo.name], {}, mode) for slo in slos),
         )
         for ts in _timestamps(start, end, step)
     )
@@ -144,10 +150,15 @@ def _store(parts: Parts, window: int, labels: dict[str, str], value: float, at: 
         parts[slo][window][part] = part_value(value, offset)
 
 
-def _result(slo: SLO, parts: dict[int, dict[str, float]], failed: dict[int, str]) -> SLOResult:
-    reasons = [failed[w] for w in windows_of(slo) if w in failed]
+def _result(
+    slo: SLO, parts: dict[int, dict[str, float]], failed: dict[int, str], mode: Source
+) -> SLOResult:
+    """One SLO's result; a failed period query only loses the budget, not the alerts."""
+    reasons = [failed[w] for w in windows_of(slo, with_period=False) if w in failed]
     data = {window: window_data(slo, found) for window, found in parts.items()}
     age = min((p["age"] for p in parts.values() if "age" in p), default=None)
+    if age is None and expects_age(slo, mode):
+        age = math.inf
     return evaluate_slo(slo, data, age, reason=reasons[0] if reasons else "")
 
 

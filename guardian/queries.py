@@ -90,7 +90,10 @@ def _rules_query(window: int, slos: Sequence[SLO], freshest: Sequence[SLO]) -> s
     names = f'__name__=~"slo:sli_error:ratio_rate{w}|slo:sli_total:rate{w}"'
     query = f'{{{names},slo=~"{_alternatives(slos)}"}}'
     if freshest:
-        query += f' or timestamp(slo:sli_error:ratio_rate{w}{{slo=~"{_alternatives(freshest)}"}})'
+        # Tagged: `or` matches label sets without the metric name, so a bare timestamp()
+        # series would be dropped next to the ratio it was taken from.
+        stamp = f'timestamp(slo:sli_error:ratio_rate{w}{{slo=~"{_alternatives(freshest)}"}})'
+        query += f' or label_replace({stamp}, "{TAG}", "stamp", "", "")'
     return query
 
 
@@ -109,6 +112,11 @@ def _balanced_or(parts: Sequence[str]) -> str:
     return f"({_balanced_or(parts[:middle])} or {_balanced_or(parts[middle:])})"
 
 
+def expects_age(slo: SLO, source: Source) -> bool:
+    """True when the queries carry the age of the SLO's newest sample."""
+    return source == "rules" or sli_promql.freshness_selector(slo.sli) is not None
+
+
 def split(labels: Mapping[str, str], window: int, at: float) -> tuple[str, str, float] | None:
     """``(slo, part, factor)`` for a result series; ``None`` for series of no interest.
 
@@ -121,14 +129,14 @@ def split(labels: Mapping[str, str], window: int, at: float) -> tuple[str, str, 
     slo_name = labels.get("slo")
     if slo_name is None:
         return None
+    if tag == "stamp":
+        return slo_name, "age", at
     w = format_duration(window)
     name = labels.get("__name__")
     if name == f"slo:sli_error:ratio_rate{w}":
         return slo_name, "ratio", 0.0
     if name == f"slo:sli_total:rate{w}":
         return slo_name, "total", 0.0
-    if name is None:
-        return slo_name, "age", at
     return None
 
 

@@ -12,8 +12,10 @@ Per SLO (label ``slo="<name>"`` plus the SLO's labels):
   ``slo:period_error_budget_remaining:ratio`` and ``guardian_slo_info``;
 - one alert ``GuardianBurnRate`` per window pair, labelled ``severity``, ``long``, ``short``.
 
-The period's error ratio is the mean of the shortest window's ratio over the period, as Sloth
-records it (a 30-day ``rate`` every evaluation would cost Prometheus too much).
+The period's error ratio is computed from the shortest window's recorded error and total rates
+(``slo:sli_errors:rate<w>``, ``slo:sli_total:rate<w>``) summed over the period, so it is
+weighted by traffic like a plain ``rate`` and idle minutes do not turn it into NaN; a 30-day
+``rate`` at every rule evaluation would cost Prometheus too much.
 """
 
 from __future__ import annotations
@@ -81,12 +83,20 @@ def _meta_rules(slo: SLO) -> list[dict[str, Any]]:
         },
     ]
     if slo.period not in _windows(slo):
-        ratio = f"slo:sli_error:ratio_rate{shortest}{sel}"
+        errors = f"slo:sli_errors:rate{shortest}{sel}"
+        total = f"slo:sli_total:rate{shortest}{sel}"
+        rules.append(
+            {
+                "record": f"slo:sli_errors:rate{shortest}",
+                "expr": sli_promql.errors_rate(slo.sli, _windows(slo)[0]),
+                "labels": _labels(slo, window=shortest),
+            }
+        )
         rules.append(
             {
                 "record": f"slo:sli_error:ratio_rate{period}",
-                "expr": f"sum_over_time({ratio}[{period}])\n"
-                f"/ ignoring(window)\ncount_over_time({ratio}[{period}])\n",
+                "expr": f"sum_over_time({errors}[{period}])\n"
+                f"/\nsum_over_time({total}[{period}])\n",
                 "labels": _labels(slo, window=period),
             }
         )

@@ -34,7 +34,7 @@ def errors_rate(sli: SLI, window: int, sparse: bool = False) -> str:
         return _apiserver_errors(sli, w)
     if isinstance(sli, LatencySLI):
         total = f"sum(rate({sli.metric}_count{{{sli.selector}}}[{w}]))"
-        good = _sum_rate(f"{sli.metric}_bucket", _join(sli.selector, f'le="{sli.le}"'), w)
+        good = _sum_rate(f"{sli.metric}_bucket", _join(sli.selector, le_matcher(sli.le)), w)
         return f"({total} - ({good} or vector(0)))"
     if isinstance(sli, CorednsErrorsSLI):
         rcodes = "|".join(sli.rcodes)
@@ -104,16 +104,24 @@ def _apiserver_errors(sli: ApiserverLatencySLI, w: str) -> str:
 
 def _good_buckets(sli: ApiserverLatencySLI) -> list[str]:
     reads = [
-        f'verb=~"{READ_VERBS}",scope=~"resource|",le="{sli.resource_threshold}"',
-        f'verb=~"{READ_VERBS}",scope="namespace",le="{sli.namespace_threshold}"',
-        f'verb=~"{READ_VERBS}",scope="cluster",le="{sli.cluster_threshold}"',
+        f'verb=~"{READ_VERBS}",scope=~"resource|",{le_matcher(sli.resource_threshold)}',
+        f'verb=~"{READ_VERBS}",scope="namespace",{le_matcher(sli.namespace_threshold)}',
+        f'verb=~"{READ_VERBS}",scope="cluster",{le_matcher(sli.cluster_threshold)}',
     ]
-    writes = [f'verb=~"{WRITE_VERBS}",le="{sli.write_threshold}"']
+    writes = [f'verb=~"{WRITE_VERBS}",{le_matcher(sli.write_threshold)}']
     if sli.verbs == "read":
         return reads
     if sli.verbs == "write":
         return writes
     return reads + writes
+
+
+def le_matcher(le: str) -> str:
+    """Match a bucket as Prometheus 2 (``le="1"``) and 3 (``le="1.0"``) store it."""
+    value = float(le)
+    if value.is_integer():
+        return f'le=~"{int(value)}(\\\\.0)?"'
+    return f'le="{le}"'
 
 
 def _sum_rate(metric: str, selector: str, w: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -12,12 +13,25 @@ from guardian.testing.prometheus import free_port
 
 
 class FailingProxy:
-    """Answers ``status`` to the first ``failures`` requests, then forwards to ``upstream``."""
+    """Answers ``status`` to the first ``failures`` requests, then forwards to ``upstream``.
 
-    def __init__(self, upstream: str, failures: int, status: int = 503) -> None:
+    With ``matching``, only requests whose decoded body or path contain that text fail (all
+    of them, ``failures`` is ignored); ``payload`` is what a failed request gets back.
+    """
+
+    def __init__(
+        self,
+        upstream: str,
+        failures: int,
+        status: int = 503,
+        matching: str | None = None,
+        payload: bytes = b'{"status":"error","error":"injected"}',
+    ) -> None:
         self.upstream = upstream
         self.failures = failures
         self.status = status
+        self.matching = matching
+        self.payload = payload
         self.requests = 0
         self.port = free_port()
         proxy = self
@@ -31,8 +45,8 @@ class FailingProxy:
 
             def _handle(self, body: bytes | None) -> None:
                 proxy.requests += 1
-                if proxy.requests <= proxy.failures:
-                    self._answer(proxy.status, b'{"status":"error","error":"injected"}')
+                if proxy.fails(self.path, body):
+                    self._answer(proxy.status, proxy.payload)
                     return
                 request = urllib.request.Request(
                     proxy.upstream + self.path, data=body, method=self.command
@@ -57,6 +71,13 @@ class FailingProxy:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def fails(self, path: str, body: bytes | None) -> bool:
+        """Whether this request gets the injected failure."""
+        if self.matching is None:
+            return self.requests <= self.failures
+        text = urllib.parse.unquote_plus(path + "?" + (body or b"").decode("utf-8", "replace"))
+        return self.matching in text
 
     @property
     def url(self) -> str:

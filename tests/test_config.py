@@ -153,6 +153,32 @@ CASES: list[tuple[str, Mutation, str]] = [
         "prometheus: parallel_queries: must be <= 16 (got 17)",
     ),
     (
+        "an empty window set is refused",
+        lambda doc: doc.update(window_sets={"f": []}),
+        "window_sets: 'f' has no window pairs",
+    ),
+    (
+        "a budget fraction is a share of the budget",
+        lambda doc: doc.update(
+            window_sets={
+                "f": [{"severity": "page", "long": "1h", "short": "5m", "budget_fraction": 2}]
+            }
+        ),
+        "window_sets: f[0]: budget_fraction: must be > 0 and <= 1 (got 2)",
+    ),
+    (
+        "a factor is positive",
+        lambda doc: doc.update(
+            window_sets={"f": [{"severity": "page", "long": "1h", "short": "5m", "factor": 0}]}
+        ),
+        "window_sets: f[0]: factor: must be > 0 (got 0)",
+    ),
+    (
+        "rcodes may not be empty",
+        _sli(1, "coredns_errors", rcodes=[]),
+        "slos[1] 'dns-errors': sli: coredns_errors: rcodes: must not be empty (got [])",
+    ),
+    (
         "min_events is not negative",
         _slo(0, min_events=-1),
         "slos[0] 'api-read': min_events: must be >= 0 (got -1)",
@@ -220,13 +246,37 @@ def test_all_problems_are_reported_at_once(tmp_path: Path) -> None:
     ]
 
 
+def _error(path: Path) -> str:
+    with pytest.raises(ConfigErrors) as caught:
+        load_config(path)
+    return caught.value.message
+
+
 def test_yaml_syntax_errors_name_the_line(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text("version: guardian/v1\nslos: [\n  - name: x\n", encoding="utf-8")
-    with pytest.raises(ConfigErrors) as caught:
-        load_config(path)
-    assert caught.value.message.startswith(f"{path}: line ")
-    assert "not valid YAML" in caught.value.message
+    assert _error(path) == (
+        f"{path}: line 3: not valid YAML: expected the node content, but found '-'"
+    )
+
+
+def test_file_level_errors(tmp_path: Path) -> None:
+    assert _error(tmp_path / "nope.yaml") == f"{tmp_path / 'nope.yaml'}: no such file or directory"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert _error(empty) == f"{empty}: no *.yaml files in this directory"
+    listing = _write(tmp_path, ["version", "guardian/v1"], "list.yaml")
+    assert _error(listing) == f"{listing}: must be a mapping starting with 'version: guardian/v1'"
+
+
+def test_a_window_set_defined_twice_across_files(tmp_path: Path) -> None:
+    pair = [{"severity": "page", "long": "1h", "short": "5m", "factor": 14.4}]
+    _write(tmp_path, {**BASE, "window_sets": {"fast": pair}}, "a.yaml")
+    doc = {"version": "guardian/v1", "window_sets": {"fast": pair}}
+    second = _write(tmp_path, doc, "b.yaml")
+    assert _error(tmp_path) == (
+        f"{second}: window_sets: fast: already defined in {tmp_path / 'a.yaml'}"
+    )
 
 
 def test_a_directory_is_merged_and_errors_name_each_file(tmp_path: Path) -> None:
@@ -293,6 +343,31 @@ def test_check_command_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[
         f"guardian: {bad}: slos[1] 'dns-errors': objective: must be > 0 and < 100 (got 101)\n"
     )
     assert main(["check", "-c", str(tmp_path / "missing.yaml")]) == 2
+
+
+def test_secret_sources_fail_with_a_clear_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dataclasses import replace
+
+    from guardian.clients.prometheus import PrometheusClient
+    from guardian.errors import ConfigError
+
+    settings = load_config(_write(tmp_path, BASE)).prometheus
+    monkeypatch.delenv("GUARDIAN_TEST_TOKEN", raising=False)
+    with pytest.raises(ConfigError) as caught:
+        PrometheusClient(replace(settings, bearer_token_env="GUARDIAN_TEST_TOKEN"))
+    assert caught.value.message == (
+        "prometheus: bearer_token_env: variable GUARDIAN_TEST_TOKEN is not set"
+    )
+    missing = str(tmp_path / "password")
+    with pytest.raises(ConfigError) as caught:
+        PrometheusClient(
+            replace(settings, basic_auth_username="u", basic_auth_password_file=missing)
+        )
+    assert caught.value.message == (
+        f"prometheus: basic_auth: password_file: cannot read {missing}: No such file or directory"
+    )
 
 
 def test_shipped_configs_are_valid() -> None:

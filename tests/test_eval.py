@@ -52,11 +52,15 @@ def config_path(start_prometheus: StartPrometheus, tmp_path_factory: pytest.Temp
     slos += (
         "\n  - name: dns\n    objective: 99\n"
         "    sli: {coredns_errors: {selector: 'job=\"coredns\"'}}"
+        "\n  - name: dns-slow\n    objective: 99\n    windows: six\n"
+        "    sli: {coredns_errors: {selector: 'job=\"coredns\"'}}"
     )
     path = tmp_path_factory.mktemp("cfg") / "guardian.yaml"
     path.write_text(
         f"version: guardian/v1\nprometheus: {{url: '{server.url}'}}\n"
-        f"evaluation: {{max_staleness: 2m}}\nslos:{slos}\n",
+        f"evaluation: {{max_staleness: 2m}}\n"
+        "window_sets: {six: [{severity: page, long: 6h, short: 30m, budget_fraction: 0.05}]}\n"
+        f"slos:{slos}\n",
         encoding="utf-8",
     )
     return path
@@ -105,6 +109,19 @@ def test_stale_data_is_no_data(config_path: Path) -> None:
 
 def test_data_gone_past_the_short_window_is_no_data(config_path: Path) -> None:
     assert set(_status(config_path, _at(3600)).values()) == {"no_data"}
+
+
+def test_series_that_stopped_are_stale_even_when_long_windows_still_have_data(
+    config_path: Path,
+) -> None:
+    # 20 minutes after the last sample a 6h/30m pair still sees data; the series has stopped.
+    config = load_config(config_path)
+    client = PrometheusClient(config.prometheus)
+    evaluation, _ = evaluate([config.slo("dns-slow")], client, _at(1200))
+    result = evaluation.slos[0]
+    assert result.status == "no_data"
+    assert result.reason == "stale data: no sample within Prometheus' lookback (the series stopped)"
+    assert result.windows[0].long_error_ratio is not None
 
 
 def test_low_traffic_guard_holds_back_the_page(config_path: Path) -> None:
@@ -202,13 +219,48 @@ def test_one_transient_failure_is_retried_once(config_path: Path) -> None:
         assert proxy.requests == 2  # one retry, not more
 
 
-def test_a_failing_window_makes_its_slos_no_data(config_path: Path) -> None:
+def test_a_failing_window_makes_only_its_slos_no_data(config_path: Path) -> None:
     config = load_config(config_path)
-    with FailingProxy(config.prometheus.url, failures=2) as proxy:
+    with FailingProxy(config.prometheus.url, failures=0, matching="[5m]") as proxy:
+        client = PrometheusClient(replace(config.prometheus, url=proxy.url), sleep=lambda _: None)
+        evaluation, error = evaluate(config.slos, client, CALM)
+    assert error.startswith(f"cannot query Prometheus at {proxy.url}: HTTP 503")
+    statuses = {s.name: s.status for s in evaluation.slos}
+    assert statuses["busy"] == "no_data"  # google-30d needs the 5m window
+    assert statuses["dns-slow"] == "ok"  # 6h/30m never asked for 5m
+
+
+def test_a_failing_period_query_loses_the_budget_not_the_alerts(config_path: Path) -> None:
+    config = load_config(config_path)
+    with FailingProxy(config.prometheus.url, failures=0, matching="[30d]") as proxy:
         client = PrometheusClient(replace(config.prometheus, url=proxy.url), sleep=lambda _: None)
         evaluation, error = evaluate(config.slos, client, DURING)
-    assert error.startswith("cannot query Prometheus at")
-    assert {s.status for s in evaluation.slos} == {"no_data"}
+    assert "HTTP 503" in error
+    busy = next(s for s in evaluation.slos if s.name == "busy")
+    assert busy.status == "page"
+    assert busy.budget_remaining is None
+
+
+def test_a_page_outranks_a_partial_failure_in_the_exit_code(
+    config_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = load_config(config_path)
+    with FailingProxy(config.prometheus.url, failures=0, matching="[30d]") as proxy:
+        text = config_path.read_text().replace(config.prometheus.url, proxy.url)
+        path = tmp_path / "partial.yaml"
+        path.write_text(text)
+        assert main(["eval", "-c", str(path), "--at", "2024-07-04T23:45:00Z", "-o", "json"]) == 1
+        assert main(["eval", "-c", str(path), "--at", "2024-07-04T00:00:00Z", "-o", "json"]) == 3
+    assert "HTTP 503" in capsys.readouterr().err
+
+
+def test_an_answer_that_is_not_prometheus_json_is_unavailable(config_path: Path) -> None:
+    config = load_config(config_path)
+    page = b"<html>login required</html>"
+    with FailingProxy(config.prometheus.url, failures=5, status=200, payload=page) as proxy:
+        client = PrometheusClient(replace(config.prometheus, url=proxy.url), sleep=lambda _: None)
+        with pytest.raises(PrometheusUnavailable, match="not Prometheus JSON"):
+            client.instant("vector(1)")
 
 
 def test_invalid_promql_is_a_config_error_not_retried(config_path: Path) -> None:

@@ -130,3 +130,8 @@ slos:{ratio_slo("lab", 'job="lab"', 99.9, "lab", period="1h")}
     assert expected <= detected < expected + 1
     assert found[0].end is not None
     assert found[0].end.timestamp() - (t0 + burst_start + 120) == pytest.approx(10, abs=1)
+    # A start between two seconds is floored like Prometheus floors it, not lost.
+    shifted = replay(
+        config.slos, client, start + timedelta(milliseconds=500), start + timedelta(seconds=600), 1
+    )
+    assert episodes(shifted.steps) == found

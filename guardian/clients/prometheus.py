@@ -142,6 +142,10 @@ class PrometheusClient:
             raise _Transient(f"no answer within {self.settings.timeout}s") from None
         except requests.ConnectionError as exc:
             raise _Transient(_connection_reason(exc)) from None
+        except ValueError:  # includes requests' JSONDecodeError
+            raise _Transient("the answer is not Prometheus JSON") from None
+        except requests.RequestException as exc:
+            raise _Transient(f"{type(exc).__name__}: {str(exc)[:200]}") from None
         return _result(response)
 
     def _via_sdk(self, endpoint: str, promql: str, params: dict[str, str]) -> list[Any]:
@@ -164,7 +168,10 @@ class PrometheusClient:
 
 def _result(response: requests.Response) -> list[Any]:
     if response.status_code == 200:
-        body = response.json()
+        try:
+            body = response.json()
+        except ValueError:
+            raise _Transient("the answer is not Prometheus JSON") from None
         data: list[Any] = body["data"]["result"]
         if body["data"].get("resultType") == "scalar":
             return [{"metric": {}, "value": data}]
