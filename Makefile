@@ -21,8 +21,8 @@ prometheus:
 	@scripts/install-prometheus.sh
 
 check: $(DEPS_STAMP)
-	$(BIN)/ruff check guardian tests bench examples
-	$(BIN)/ruff format --check guardian tests bench examples
+	$(BIN)/ruff check guardian tests bench examples lab
+	$(BIN)/ruff format --check guardian tests bench examples lab
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

@@ -137,6 +137,8 @@ class PrometheusClient:
                 headers=self._headers,
                 auth=self._auth,
                 timeout=self.settings.timeout,
+                # explicit: requests prefers $REQUESTS_CA_BUNDLE over session.verify
+                verify=self._session.verify,
             )
         except requests.Timeout:
             raise _Transient(f"no answer within {self.settings.timeout}s") from None

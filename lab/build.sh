@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Builds the lab's binaries from Go modules into ~/.cache/guardian/lab/<versions>/bin and
+# reuses them when present. Each component gets its own tools module so versions don't drag
+# each other. Usage: lab/build.sh [component...]   (default: all)
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+# shellcheck source=versions.env
+source "$here/versions.env"
+key="k8s-${K8S_VERSION}_etcd-${ETCD_VERSION}_kwok-${KWOK_VERSION}_coredns-${COREDNS_VERSION}_helm-${HELM_VERSION}"
+cache="${GUARDIAN_CACHE:-$HOME/.cache/guardian}/lab/$key"
+bin="$cache/bin"
+work="$cache/src"
+mkdir -p "$bin" "$work"
+export CGO_ENABLED=0 GOFLAGS="-trimpath -mod=mod" GOTOOLCHAIN=local
+
+log() { printf '[lab build] %s\n' "$*" >&2; }
+
+# A tools module: go.mod requiring MODULE@VERSION (plus extra lines), built with `go build`.
+tools_module() {
+  local name="$1" module="$2" version="$3" extra="${4:-}"
+  local dir="$work/$name"
+  rm -rf "$dir" && mkdir -p "$dir"
+  printf 'module guardian.lab/%s\n\ngo 1.24.0\n\nrequire %s %s\n%s\n' \
+    "$name" "$module" "$version" "$extra" > "$dir/go.mod"
+  echo "$dir"
+}
+
+kube_replaces() {
+  # The k8s.io/kubernetes go.mod pins its staging modules at v0.0.0 and replaces them with
+  # local directories; outside that repository they are the published v0.<minor>.<patch>.
+  local gomod staging
+  gomod="$(cd "$work" && go mod download -json "k8s.io/kubernetes@${K8S_VERSION}" |
+    sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')"
+  staging="v0.${K8S_VERSION#v1.}"
+  printf 'replace (\n'
+  awk '/^\t(k8s\.io\/[^ ]+) v0\.0\.0$/ {print $1}' "$gomod" | sort -u |
+    while read -r mod; do printf '\t%s => %s %s\n' "$mod" "$mod" "$staging"; done
+  printf ')\n'
+}
+
+build_kube() {
+  local want=(kube-apiserver kube-controller-manager kube-scheduler)
+  local missing=()
+  for b in "${want[@]}"; do [ -x "$bin/$b" ] || missing+=("$b"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "building ${missing[*]} ${K8S_VERSION} (first time: several minutes)"
+  local dir major minor
+  dir="$(tools_module kube k8s.io/kubernetes "$K8S_VERSION" "$(kube_replaces)")"
+  major="${K8S_VERSION#v}"; major="${major%%.*}"
+  minor="${K8S_VERSION#v*.}"; minor="${minor%%.*}"
+  local ld=""
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ld+=" -X $pkg.gitVersion=${K8S_VERSION} -X $pkg.gitMajor=${major} -X $pkg.gitMinor=${minor}"
+    ld+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+  done
+  (cd "$dir" && for b in "${missing[@]}"; do
+     go build -ldflags "-s -w $ld" -o "$bin/$b" "k8s.io/kubernetes/cmd/$b"
+   done)
+}
+
+build_simple() {
+  local name="$1" module="$2" version="$3" package="$4" out="$5" ldflags="${6:-}"
+  [ -x "$bin/$out" ] && return 0
+  log "building $out $version"
+  local dir
+  dir="$(tools_module "$name" "$module" "$version")"
+  (cd "$dir" && go build -ldflags "-s -w $ldflags" -o "$bin/$out" "$package")
+}
+
+components=("$@")
+[ ${#components[@]} -eq 0 ] && components=(etcd kube kwok coredns helm)
+started=$(date +%s)
+for c in "${components[@]}"; do
+  case "$c" in
+    kube) build_kube ;;
+    etcd) build_simple etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION" go.etcd.io/etcd/server/v3 etcd ;;
+    kwok) build_simple kwok sigs.k8s.io/kwok "$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwok kwok ;;
+    coredns) build_simple coredns github.com/coredns/coredns "$COREDNS_VERSION" github.com/coredns/coredns coredns ;;
+    helm) build_simple helm helm.sh/helm/v3 "$HELM_VERSION" helm.sh/helm/v3/cmd/helm helm \
+            "-X helm.sh/helm/v3/internal/version.version=${HELM_VERSION}" ;;
+    *) log "unknown component $c (etcd kube kwok coredns helm)"; exit 2 ;;
+  esac
+done
+elapsed=$(( $(date +%s) - started ))
+[ "$elapsed" -gt 5 ] && log "built in ${elapsed}s into $bin ($(du -sh "$bin" | cut -f1))"
+echo "$bin"

@@ -1,0 +1,452 @@
+"""The lab's processes: command lines, start order, readiness checks, stop.
+
+Called by ``labctl``. Every process binds 127.0.0.1 on a free port, runs in its own session
+(it outlives ``lab up``) and logs to ``logs/<name>.log``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import requests
+import urllib3
+import yaml
+
+from pki import Pki
+from state import LabState, alive
+
+urllib3.disable_warnings()
+
+ORDER = [
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kwok",
+    "coredns",
+    "prometheus",
+]
+FAULTABLE = (
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kwok",
+    "coredns",
+    "prometheus",
+)
+KWOK_MODULE = "sigs.k8s.io/kwok@v0.8.0"
+STAGES = [
+    "node/fast/node-initialize.yaml",
+    "node/heartbeat-with-lease/node-heartbeat-with-lease.yaml",
+    "pod/fast/pod-ready.yaml",
+    "pod/fast/pod-complete.yaml",
+    "pod/fast/pod-delete.yaml",
+]
+
+
+class NotReady(Exception):
+    """A component did not become ready in time."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_all(state: LabState, pki: Pki, args: argparse.Namespace) -> None:
+    """Start every component in order and wait for each to be ready."""
+    names = [
+        "etcd",
+        "etcd-peer",
+        "etcd-metrics",
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-scheduler",
+        "kwok",
+        "coredns",
+        "coredns-metrics",
+        "coredns-ready",
+        "coredns-health",
+        "prometheus",
+    ]
+    state.ports = {name: free_port() for name in names}
+    state.save()
+    d = state.directory
+    _write_kubeconfig(state, pki)
+    _write_corefile(state)
+    _write_prometheus_config(state, pki)
+    _write_kwok_stages(state)
+    _write_guardian_config(state)
+    for name in ORDER:
+        state.argv[name] = _argv(name, state, pki, args)
+        _spawn(state, name)
+        _wait(name, lambda n=name: answers(state, n), timeout=60)
+        if name == "kube-apiserver":
+            _create_nodes(state, pki)
+    _wait("nodes", lambda: _nodes_ready(state) >= state.nodes, timeout=90)
+    _wait("prometheus targets", lambda: _targets_up(state), timeout=60)
+    del d
+
+
+def _argv(name: str, state: LabState, pki: Pki, args: argparse.Namespace) -> list[str]:
+    b, d, p = Path(state.bin), state.directory, state.ports
+    kubeconfig = str(d / "kubeconfig")
+    if name == "etcd":
+        return [
+            str(b / "etcd"),
+            "--name=lab",
+            f"--data-dir={d / 'etcd-data'}",
+            f"--listen-client-urls=http://127.0.0.1:{p['etcd']}",
+            f"--advertise-client-urls=http://127.0.0.1:{p['etcd']}",
+            f"--listen-peer-urls=http://127.0.0.1:{p['etcd-peer']}",
+            f"--initial-advertise-peer-urls=http://127.0.0.1:{p['etcd-peer']}",
+            f"--initial-cluster=lab=http://127.0.0.1:{p['etcd-peer']}",
+            f"--listen-metrics-urls=http://127.0.0.1:{p['etcd-metrics']}",
+            "--quota-backend-bytes=4294967296",
+            "--log-level=warn",
+        ]
+    if name == "kube-apiserver":
+        return [
+            str(b / "kube-apiserver"),
+            f"--etcd-servers=http://127.0.0.1:{p['etcd']}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--secure-port={p['kube-apiserver']}",
+            f"--cert-dir={d / 'pki'}",
+            f"--tls-cert-file={pki.serving_cert}",
+            f"--tls-private-key-file={pki.serving_key}",
+            f"--client-ca-file={pki.ca_cert}",
+            f"--token-auth-file={pki.tokens}",
+            "--authorization-mode=RBAC",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-key-file={pki.sa_pub}",
+            f"--service-account-signing-key-file={pki.sa_key}",
+            "--service-cluster-ip-range=10.0.0.0/24",
+            "--endpoint-reconciler-type=none",
+            "--enable-priority-and-fairness=true",
+            "--allow-privileged=true",
+            f"--max-requests-inflight={args.max_requests_inflight}",
+            f"--max-mutating-requests-inflight={args.max_mutating_requests_inflight}",
+            "--v=1",
+        ]
+    if name == "kube-controller-manager":
+        return [
+            str(b / name),
+            f"--kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}",
+            f"--authorization-kubeconfig={kubeconfig}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={p[name]}",
+            "--leader-elect=false",
+            f"--service-account-private-key-file={pki.sa_key}",
+            f"--root-ca-file={pki.ca_cert}",
+            "--controllers=*,-nodeipam",
+            "--concurrent-daemonset-syncs=5",
+            "--v=1",
+        ]
+    if name == "kube-scheduler":
+        return [
+            str(b / name),
+            f"--kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}",
+            f"--authorization-kubeconfig={kubeconfig}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={p[name]}",
+            "--leader-elect=false",
+            "--v=1",
+        ]
+    if name == "kwok":
+        return [
+            str(b / "kwok"),
+            f"--kubeconfig={kubeconfig}",
+            "--manage-all-nodes=false",
+            "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+            f"--server-address=127.0.0.1:{p['kwok']}",
+            "--node-ip=10.0.0.1",
+            "--cidr=10.1.0.0/16",
+            "--node-lease-duration-seconds=40",
+            f"--config={d / 'kwok-stages.yaml'}",
+        ]
+    if name == "coredns":
+        return [str(b / "coredns"), "-conf", str(d / "Corefile"), "-dns.port", str(p["coredns"])]
+    return [
+        "prometheus",
+        f"--config.file={d / 'prometheus.yml'}",
+        f"--storage.tsdb.path={d / 'prometheus-data'}",
+        f"--web.listen-address=127.0.0.1:{p['prometheus']}",
+        "--web.enable-lifecycle",
+        "--log.level=warn",
+    ]
+
+
+def _spawn(state: LabState, name: str) -> None:
+    log = (state.directory / "logs" / f"{name}.log").open("ab")
+    proc = subprocess.Popen(
+        state.argv[name],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        cwd=state.directory,
+    )
+    state.pids[name] = proc.pid
+    state.save()
+
+
+def restart(state: LabState, name: str) -> None:
+    """Start ``name`` again with the command line it was first started with."""
+    pid = state.pids.get(name)
+    if pid is not None and alive(pid):
+        _terminate(pid)
+    _spawn(state, name)
+    _wait(name, lambda: answers(state, name), timeout=60)
+
+
+def _wait(what: str, ready: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if ready():
+                return
+        except (requests.RequestException, OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.2)
+    raise NotReady(f"{what} not ready after {timeout:.0f}s")
+
+
+def api(state: LabState, method: str, path: str, **kwargs: object) -> requests.Response:
+    """A call to the lab's API server as the admin user."""
+    token = (state.directory / "pki" / "admin.token").read_text().strip()
+    return requests.request(
+        method,
+        f"https://127.0.0.1:{state.ports['kube-apiserver']}{path}",
+        headers={"Authorization": f"Bearer {token}"},
+        verify=str(state.directory / "pki" / "ca.crt"),
+        timeout=10,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def answers(state: LabState, name: str) -> bool:
+    """True when ``name`` answers its health endpoint."""
+    p = state.ports
+    checks: dict[str, Callable[[], bool]] = {
+        "etcd": lambda: _get(f"http://127.0.0.1:{p['etcd']}/health"),
+        "kube-apiserver": lambda: api(state, "GET", "/readyz").status_code == 200,
+        "kube-controller-manager": lambda: _get(
+            f"https://127.0.0.1:{p['kube-controller-manager']}/healthz"
+        ),
+        "kube-scheduler": lambda: _get(f"https://127.0.0.1:{p['kube-scheduler']}/healthz"),
+        "kwok": lambda: _get(f"http://127.0.0.1:{p['kwok']}/healthz"),
+        "coredns": lambda: _get(f"http://127.0.0.1:{p['coredns-ready']}/ready"),
+        "prometheus": lambda: _get(f"http://127.0.0.1:{p['prometheus']}/-/ready"),
+    }
+    try:
+        return checks[name]()
+    except (requests.RequestException, OSError):
+        return False
+
+
+def _get(url: str) -> bool:
+    return requests.get(url, timeout=2, verify=False).status_code == 200
+
+
+def _write_kubeconfig(state: LabState, pki: Pki) -> None:
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": "lab",
+        "clusters": [
+            {
+                "name": "lab",
+                "cluster": {
+                    "server": f"https://127.0.0.1:{state.ports['kube-apiserver']}",
+                    "certificate-authority": str(pki.ca_cert),
+                },
+            }
+        ],
+        "users": [{"name": "admin", "user": {"token": pki.admin_token}}],
+        "contexts": [{"name": "lab", "context": {"cluster": "lab", "user": "admin"}}],
+    }
+    path = state.directory / "kubeconfig"
+    path.write_text(yaml.safe_dump(doc))
+    path.chmod(0o600)
+
+
+def _write_corefile(state: LabState) -> None:
+    p = state.ports
+    (state.directory / "Corefile").write_text(f""".:{p["coredns"]} {{
+    bind 127.0.0.1
+    errors
+    health 127.0.0.1:{p["coredns-health"]}
+    ready 127.0.0.1:{p["coredns-ready"]}
+    kubernetes cluster.local in-addr.arpa ip6.arpa {{
+        kubeconfig {state.directory / "kubeconfig"} lab
+        pods insecure
+        fallthrough in-addr.arpa ip6.arpa
+    }}
+    prometheus 127.0.0.1:{p["coredns-metrics"]}
+    cache 30
+}}
+""")
+
+
+def _write_prometheus_config(state: LabState, pki: Pki) -> None:
+    p = state.ports
+
+    def job(name: str, port: int, **extra: object) -> dict[str, object]:
+        return {
+            "job_name": name,
+            "static_configs": [{"targets": [f"127.0.0.1:{port}"], "labels": {"cluster": "lab"}}],
+            **extra,
+        }
+
+    doc = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "scrape_configs": [
+            job(
+                "apiserver",
+                p["kube-apiserver"],
+                scheme="https",
+                authorization={"credentials_file": str(pki.ca_cert.parent / "admin.token")},
+                tls_config={"ca_file": str(pki.ca_cert)},
+            ),
+            job("coredns", p["coredns-metrics"]),
+            job("kwok", p["kwok"]),
+            job("etcd", p["etcd-metrics"]),
+            job("prometheus", p["prometheus"]),
+        ],
+    }
+    (state.directory / "prometheus.yml").write_text(yaml.safe_dump(doc))
+
+
+def _write_guardian_config(state: LabState) -> None:
+    """A guardian config for the lab: its Prometheus, time-compressed windows."""
+    url = f"http://127.0.0.1:{state.ports['prometheus']}"
+    (
+        state.directory / "guardian.yaml"
+    ).write_text(f"""# Written by lab up: guardian against the lab.
+version: guardian/v1
+prometheus: {{url: "{url}", timeout: 5s}}
+evaluation: {{max_staleness: 15s}}
+window_sets:
+  lab-fast:   # minutes instead of days: same logic, time-compressed
+    - {{severity: page, long: 2m, short: 10s, factor: 14.4}}
+    - {{severity: ticket, long: 10m, short: 1m, factor: 3}}
+slos:
+  - name: apiserver-read-latency
+    objective: 99
+    period: 1h
+    windows: lab-fast
+    sli: {{apiserver_latency: {{verbs: read, selector: 'job="apiserver"'}}}}
+  - name: apiserver-write-latency
+    objective: 99
+    period: 1h
+    windows: lab-fast
+    sli: {{apiserver_latency: {{verbs: write, selector: 'job="apiserver"'}}}}
+  - name: apiserver-rejections
+    objective: 99
+    period: 1h
+    windows: lab-fast
+    sli:
+      ratio:
+        errors: sum(rate(apiserver_request_total{{job="apiserver",code="429"}}[{{{{window}}}}]))
+        total: sum(rate(apiserver_request_total{{job="apiserver"}}[{{{{window}}}}]))
+  - name: dns-errors
+    objective: 99.9
+    period: 1h
+    windows: lab-fast
+    sli: {{coredns_errors: {{selector: 'job="coredns"'}}}}
+""")
+
+
+def _write_kwok_stages(state: LabState) -> None:
+    modcache = subprocess.run(
+        ["go", "env", "GOMODCACHE"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    root = Path(modcache) / KWOK_MODULE / "kustomize" / "stage"
+    text = "\n---\n".join((root / stage).read_text() for stage in STAGES)
+    (state.directory / "kwok-stages.yaml").write_text(text)
+
+
+def _create_nodes(state: LabState, pki: Pki) -> None:
+    for index in range(state.nodes):
+        name = f"kwok-node-{index}"
+        node = {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": name,
+                "annotations": {"node.alpha.kubernetes.io/ttl": "0", "kwok.x-k8s.io/node": "fake"},
+                "labels": {
+                    "kubernetes.io/hostname": name,
+                    "kubernetes.io/os": "linux",
+                    "kubernetes.io/arch": "amd64",
+                    "type": "kwok",
+                },
+            },
+            "status": {
+                "allocatable": {"cpu": "32", "memory": "256Gi", "pods": "110"},
+                "capacity": {"cpu": "32", "memory": "256Gi", "pods": "110"},
+                "nodeInfo": {
+                    "architecture": "amd64",
+                    "operatingSystem": "linux",
+                    "kubeletVersion": "fake",
+                    "kubeProxyVersion": "fake",
+                },
+            },
+        }
+        answer = api(state, "POST", "/api/v1/nodes", json=node)
+        if answer.status_code not in (201, 409):
+            raise NotReady(f"creating node {name}: HTTP {answer.status_code} {answer.text[:200]}")
+
+
+def _nodes_ready(state: LabState) -> int:
+    nodes = api(state, "GET", "/api/v1/nodes?limit=500").json()["items"]
+    return sum(
+        1
+        for n in nodes
+        for c in n.get("status", {}).get("conditions", [])
+        if c["type"] == "Ready" and c["status"] == "True"
+    )
+
+
+def _targets_up(state: LabState) -> bool:
+    url = f"http://127.0.0.1:{state.ports['prometheus']}/api/v1/targets"
+    targets = requests.get(url, timeout=2).json()["data"]["activeTargets"]
+    return len(targets) == 5 and all(t["health"] == "up" for t in targets)
+
+
+def stop_all(state: LabState) -> list[str]:
+    """Stop every recorded process, newest first; returns the names stopped."""
+    stopped = []
+    for name in reversed(list(state.pids)):
+        pid = state.pids[name]
+        if alive(pid):
+            _terminate(pid)
+            stopped.append(name)
+    state.pids = {}
+    state.save()
+    return stopped
+
+
+def _terminate(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGCONT)
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and alive(pid):
+        time.sleep(0.1)
+    if alive(pid):
+        os.killpg(pid, signal.SIGKILL)

@@ -1,0 +1,170 @@
+"""guardian's lab: etcd, kube-apiserver, controller-manager, scheduler, KWOK nodes, CoreDNS and
+Prometheus on 127.0.0.1, every one a real binary built from Go modules by ``lab/build.sh``.
+
+Commands: ``up [--nodes N]``, ``down``, ``status``, ``env``, ``load``, ``fault``. State (PIDs,
+ports, kubeconfig, logs) lives in ``$GUARDIAN_LAB_DIR`` (default ``~/.cache/guardian/lab/run``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import components
+import load as load_mod
+from pki import make_pki
+from state import LabState, alive, lab_dir
+
+HERE = Path(__file__).resolve().parent
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``lab/lab``."""
+    parser = argparse.ArgumentParser(prog="lab", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    up = sub.add_parser("up", help="build (or reuse) the binaries and start the lab")
+    up.add_argument("--nodes", type=int, default=50, help="KWOK nodes (default 50)")
+    up.add_argument(
+        "--max-requests-inflight",
+        type=int,
+        default=40,
+        help="kube-apiserver read concurrency limit (default 40; lower overloads sooner)",
+    )
+    up.add_argument("--max-mutating-requests-inflight", type=int, default=20)
+    sub.add_parser("down", help="stop everything the lab started")
+    sub.add_parser("status", help="show each component and whether it answers")
+    sub.add_parser("env", help="print export KUBECONFIG=... PROMETHEUS_URL=...")
+    load_mod.add_parser(sub)
+    fault = sub.add_parser("fault", help="kill, pause, resume or restart a component")
+    fault.add_argument("component", choices=components.FAULTABLE)
+    fault.add_argument("action", choices=("kill", "stop", "cont", "start"))
+    args = parser.parse_args(argv)
+    try:
+        return int(COMMANDS[args.command](args))
+    except LabError as exc:
+        print(f"lab: {exc}", file=sys.stderr)
+        return exc.code
+
+
+class LabError(Exception):
+    """A one-line failure with an exit code."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    directory = lab_dir()
+    current = LabState.load(directory)
+    if current is not None and any(alive(pid) for pid in current.pids.values()):
+        raise LabError(f"the lab is already up in {directory}; run 'lab down' first", 2)
+    started = time.monotonic()
+    bin_dir = _build()
+    for stale in ("etcd-data", "prometheus-data", "logs", "state.json"):
+        target = directory / stale
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+    (directory / "logs").mkdir(parents=True, exist_ok=True)
+    state = LabState(directory=directory, bin=str(bin_dir), nodes=args.nodes)
+    state.save()
+    pki = make_pki(directory / "pki")
+    try:
+        components.start_all(state, pki, args)
+    except components.NotReady as exc:
+        components.stop_all(state)
+        raise LabError(f"{exc} (logs in {directory / 'logs'})") from None
+    print(f"lab up in {time.monotonic() - started:.1f}s: {args.nodes} nodes ready", file=sys.stderr)
+    print(_env(state))
+    return 0
+
+
+def _build() -> Path:
+    done = subprocess.run([str(HERE / "build.sh")], check=False, stdout=subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        raise LabError(f"lab/build.sh failed with exit code {done.returncode}")
+    return Path(done.stdout.strip().splitlines()[-1])
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    state = LabState.load(lab_dir())
+    if state is None:
+        print("lab: nothing to stop", file=sys.stderr)
+        return 0
+    stopped = components.stop_all(state)
+    print(f"lab down: stopped {', '.join(stopped) or 'nothing'}", file=sys.stderr)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    state = _running()
+    healthy = True
+    for name, pid in state.pids.items():
+        ok = alive(pid) and components.answers(state, name)
+        healthy &= ok
+        print(f"{name:<20} pid {pid:<8} {'ready' if ok else 'NOT READY'}")
+    return 0 if healthy else 1
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    print(_env(_running()))
+    return 0
+
+
+def cmd_fault(args: argparse.Namespace) -> int:
+    state = _running()
+    name = args.component
+    pid = state.pids.get(name)
+    actions: dict[str, Callable[[], None]] = {
+        "kill": lambda: _signal(pid, signal.SIGKILL),
+        "stop": lambda: _signal(pid, signal.SIGSTOP),
+        "cont": lambda: _signal(pid, signal.SIGCONT),
+        "start": lambda: components.restart(state, name),
+    }
+    actions[args.action]()
+    print(f"lab fault: {name} {args.action}", file=sys.stderr)
+    return 0
+
+
+def _signal(pid: int | None, sig: signal.Signals) -> None:
+    if pid is None or not alive(pid):
+        raise LabError("that component is not running", 1)
+    os.kill(pid, sig)
+
+
+def _running() -> LabState:
+    state = LabState.load(lab_dir())
+    if state is None:
+        raise LabError("the lab is not up; run 'lab up'", 2)
+    return state
+
+
+def _env(state: LabState) -> str:
+    return (
+        f"export KUBECONFIG={state.directory / 'kubeconfig'} "
+        f"PROMETHEUS_URL=http://127.0.0.1:{state.ports['prometheus']} "
+        f"GUARDIAN_CONFIG={state.directory / 'guardian.yaml'}"
+    )
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "up": cmd_up,
+    "down": cmd_down,
+    "status": cmd_status,
+    "env": cmd_env,
+    "fault": cmd_fault,
+    "load": lambda args: load_mod.command(args, _running()),
+}
+
+
+if __name__ == "__main__":
+    sys.exit(main())
