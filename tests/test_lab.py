@@ -1,0 +1,246 @@
+"""The lab: a real control plane on loopback (built from Go modules on first use).
+
+Marked ``lab``; ``make test`` runs them. One lab per session, in a temporary directory, torn
+down at the end with every process it started checked gone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import socket
+import struct
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+pytestmark = pytest.mark.lab
+
+ROOT = Path(__file__).resolve().parent.parent
+NODES = 20
+
+
+@dataclass(frozen=True)
+class Lab:
+    """A running lab: its directory, state and an admin session."""
+
+    directory: Path
+    state: dict[str, Any]
+
+    @property
+    def ports(self) -> dict[str, int]:
+        return dict(self.state["ports"])
+
+    def api(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        token = (self.directory / "pki" / "admin.token").read_text().strip()
+        return requests.request(
+            method,
+            f"https://127.0.0.1:{self.ports['kube-apiserver']}{path}",
+            headers={"Authorization": f"Bearer {token}"},
+            verify=str(self.directory / "pki" / "ca.crt"),
+            timeout=20,
+            **kwargs,
+        )
+
+    def promql(self, query: str) -> list[dict[str, Any]]:
+        url = f"http://127.0.0.1:{self.ports['prometheus']}/api/v1/query"
+        result: list[dict[str, Any]] = requests.get(
+            url, params={"query": query}, timeout=10
+        ).json()["data"]["result"]
+        return result
+
+
+def _lab(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(ROOT / "lab" / "lab"), *args], env=env, capture_output=True, text=True, check=False
+    )
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    directory = tmp_path_factory.mktemp("lab")
+    env = {**os.environ, "GUARDIAN_LAB_DIR": str(directory)}
+    up = _lab("up", "--nodes", str(NODES), env=env)
+    assert up.returncode == 0, up.stderr[-3000:]
+    state = json.loads((directory / "state.json").read_text())
+    try:
+        yield Lab(directory, state)
+    finally:
+        down = _lab("down", env=env)
+        assert down.returncode == 0, down.stderr
+        pids = json.loads((directory / "state.json").read_text())["pids"]
+        assert pids == {}
+        for pid in state["pids"].values():
+            assert not _alive(pid), f"pid {pid} still running after lab down"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _eventually(check: Callable[[], bool], timeout: float = 60, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.5)
+    pytest.fail(f"not within {timeout:.0f}s: {what}")
+
+
+def _pods(lab: Lab, namespace: str, selector: str) -> list[dict[str, Any]]:
+    answer = lab.api(
+        "GET", f"/api/v1/namespaces/{namespace}/pods", params={"labelSelector": selector}
+    )
+    items: list[dict[str, Any]] = answer.json()["items"]
+    return items
+
+
+def test_every_component_answers_and_binds_loopback_only(lab: Lab) -> None:
+    env = {**os.environ, "GUARDIAN_LAB_DIR": str(lab.directory)}
+    status = _lab("status", env=env)
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert status.stdout.count("ready") == 7
+    version = lab.api("GET", "/version").json()
+    assert version["gitVersion"].startswith("v1.34.")
+    listening = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=False)
+    mine = [
+        line
+        for line in listening.stdout.splitlines()
+        if any(f"pid={pid}," in line for pid in lab.state["pids"].values())
+    ]
+    assert mine, listening.stdout
+    for line in mine:
+        local = line.split()[3]
+        assert local.startswith(("127.0.0.1:", "[::ffff:127.0.0.1]:")), line
+
+
+def test_deployment_pods_run_on_kwok_nodes(lab: Lab) -> None:
+    deployment = {
+        "metadata": {"name": "web"},
+        "spec": {
+            "replicas": 5,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "web", "image": "registry.invalid/web:1"}]},
+            },
+        },
+    }
+    assert lab.api("POST", "/apis/apps/v1/namespaces/default/deployments", json=deployment).ok
+
+    def running() -> bool:
+        pods = _pods(lab, "default", "app=web")
+        return len(pods) == 5 and all(
+            p["status"].get("phase") == "Running" and p["spec"]["nodeName"].startswith("kwok-node-")
+            for p in pods
+        )
+
+    _eventually(running, what="5 web pods Running on KWOK nodes")
+
+
+def test_a_daemonset_places_one_pod_per_node(lab: Lab) -> None:
+    lab.api("POST", "/api/v1/namespaces", json={"metadata": {"name": "agents"}})
+    daemonset = {
+        "metadata": {"name": "probe"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "probe"}},
+            "template": {
+                "metadata": {"labels": {"app": "probe"}},
+                "spec": {"containers": [{"name": "p", "image": "registry.invalid/probe:1"}]},
+            },
+        },
+    }
+    assert lab.api("POST", "/apis/apps/v1/namespaces/agents/daemonsets", json=daemonset).ok
+
+    def placed() -> bool:
+        pods = [
+            p for p in _pods(lab, "agents", "app=probe") if p["status"].get("phase") == "Running"
+        ]
+        return len({p["spec"]["nodeName"] for p in pods}) == NODES == len(pods)
+
+    _eventually(placed, what=f"one Running probe pod on each of {NODES} nodes")
+
+
+def _dns_a(port: int, name: str) -> list[str]:
+    """A minimal DNS A query over UDP to 127.0.0.1:port."""
+    ident = random.randint(0, 65535)
+    question = b"".join(bytes([len(p)]) + p.encode() for p in name.rstrip(".").split(".")) + b"\0"
+    packet = struct.pack(">HHHHHH", ident, 0x0100, 1, 0, 0, 0) + question + struct.pack(">HH", 1, 1)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(3)
+        sock.sendto(packet, ("127.0.0.1", port))
+        answer = sock.recv(4096)
+    count = struct.unpack(">H", answer[6:8])[0]
+    offset = 12 + len(question) + 4
+    addresses = []
+    for _ in range(count):
+        offset += 2 if answer[offset] & 0xC0 == 0xC0 else len(question)
+        kind, _, _, length = struct.unpack(">HHIH", answer[offset : offset + 10])
+        offset += 10
+        if kind == 1:
+            addresses.append(socket.inet_ntoa(answer[offset : offset + length]))
+        offset += length
+    return addresses
+
+
+def test_a_service_resolves_through_coredns(lab: Lab) -> None:
+    service = {
+        "metadata": {"name": "api"},
+        "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]},
+    }
+    created = lab.api("POST", "/api/v1/namespaces/default/services", json=service)
+    assert created.status_code == 201, created.text
+    cluster_ip = created.json()["spec"]["clusterIP"]
+
+    def resolves() -> bool:
+        try:
+            return _dns_a(lab.ports["coredns"], "api.default.svc.cluster.local") == [cluster_ip]
+        except OSError:
+            return False
+
+    _eventually(resolves, timeout=30, what="api.default.svc.cluster.local resolving")
+
+
+def test_prometheus_has_the_sli_metrics(lab: Lab) -> None:
+    _dns_a(lab.ports["coredns"], "kubernetes.default.svc.cluster.local")
+
+    def present() -> bool:
+        buckets = lab.promql(
+            'count(apiserver_request_sli_duration_seconds_bucket{job="apiserver"})'
+        )
+        dns = lab.promql("sum(coredns_dns_responses_total)")
+        return bool(buckets) and bool(dns) and float(dns[0]["value"][1]) > 0
+
+    _eventually(present, timeout=30, what="SLI metrics scraped")
+    up = lab.promql("up")
+    assert {r["metric"]["job"] for r in up} == {
+        "apiserver",
+        "coredns",
+        "kwok",
+        "etcd",
+        "prometheus",
+    }
+    assert all(r["value"][1] == "1" for r in up)
+
+
+def test_fault_stops_and_resumes_coredns(lab: Lab) -> None:
+    env = {**os.environ, "GUARDIAN_LAB_DIR": str(lab.directory)}
+    assert _lab("fault", "coredns", "stop", env=env).returncode == 0
+    with pytest.raises(OSError):
+        _dns_a(lab.ports["coredns"], "api.default.svc.cluster.local")
+    assert _lab("fault", "coredns", "cont", env=env).returncode == 0
+    assert _dns_a(lab.ports["coredns"], "kubernetes.default.svc.cluster.local") is not None
+    assert _lab("fault", "coredns", "kill", env=env).returncode == 0
+    assert _lab("fault", "coredns", "start", env=env).returncode == 0
+    _eventually(lambda: _lab("status", env=env).returncode == 0, timeout=30, what="coredns back")
