@@ -34,10 +34,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     up.add_argument(
         "--max-requests-inflight",
         type=int,
-        default=40,
-        help="kube-apiserver read concurrency limit (default 40; lower overloads sooner)",
+        default=10,
+        help="kube-apiserver read concurrency limit (default 10, so that `lab load` overloads "
+        "it on 2 cores; raise it to take more load)",
     )
-    up.add_argument("--max-mutating-requests-inflight", type=int, default=20)
+    up.add_argument("--max-mutating-requests-inflight", type=int, default=5)
     sub.add_parser("down", help="stop everything the lab started")
     sub.add_parser("status", help="show each component and whether it answers")
     sub.add_parser("env", help="print export KUBECONFIG=... PROMETHEUS_URL=...")

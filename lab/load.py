@@ -36,8 +36,8 @@ def add_parser(sub: Any) -> None:
     load.add_argument(
         "--per-pod-qps",
         type=float,
-        default=2.0,
-        help="cluster-wide LISTs per second per Running agent (default 2)",
+        default=20.0,
+        help="cluster-wide LISTs per second per Running agent (default 20)",
     )
     load.add_argument(
         "--filler-pods",
@@ -45,7 +45,9 @@ def add_parser(sub: Any) -> None:
         default=600,
         help="pods created first so a LIST of all pods is expensive (default 600)",
     )
-    load.add_argument("--workers", type=int, default=48, help="concurrent requests at most")
+    load.add_argument(
+        "--workers", type=int, default=400, help="concurrent requests at most (default 400)"
+    )
     load.add_argument("--stop", action="store_true", help="stop the load and delete the agents")
 
 

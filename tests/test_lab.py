@@ -38,12 +38,14 @@ class Lab:
     def ports(self) -> dict[str, int]:
         return dict(self.state["ports"])
 
-    def api(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+    def api(
+        self, method: str, path: str, headers: dict[str, str] | None = None, **kwargs: Any
+    ) -> requests.Response:
         token = (self.directory / "pki" / "admin.token").read_text().strip()
         return requests.request(
             method,
             f"https://127.0.0.1:{self.ports['kube-apiserver']}{path}",
-            headers={"Authorization": f"Bearer {token}"},
+            headers={"Authorization": f"Bearer {token}", **(headers or {})},
             verify=str(self.directory / "pki" / "ca.crt"),
             timeout=20,
             **kwargs,
@@ -244,3 +246,45 @@ def test_fault_stops_and_resumes_coredns(lab: Lab) -> None:
     assert _lab("fault", "coredns", "kill", env=env).returncode == 0
     assert _lab("fault", "coredns", "start", env=env).returncode == 0
     _eventually(lambda: _lab("status", env=env).returncode == 0, timeout=30, what="coredns back")
+
+
+def _rejections(lab: Lab) -> tuple[str, float | None]:
+    """guardian's status and short-window page burn of the lab's 429 SLO."""
+    from guardian.clients.prometheus import PrometheusClient
+    from guardian.config import load_config
+    from guardian.pipeline import evaluate
+
+    config = load_config(lab.directory / "guardian.yaml")
+    slo = config.slo("apiserver-rejections")
+    evaluation, error = evaluate([slo], PrometheusClient(config.prometheus))
+    assert error == ""
+    result = evaluation.slos[0]
+    return result.status, result.windows[0].short_burn
+
+
+def test_lab_load_burns_the_api_server_slo_and_quarantine_stops_it(lab: Lab) -> None:
+    env = {**os.environ, "GUARDIAN_LAB_DIR": str(lab.directory)}
+    assert _rejections(lab)[0] == "ok"
+    started = _lab("load", "--filler-pods", "300", env=env)
+    assert started.returncode == 0, started.stderr
+    try:
+        _eventually(lambda: _rejections(lab)[0] == "page", timeout=120, what="the 429 SLO pages")
+        throttled = lab.promql('sum(rate(apiserver_request_total{code="429"}[15s]))')
+        assert float(throttled[0]["value"][1]) > 10
+        # Quarantine: a nodeSelector no node matches; agents leave every node at once.
+        patch = {"spec": {"template": {"spec": {"nodeSelector": {"guardian/quarantine": "true"}}}}}
+        answer = lab.api(
+            "PATCH",
+            "/apis/apps/v1/namespaces/telemetry/daemonsets/telemetry-agent",
+            json=patch,
+            headers={"Content-Type": "application/merge-patch+json"},
+        )
+        assert answer.status_code == 200, answer.text
+
+        def calm() -> bool:
+            status, burn = _rejections(lab)
+            return status != "page" and (burn or 0.0) < 1.0
+
+        _eventually(calm, timeout=90, what="the 429 burn falls once the agents are gone")
+    finally:
+        assert _lab("load", "--stop", env=env).returncode == 0
