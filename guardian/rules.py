@@ -95,8 +95,7 @@ def _meta_rules(slo: SLO) -> list[dict[str, Any]]:
         rules.append(
             {
                 "record": f"slo:sli_error:ratio_rate{period}",
-                "expr": f"sum_over_time({errors}[{period}])\n"
-                f"/\nsum_over_time({total}[{period}])\n",
+                "expr": f"sum_over_time({errors}[{period}])\n/\nsum_over_time({total}[{period}])\n",
                 "labels": _labels(slo, window=period),
             }
         )
