@@ -85,6 +85,19 @@ def _parser() -> argparse.ArgumentParser:
     _format_arg(bt)
     bt.set_defaults(handler=_cmd_backtest)
 
+    act = sub.add_parser("act", help="run one mitigation action by hand (plan, apply, verify)")
+    act.add_argument("action", choices=sorted(_catalogue()), help="the action")
+    act.add_argument(
+        "--set", action="append", default=[], metavar="K=V", help="an action parameter"
+    )
+    act.add_argument("--dry-run", action="store_true", help="check with dryRun=All, change nothing")
+    act.add_argument("--kubeconfig", help="kubeconfig file (default $KUBECONFIG, ~/.kube/config)")
+    act.add_argument("--context", help="kubeconfig context (default: the current one)")
+    act.add_argument("--qps", type=float, default=5.0, help="API requests per second (default 5)")
+    act.add_argument("--burst", type=int, default=10, help="token bucket burst (default 10)")
+    _format_arg(act)
+    act.set_defaults(handler=_cmd_act)
+
     schema = sub.add_parser("schema", help="print the JSON Schema of guardian/v1 config files")
     schema.set_defaults(handler=_cmd_schema)
     return parser
@@ -183,6 +196,58 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
         backtest_table(found),
     )
     return EXIT_OK
+
+
+def _catalogue() -> dict[str, Any]:
+    from guardian.actions import CATALOGUE
+
+    return dict(CATALOGUE)
+
+
+def _cmd_act(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from guardian.actions import execute
+    from guardian.clients.kube import Kube
+
+    action = _catalogue()[args.action]
+    raw: dict[str, str] = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UsageError(f"--set {item}: must be KEY=VALUE")
+        raw[key.strip()] = value.strip()
+    try:
+        params = action.params.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(x) for x in first["loc"]) or args.action
+        message = str((first.get("ctx") or {}).get("error", first["msg"]))
+        raise UsageError(f"--set {where}: {message}") from None
+    kube = Kube.from_kubeconfig(args.kubeconfig, args.context, args.qps, args.burst)
+    plan = action.plan(kube, params)
+    outcome = execute(kube, plan, dry_run=args.dry_run)
+    if not args.dry_run:
+        outcome.problems = action.verify(kube, plan)
+        outcome.verified = not outcome.problems
+    doc = {
+        **plan.to_json(),
+        "dry_run": args.dry_run,
+        "applied": outcome.applied,
+        "verified": outcome.verified,
+        "problems": outcome.problems,
+        "requests": kube.requests,
+    }
+    if args.output == "json":
+        print(json.dumps(doc, indent=2))
+    else:
+        print(f"{args.action} {plan.target}{' (dry run: nothing changed)' if args.dry_run else ''}")
+        print(plan.diff())
+        for line in outcome.applied:
+            print(f"{'checked' if args.dry_run else 'applied'}: {line}")
+        for problem in outcome.problems:
+            print(f"verify: {problem}")
+    return EXIT_BURNING if outcome.problems else EXIT_OK
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:

@@ -1,0 +1,174 @@
+"""Actions: typed parameters → a concrete ``Plan`` → dry run / apply → verify → undo.
+
+Input: an action's parameters and a ``KubeAPI`` (the gentle client). Output: ``Plan`` (the
+exact requests, each with the state it replaces and a readable diff) and ``Outcome``
+values. Called by the CLI (``guardian act``) and, later, by playbooks. A plan records what it
+changes, so ``undo`` restores exactly that; applying a plan twice changes nothing the second
+time (every change is a create-if-absent, a patch to a target value, or a delete).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import yaml
+
+from guardian.errors import PermanentKubernetesError
+
+JSON = dict[str, Any]
+Op = Literal["create", "patch", "delete"]
+
+
+class KubeAPI(Protocol):
+    """What actions need from the API server (``guardian.clients.kube.Kube``)."""
+
+    def get(self, path: str, query: dict[str, str] | None = None) -> JSON: ...
+
+    def exists(self, path: str) -> bool: ...
+
+    def create(self, path: str, body: JSON, dry_run: bool = False) -> JSON: ...
+
+    def patch(self, path: str, body: Any, kind: str = "merge", dry_run: bool = False) -> JSON: ...
+
+    def delete(self, path: str, dry_run: bool = False) -> JSON: ...
+
+
+@dataclass(frozen=True)
+class Change:
+    """One request of a plan."""
+
+    op: Op
+    path: str
+    """Object path (``create``: the collection path)."""
+    body: Any
+    description: str
+    kind: str = "merge"
+    """Patch type for ``patch``: merge, json or strategic."""
+    before: Any = None
+    """What the changed fields were, for undo and the diff (``None``: the object is new)."""
+    after: Any = None
+    """What they will be."""
+    undo: Change | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The exact changes an action would make, with a diff for humans."""
+
+    action: str
+    target: str
+    changes: tuple[Change, ...]
+    notes: tuple[str, ...] = ()
+
+    def diff(self) -> str:
+        """A unified diff of every change, before → after, as YAML."""
+        parts = []
+        for change in self.changes:
+            before = _yaml(change.before) if change.op != "create" else ""
+            after = _yaml(change.after) if change.op != "delete" else ""
+            lines = difflib.unified_diff(
+                before.splitlines(), after.splitlines(), change.path, change.path, lineterm=""
+            )
+            parts.append(f"# {change.description}\n" + "\n".join(lines))
+        return "\n".join(parts)
+
+    def to_json(self) -> JSON:
+        """The plan as a JSON document."""
+        return {
+            "action": self.action,
+            "target": self.target,
+            "notes": list(self.notes),
+            "changes": [
+                {
+                    "op": c.op,
+                    "path": c.path,
+                    "description": c.description,
+                    "patch_type": c.kind if c.op == "patch" else None,
+                    "body": c.body,
+                    "before": c.before,
+                    "after": c.after,
+                }
+                for c in self.changes
+            ],
+        }
+
+
+@dataclass
+class Outcome:
+    """What applying (or dry-running) a plan did."""
+
+    plan: Plan
+    dry_run: bool
+    applied: list[str] = field(default_factory=list)
+    verified: bool | None = None
+    problems: list[str] = field(default_factory=list)
+
+
+def execute(kube: KubeAPI, plan: Plan, dry_run: bool = False) -> Outcome:
+    """Send every change of ``plan`` (with ``dryRun=All`` when ``dry_run``)."""
+    outcome = Outcome(plan, dry_run)
+    for change in plan.changes:
+        _send(kube, change, dry_run)
+        outcome.applied.append(change.description)
+    return outcome
+
+
+def undo(kube: KubeAPI, plan: Plan, dry_run: bool = False) -> list[str]:
+    """Reverse ``plan``, last change first; returns what was done."""
+    done = []
+    for change in reversed(plan.changes):
+        if change.undo is not None:
+            _send(kube, change.undo, dry_run)
+            done.append(change.undo.description)
+    return done
+
+
+def _send(kube: KubeAPI, change: Change, dry_run: bool) -> None:
+    if change.op == "create":
+        name = change.body["metadata"]["name"]
+        if not dry_run and kube.exists(f"{change.path}/{name}"):
+            return  # idempotent: already there
+        kube.create(change.path, change.body, dry_run=dry_run)
+    elif change.op == "patch":
+        kube.patch(change.path, change.body, change.kind, dry_run=dry_run)
+    else:
+        try:
+            kube.delete(change.path, dry_run=dry_run)
+        except PermanentKubernetesError as exc:
+            if "HTTP 404" not in exc.message:
+                raise
+
+
+def replace_patch(path: str, value: Any) -> list[JSON]:
+    """A JSON patch setting ``path`` to ``value`` (``add`` replaces or creates)."""
+    return [{"op": "add", "path": path, "value": value}]
+
+
+def remove_or_replace(path: str, value: Any) -> list[JSON]:
+    """A JSON patch restoring ``path`` to ``value``, removing it when it was absent."""
+    if value is None:
+        return [{"op": "remove", "path": path}]
+    return replace_patch(path, value)
+
+
+def dig(obj: JSON, *keys: str) -> Any:
+    """``obj[k1][k2]...`` or ``None``."""
+    node: Any = obj
+    for key in keys:
+        if not isinstance(node, dict):
+            return None
+        node = node.get(key)
+    return node
+
+
+def _yaml(value: Any) -> str:
+    if value is None:
+        return ""
+    return yaml.safe_dump(json.loads(json.dumps(value)), sort_keys=True)
+
+
+Verifier = Callable[[KubeAPI], list[str]]

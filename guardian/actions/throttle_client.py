@@ -1,0 +1,151 @@
+"""``throttle-client``: put one client into a small, limited API Priority and Fairness level.
+
+Input: ``ThrottleClientParams`` (a service account, user or group). Output: a ``Plan`` that
+creates a PriorityLevelConfiguration (``Limited``, few shares, nothing lent, excess rejected
+with 429 or queued briefly) and a FlowSchema matching every request of that subject ahead of
+the built-in schemas. Undo deletes both. The Kubernetes-native "block the traffic that
+drowns the API servers".
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from guardian.actions.base import JSON, Change, KubeAPI, Plan, dig
+
+API = "/apis/flowcontrol.apiserver.k8s.io/v1"
+# Below every built-in schema that could match an ordinary client (system-nodes is 500),
+# above exempt (1) and probes (2).
+PRECEDENCE = 300
+
+
+class ThrottleClientParams(BaseModel):
+    """Whom to throttle, and how hard."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    subject: Literal["serviceaccount", "user", "group"]
+    name: str
+    namespace: str | None = Field(None, description="Required for a service account")
+    shares: int = Field(1, ge=1, le=100, description="nominalConcurrencyShares")
+    queue: bool = Field(False, description="Queue a little instead of rejecting at once")
+
+
+def names(params: ThrottleClientParams) -> str:
+    """The object name shared by the FlowSchema and the priority level."""
+    raw = f"guardian-throttle-{params.subject}-{params.namespace or ''}-{params.name}"
+    return re.sub(r"[^a-z0-9.-]+", "-", raw.lower()).replace("--", "-").strip("-")[:253]
+
+
+def _subject(params: ThrottleClientParams) -> JSON:
+    if params.subject == "serviceaccount":
+        if not params.namespace:
+            raise ValueError("namespace: required for a service account")
+        return {
+            "kind": "ServiceAccount",
+            "serviceAccount": {"name": params.name, "namespace": params.namespace},
+        }
+    if params.subject == "user":
+        return {"kind": "User", "user": {"name": params.name}}
+    return {"kind": "Group", "group": {"name": params.name}}
+
+
+def plan(kube: KubeAPI, params: ThrottleClientParams) -> Plan:
+    """The priority level and flow schema to create."""
+    name = names(params)
+    response: JSON = {"type": "Reject"}
+    if params.queue:
+        response = {
+            "type": "Queue",
+            "queuing": {"queues": 4, "handSize": 1, "queueLengthLimit": 10},
+        }
+    level = {
+        "apiVersion": "flowcontrol.apiserver.k8s.io/v1",
+        "kind": "PriorityLevelConfiguration",
+        "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": "guardian"}},
+        "spec": {
+            "type": "Limited",
+            "limited": {
+                "nominalConcurrencyShares": params.shares,
+                "lendablePercent": 0,
+                "limitResponse": response,
+            },
+        },
+    }
+    schema = {
+        "apiVersion": "flowcontrol.apiserver.k8s.io/v1",
+        "kind": "FlowSchema",
+        "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": "guardian"}},
+        "spec": {
+            "priorityLevelConfiguration": {"name": name},
+            "matchingPrecedence": PRECEDENCE,
+            "distinguisherMethod": {"type": "ByUser"},
+            "rules": [
+                {
+                    "subjects": [_subject(params)],
+                    "resourceRules": [
+                        {
+                            "verbs": ["*"],
+                            "apiGroups": ["*"],
+                            "resources": ["*"],
+                            "clusterScope": True,
+                            "namespaces": ["*"],
+                        }
+                    ],
+                    "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
+                }
+            ],
+        },
+    }
+    target = f"{params.subject} {params.namespace + '/' if params.namespace else ''}{params.name}"
+    return Plan(
+        "throttle-client",
+        target,
+        (
+            Change(
+                "create",
+                f"{API}/prioritylevelconfigurations",
+                level,
+                f"create priority level {name} ({params.shares} share(s), "
+                f"{'queue' if params.queue else 'reject'} the excess)",
+                after=level,
+                undo=Change(
+                    "delete",
+                    f"{API}/prioritylevelconfigurations/{name}",
+                    None,
+                    f"delete priority level {name}",
+                ),
+            ),
+            Change(
+                "create",
+                f"{API}/flowschemas",
+                schema,
+                f"create flow schema {name} (precedence {PRECEDENCE}) for {target}",
+                after=schema,
+                undo=Change(
+                    "delete", f"{API}/flowschemas/{name}", None, f"delete flow schema {name}"
+                ),
+            ),
+        ),
+    )
+
+
+def verify(kube: KubeAPI, plan_: Plan) -> list[str]:
+    """Both objects exist and the flow schema points at an existing level."""
+    name = plan_.changes[0].body["metadata"]["name"]
+    problems = []
+    if not kube.exists(f"{API}/prioritylevelconfigurations/{name}"):
+        problems.append(f"priority level {name} missing")
+    schema = (
+        kube.get(f"{API}/flowschemas/{name}") if kube.exists(f"{API}/flowschemas/{name}") else None
+    )
+    if schema is None:
+        problems.append(f"flow schema {name} missing")
+    else:
+        for condition in dig(schema, "status", "conditions") or []:
+            if condition.get("type") == "Dangling" and condition.get("status") == "True":
+                problems.append(f"flow schema {name} is dangling")
+    return problems

@@ -1,0 +1,268 @@
+"""Actions on the lab's real API server: plan, dry run, apply, verify, undo."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import requests
+
+from guardian.actions import CATALOGUE, execute, undo
+from guardian.actions.pause_rollout import QUARANTINE_LABEL, PauseRolloutParams
+from guardian.actions.throttle_client import ThrottleClientParams, names
+from guardian.clients.kube import Kube
+from guardian.errors import PermanentKubernetesError
+from guardian.ratelimit import TokenBucket
+from tests.lab_fixture import NODES, ROOT, Lab
+
+pytestmark = pytest.mark.lab
+
+
+@pytest.fixture(scope="module")
+def kube(lab: Lab) -> Kube:
+    return Kube.from_kubeconfig(str(lab.directory / "kubeconfig"), qps=50, burst=100)
+
+
+def _eventually(check: Callable[[], bool], timeout: float = 60, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.5)
+    pytest.fail(f"not within {timeout:.0f}s: {what}")
+
+
+def _workload(kind: str, name: str, image: str = "registry.invalid/app:1") -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "selector": {"matchLabels": {"app": name}},
+        "template": {
+            "metadata": {"labels": {"app": name}},
+            "spec": {"containers": [{"name": "app", "image": image}]},
+        },
+    }
+    if kind != "DaemonSet":
+        spec["replicas"] = 3
+    if kind == "StatefulSet":
+        spec["serviceName"] = name
+    return {"metadata": {"name": name}, "spec": spec}
+
+
+COLLECTION = {
+    "Deployment": "/apis/apps/v1/namespaces/default/deployments",
+    "StatefulSet": "/apis/apps/v1/namespaces/default/statefulsets",
+    "DaemonSet": "/apis/apps/v1/namespaces/default/daemonsets",
+}
+
+
+def _settled(kube: Kube, path: str) -> str:
+    """The resourceVersion once controllers have stopped updating the object."""
+    previous = ""
+    for _ in range(60):
+        current = kube.get(path)["metadata"]["resourceVersion"]
+        if current == previous:
+            return current
+        previous = current
+        time.sleep(1.5)
+    pytest.fail(f"{path} never settled")
+
+
+def _create(kube: Kube, kind: str, name: str) -> dict[str, Any]:
+    return kube.create(COLLECTION[kind], _workload(kind, name))
+
+
+@pytest.mark.parametrize("kind", ["Deployment", "StatefulSet", "DaemonSet"])
+def test_pause_rollout_plan_dry_run_apply_verify_undo(kube: Kube, kind: str) -> None:
+    name = f"pause-{kind.lower()}"
+    created = _create(kube, kind, name)
+    path = f"{COLLECTION[kind]}/{name}"
+    original = created["spec"]
+    action = CATALOGUE["pause-rollout"]
+    plan = action.plan(kube, PauseRolloutParams(kind=kind, namespace="default", name=name))
+    assert [c.op for c in plan.changes] == ["patch"]
+    assert "paused" in plan.diff() or "updateStrategy" in plan.diff()
+
+    before = _settled(kube, path)
+    sent = kube.requests
+    execute(kube, plan, dry_run=True)
+    assert kube.requests > sent
+    assert kube.get(path)["metadata"]["resourceVersion"] == before, "dry run changed nothing"
+
+    execute(kube, plan)
+    assert action.verify(kube, plan) == []
+    spec = kube.get(path)["spec"]
+    expected = {
+        "Deployment": lambda s: s["paused"] is True,
+        "StatefulSet": lambda s: s["updateStrategy"]["rollingUpdate"]["partition"] == 3,
+        "DaemonSet": lambda s: s["updateStrategy"] == {"type": "OnDelete"},
+    }[kind]
+    assert expected(spec)
+    execute(kube, plan)  # idempotent: a second apply changes nothing more
+    assert action.verify(kube, plan) == []
+
+    undo(kube, plan)
+    restored = kube.get(path)["spec"]
+    if kind == "Deployment":
+        assert restored.get("paused", False) is False
+    else:
+        assert restored["updateStrategy"] == original["updateStrategy"]
+
+
+def test_deployment_rollback_restores_the_previous_template(kube: Kube) -> None:
+    path = f"{COLLECTION['Deployment']}/shop"
+    _create(kube, "Deployment", "shop")
+    _eventually(lambda: len(_replicasets(kube, "shop")) == 1, what="first ReplicaSet")
+    kube.patch(
+        path,
+        {
+            "spec": {
+                "template": {
+                    "spec": {"containers": [{"name": "app", "image": "registry.invalid/app:2"}]}
+                }
+            }
+        },
+        "strategic",
+    )
+    _eventually(lambda: len(_replicasets(kube, "shop")) == 2, what="second ReplicaSet")
+    params = PauseRolloutParams(kind="Deployment", namespace="default", name="shop", rollback=True)
+    plan = CATALOGUE["pause-rollout"].plan(kube, params)
+    assert [c.description for c in plan.changes][1] == "roll back to revision 1"
+    execute(kube, plan)
+    image = kube.get(path)["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image == "registry.invalid/app:1"
+    undo(kube, plan)
+    deployment = kube.get(path)["spec"]
+    assert deployment["template"]["spec"]["containers"][0]["image"] == "registry.invalid/app:2"
+    assert deployment.get("paused", False) is False
+
+
+def _replicasets(kube: Kube, app: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = kube.get(
+        "/apis/apps/v1/namespaces/default/replicasets", {"labelSelector": f"app={app}"}
+    )["items"]
+    return items
+
+
+def _agents(kube: Kube, app: str) -> int:
+    pods = kube.get("/api/v1/namespaces/default/pods", {"labelSelector": f"app={app}"})["items"]
+    return sum(1 for p in pods if p["status"].get("phase") == "Running")
+
+
+def test_daemonset_quarantine_empties_every_node_and_undo_brings_agents_back(kube: Kube) -> None:
+    _create(kube, "DaemonSet", "agent")
+    _eventually(lambda: _agents(kube, "agent") == NODES, what="one agent per node")
+    params = PauseRolloutParams(
+        kind="DaemonSet", namespace="default", name="agent", quarantine=True
+    )
+    plan = CATALOGUE["pause-rollout"].plan(kube, params)
+    assert QUARANTINE_LABEL in plan.diff()
+    execute(kube, plan)
+    _eventually(lambda: _agents(kube, "agent") == 0, what="agents gone from every node")
+    undo(kube, plan)
+    spec = kube.get(f"{COLLECTION['DaemonSet']}/agent")["spec"]
+    assert "nodeSelector" not in spec["template"]["spec"]
+    _eventually(lambda: _agents(kube, "agent") == NODES, what="agents back")
+
+
+def test_throttle_client_classifies_the_subject_into_its_own_level(kube: Kube, lab: Lab) -> None:
+    params = ThrottleClientParams(subject="user", name="telemetry-agent", shares=1)
+    action = CATALOGUE["throttle-client"]
+    plan = action.plan(kube, params)
+    name = names(params)
+    execute(kube, plan, dry_run=True)
+    assert not kube.exists(f"/apis/flowcontrol.apiserver.k8s.io/v1/flowschemas/{name}")
+    execute(kube, plan)
+    assert action.verify(kube, plan) == []
+    schema = kube.get(f"/apis/flowcontrol.apiserver.k8s.io/v1/flowschemas/{name}")
+    token = (lab.directory / "pki" / "telemetry.token").read_text().strip()
+    answer = requests.get(
+        f"https://127.0.0.1:{lab.ports['kube-apiserver']}/api/v1/nodes?limit=1",
+        headers={"Authorization": f"Bearer {token}"},
+        verify=str(lab.directory / "pki" / "ca.crt"),
+        timeout=10,
+    )
+    assert answer.headers["X-Kubernetes-PF-FlowSchema-UID"] == schema["metadata"]["uid"]
+    undo(kube, plan)
+    assert not kube.exists(f"/apis/flowcontrol.apiserver.k8s.io/v1/flowschemas/{name}")
+    assert not kube.exists(
+        f"/apis/flowcontrol.apiserver.k8s.io/v1/prioritylevelconfigurations/{name}"
+    )
+
+
+def test_a_missing_object_is_permanent_and_not_retried(kube: Kube) -> None:
+    sent = kube.requests
+    with pytest.raises(PermanentKubernetesError, match="HTTP 404"):
+        CATALOGUE["pause-rollout"].plan(
+            kube, PauseRolloutParams(kind="Deployment", namespace="default", name="nope")
+        )
+    assert kube.requests - sent == 1
+
+
+def test_every_request_waits_for_the_token_bucket(lab: Lab) -> None:
+    kube = Kube.from_kubeconfig(str(lab.directory / "kubeconfig"), qps=5, burst=1)
+    stamps = []
+    original = kube.bucket.acquire
+
+    def timed() -> float:
+        waited = original()
+        stamps.append(time.monotonic())
+        return waited
+
+    kube.bucket.acquire = timed  # type: ignore[method-assign]
+    for _ in range(6):
+        kube.get("/version")
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]
+    assert min(gaps) >= 0.2 - 0.01
+    assert isinstance(kube.bucket, TokenBucket) and kube.bucket.granted == 6
+
+
+def _act(lab: Lab, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "KUBECONFIG": str(lab.directory / "kubeconfig")}
+    return subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "guardian"), "act", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_guardian_act_dry_run_changes_nothing_and_bad_input_is_one_line(
+    kube: Kube, lab: Lab
+) -> None:
+    _create(kube, "Deployment", "cli")
+    path = f"{COLLECTION['Deployment']}/cli"
+    before = _settled(kube, path)
+    sets = ["--set", "kind=Deployment", "--set", "namespace=default", "--set", "name=cli"]
+    done = _act(lab, "pause-rollout", *sets, "--dry-run", "-o", "json")
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["dry_run"] is True and doc["changes"][0]["body"] == {"spec": {"paused": True}}
+    assert kube.get(path)["metadata"]["resourceVersion"] == before
+    applied = _act(lab, "pause-rollout", *sets)
+    assert applied.returncode == 0, applied.stderr
+    assert "applied: pause: spec.paused = true" in applied.stdout
+    assert kube.get(path)["spec"]["paused"] is True
+    bad = _act(lab, "pause-rollout", "--set", "kind=Pod", "--set", "namespace=d", "--set", "name=x")
+    assert bad.returncode == 2
+    assert bad.stderr.startswith("guardian: --set kind: ")
+    missing = _act(
+        lab,
+        "pause-rollout",
+        "--set",
+        "kind=Deployment",
+        "--set",
+        "namespace=default",
+        "--set",
+        "name=ghost",
+    )
+    assert missing.returncode == 1
+    assert missing.stderr.strip().splitlines() == [
+        "guardian: GET /apis/apps/v1/namespaces/default/deployments/ghost: HTTP 404 "
+        'deployments.apps "ghost" not found'
+    ]
