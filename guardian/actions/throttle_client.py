@@ -71,6 +71,7 @@ def plan(kube: KubeAPI, params: ThrottleClientParams) -> Plan:
             "limited": {
                 "nominalConcurrencyShares": params.shares,
                 "lendablePercent": 0,
+                "borrowingLimitPercent": 0,
                 "limitResponse": response,
             },
         },

@@ -83,6 +83,18 @@ class Kube:
             raise ConfigError(f"{where}: cannot load kubeconfig: {exc}") from None
         return cls(api_client, TokenBucket(qps, burst))
 
+    @classmethod
+    def from_token(
+        cls, server: str, token: str, ca_file: str, qps: float = 5, burst: int = 10
+    ) -> Kube:
+        """A client for ``server`` authenticating with a bearer ``token``."""
+        configuration = k8s.Configuration()
+        configuration.host = server
+        configuration.api_key = {"authorization": token}
+        configuration.api_key_prefix = {"authorization": "Bearer"}
+        configuration.ssl_ca_cert = ca_file
+        return cls(k8s.ApiClient(configuration), TokenBucket(qps, burst))
+
     def get(self, path: str, query: dict[str, str] | None = None) -> JSON:
         """GET one object (or one page)."""
         return self.request("GET", path, query=query)

@@ -1,0 +1,177 @@
+"""deploy/: guardian's APF objects and least-privilege RBAC, applied to the lab and used."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import yaml
+
+from guardian.actions import CATALOGUE, execute, undo
+from guardian.actions.pause_rollout import PauseRolloutParams
+from guardian.actions.throttle_client import ThrottleClientParams
+from guardian.clients.kube import Kube
+from guardian.errors import PermanentKubernetesError
+from tests.lab_fixture import ROOT, Lab
+
+pytestmark = pytest.mark.lab
+
+PATHS = {
+    "Namespace": "/api/v1/namespaces",
+    "ServiceAccount": "/api/v1/namespaces/{ns}/serviceaccounts",
+    "ClusterRole": "/apis/rbac.authorization.k8s.io/v1/clusterroles",
+    "ClusterRoleBinding": "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+    "FlowSchema": "/apis/flowcontrol.apiserver.k8s.io/v1/flowschemas",
+    "PriorityLevelConfiguration": (
+        "/apis/flowcontrol.apiserver.k8s.io/v1/prioritylevelconfigurations"
+    ),
+}
+
+
+def _apply(kube: Kube, path: Path) -> list[dict[str, Any]]:
+    docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
+    for doc in docs:
+        collection = PATHS[doc["kind"]].format(ns=doc["metadata"].get("namespace", ""))
+        if not kube.exists(f"{collection}/{doc['metadata']['name']}"):
+            kube.create(collection, doc)
+    return docs
+
+
+@pytest.fixture(scope="module")
+def admin(lab: Lab) -> Kube:
+    return Kube.from_kubeconfig(str(lab.directory / "kubeconfig"), qps=50, burst=100)
+
+
+@pytest.fixture(scope="module")
+def guardian_sa(lab: Lab, admin: Kube) -> Kube:
+    """A client authenticated as guardian's service account, bound to deploy/rbac."""
+    _apply(admin, ROOT / "deploy" / "rbac" / "guardian-rbac.yaml")
+    _apply(admin, ROOT / "deploy" / "apf" / "guardian-apf.yaml")
+    answer = admin.create(
+        "/api/v1/namespaces/guardian/serviceaccounts/guardian/token",
+        {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {"expirationSeconds": 3600},
+        },
+    )
+    server = f"https://127.0.0.1:{lab.ports['kube-apiserver']}"
+    return Kube.from_token(server, answer["status"]["token"], str(lab.directory / "pki" / "ca.crt"))
+
+
+def test_guardian_s_requests_use_its_own_priority_level(
+    lab: Lab, admin: Kube, guardian_sa: Kube
+) -> None:
+    token = guardian_sa.api_client.configuration.api_key["authorization"]
+    answer = requests.get(
+        f"https://127.0.0.1:{lab.ports['kube-apiserver']}/apis/apps/v1/namespaces/default/deployments/x",
+        headers={"Authorization": f"Bearer {token}"},
+        verify=str(lab.directory / "pki" / "ca.crt"),
+        timeout=10,
+    )
+    schema = admin.get(f"{PATHS['FlowSchema']}/guardian")
+    level = admin.get(f"{PATHS['PriorityLevelConfiguration']}/guardian")
+    assert answer.headers["X-Kubernetes-PF-FlowSchema-UID"] == schema["metadata"]["uid"]
+    assert answer.headers["X-Kubernetes-PF-PriorityLevel-UID"] == level["metadata"]["uid"]
+
+
+def test_every_action_runs_as_the_least_privilege_role(admin: Kube, guardian_sa: Kube) -> None:
+    admin.create(
+        "/apis/apps/v1/namespaces/default/deployments",
+        {
+            "metadata": {"name": "rbac-check"},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": {"app": "rbac-check"}},
+                "template": {
+                    "metadata": {"labels": {"app": "rbac-check"}},
+                    "spec": {"containers": [{"name": "a", "image": "x.invalid/a:1"}]},
+                },
+            },
+        },
+    )
+    cases = [
+        (
+            "pause-rollout",
+            PauseRolloutParams(kind="Deployment", namespace="default", name="rbac-check"),
+        ),
+        ("throttle-client", ThrottleClientParams(subject="group", name="noisy")),
+    ]
+    for name, params in cases:
+        action = CATALOGUE[name]
+        plan = action.plan(guardian_sa, params)
+        execute(guardian_sa, plan, dry_run=True)
+        execute(guardian_sa, plan)
+        assert action.verify(guardian_sa, plan) == [], name
+        undo(guardian_sa, plan)
+
+
+def test_anything_else_is_forbidden_and_not_retried(guardian_sa: Kube) -> None:
+    sent = guardian_sa.requests
+    with pytest.raises(PermanentKubernetesError, match="HTTP 403"):
+        guardian_sa.get("/api/v1/namespaces/kube-system/secrets")
+    assert guardian_sa.requests - sent == 1
+
+
+def test_429_is_retried_after_retry_after(admin: Kube, lab: Lab) -> None:
+    """A user squeezed into a one-seat, reject-only level: 429s come back, retries win."""
+    for collection, doc in (
+        (
+            PATHS["ClusterRole"],
+            {
+                "metadata": {"name": "node-reader"},
+                "rules": [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["list"]}],
+            },
+        ),
+        (
+            PATHS["ClusterRoleBinding"],
+            {
+                "metadata": {"name": "node-reader"},
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "ClusterRole",
+                    "name": "node-reader",
+                },
+                "subjects": [
+                    {
+                        "apiGroup": "rbac.authorization.k8s.io",
+                        "kind": "User",
+                        "name": "telemetry-agent",
+                    }
+                ],
+            },
+        ),
+    ):
+        if not admin.exists(f"{collection}/node-reader"):
+            admin.create(collection, doc)
+    params = ThrottleClientParams(subject="user", name="telemetry-agent", shares=1)
+    plan = CATALOGUE["throttle-client"].plan(admin, params)
+    execute(admin, plan)
+    try:
+        token = (lab.directory / "pki" / "telemetry.token").read_text().strip()
+        server = f"https://127.0.0.1:{lab.ports['kube-apiserver']}"
+        agent = Kube.from_token(
+            server, token, str(lab.directory / "pki" / "ca.crt"), qps=500, burst=500
+        )
+        agent.total_timeout = 120
+        failures: list[BaseException] = []
+
+        def hammer() -> None:
+            try:
+                for _ in range(10):
+                    agent.get("/api/v1/nodes")
+            except BaseException as exc:
+                failures.append(exc)
+
+        threads = [threading.Thread(target=hammer) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert failures == []
+        assert agent.retries > 0, "the tiny level should have answered some requests with 429"
+    finally:
+        undo(admin, plan)
