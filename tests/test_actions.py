@@ -266,3 +266,97 @@ def test_guardian_act_dry_run_changes_nothing_and_bad_input_is_one_line(
         "guardian: GET /apis/apps/v1/namespaces/default/deployments/ghost: HTTP 404 "
         'deployments.apps "ghost" not found'
     ]
+
+
+def _schedulable(kube: Kube) -> int:
+    return sum(1 for n in kube.list("/api/v1/nodes") if not n["spec"].get("unschedulable"))
+
+
+def test_shed_nodes_cordons_in_batches_and_the_floor_holds(kube: Kube) -> None:
+    from guardian.actions.shed_nodes import ShedNodesParams
+
+    params = ShedNodesParams(percent=50, min_nodes=NODES - 3, max_share_per_step=0.05, order="name")
+    action = CATALOGUE["shed-nodes"]
+    plan = action.plan(kube, params)
+    assert [c.batch for c in plan.changes] == [0, 1, 2]
+    assert plan.notes[1] == f"floor holds: {NODES // 2 - 3} fewer than asked"
+    execute(kube, plan, dry_run=True)
+    assert _schedulable(kube) == NODES
+    batches: list[int] = []
+    execute(kube, plan, between_batches=lambda b: batches.append(b) is None)
+    assert batches == [0, 1]
+    assert action.verify(kube, plan) == []
+    assert _schedulable(kube) == NODES - 3
+    undo(kube, plan)
+    assert _schedulable(kube) == NODES
+
+
+def test_a_stop_between_batches_leaves_the_rest_alone(kube: Kube) -> None:
+    from guardian.actions.shed_nodes import ShedNodesParams
+
+    plan = CATALOGUE["shed-nodes"].plan(
+        kube, ShedNodesParams(count=4, min_nodes=1, max_share_per_step=0.1, order="name")
+    )
+    outcome = execute(kube, plan, between_batches=lambda b: False)
+    assert outcome.problems == ["stopped after batch 1"]
+    assert _schedulable(kube) == NODES - 2
+    undo(kube, plan)
+    assert _schedulable(kube) == NODES
+
+
+def test_drain_evicts_but_a_pod_disruption_budget_stops_it(kube: Kube, lab: Lab) -> None:
+    from guardian.actions.shed_nodes import ShedNodesParams
+    from guardian.errors import TransientKubernetesError
+
+    kube.create("/api/v1/namespaces", {"metadata": {"name": "drain"}})
+    for app, guarded in (("free", False), ("kept", True)):
+        kube.create(
+            "/apis/apps/v1/namespaces/drain/deployments",
+            {
+                "metadata": {"name": app},
+                "spec": {
+                    "replicas": NODES,
+                    "selector": {"matchLabels": {"app": app}},
+                    "template": {
+                        "metadata": {"labels": {"app": app}},
+                        "spec": {
+                            "containers": [{"name": "a", "image": "x.invalid/a"}],
+                            "topologySpreadConstraints": [
+                                {
+                                    "maxSkew": 1,
+                                    "topologyKey": "kubernetes.io/hostname",
+                                    "whenUnsatisfiable": "DoNotSchedule",
+                                    "labelSelector": {"matchLabels": {"app": app}},
+                                }
+                            ],
+                        },
+                    },
+                },
+            },
+        )
+        if guarded:
+            kube.create(
+                "/apis/policy/v1/namespaces/drain/poddisruptionbudgets",
+                {
+                    "metadata": {"name": app},
+                    "spec": {"minAvailable": NODES, "selector": {"matchLabels": {"app": app}}},
+                },
+            )
+
+    def running(app: str) -> int:
+        pods = kube.get("/api/v1/namespaces/drain/pods", {"labelSelector": f"app={app}"})
+        return sum(1 for p in pods["items"] if p["status"].get("phase") == "Running")
+
+    _eventually(lambda: running("free") == NODES and running("kept") == NODES, what="pods up")
+    strict = Kube.from_kubeconfig(str(lab.directory / "kubeconfig"), qps=50, burst=100)
+    strict.total_timeout = 5
+    plan = CATALOGUE["shed-nodes"].plan(
+        strict,
+        ShedNodesParams(count=1, min_nodes=1, mode="drain", order="name", selector="type=kwok"),
+    )
+    evictions = [c.path for c in plan.changes if c.op == "post"]
+    assert any("/pods/free-" in p for p in evictions) and any("/pods/kept-" in p for p in evictions)
+    with pytest.raises(TransientKubernetesError, match=r"HTTP 429.*disruption budget"):
+        execute(strict, plan)
+    assert running("kept") == NODES, "the budget held"
+    undo(kube, plan)

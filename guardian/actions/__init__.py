@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from guardian.actions import pause_rollout, throttle_client
+from guardian.actions import pause_rollout, shed_nodes, throttle_client
 from guardian.actions.base import KubeAPI, Outcome, Plan, execute, undo
 
 
@@ -30,6 +30,13 @@ CATALOGUE: dict[str, Action] = {
         pause_rollout.plan,
         pause_rollout.verify,
         "pause a Deployment/StatefulSet/DaemonSet/Rollout (rollback, quarantine)",
+    ),
+    "shed-nodes": Action(
+        "shed-nodes",
+        shed_nodes.ShedNodesParams,
+        shed_nodes.plan,
+        shed_nodes.verify,
+        "cordon, drain or delete nodes in batches above a floor, or scale a MachineDeployment",
     ),
     "throttle-client": Action(
         "throttle-client",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -20,7 +20,7 @@ import yaml
 from guardian.errors import PermanentKubernetesError
 
 JSON = dict[str, Any]
-Op = Literal["create", "patch", "delete"]
+Op = Literal["create", "patch", "delete", "post"]
 
 
 class KubeAPI(Protocol):
@@ -29,6 +29,10 @@ class KubeAPI(Protocol):
     def get(self, path: str, query: dict[str, str] | None = None) -> JSON: ...
 
     def exists(self, path: str) -> bool: ...
+
+    def list(
+        self, path: str, query: dict[str, str] | None = None, page: int = 500
+    ) -> Iterator[JSON]: ...
 
     def create(self, path: str, body: JSON, dry_run: bool = False) -> JSON: ...
 
@@ -53,6 +57,8 @@ class Change:
     after: Any = None
     """What they will be."""
     undo: Change | None = None
+    batch: int = 0
+    """Changes run batch by batch; ``execute`` may check the SLO between two batches."""
 
 
 @dataclass(frozen=True)
@@ -108,12 +114,27 @@ class Outcome:
     problems: list[str] = field(default_factory=list)
 
 
-def execute(kube: KubeAPI, plan: Plan, dry_run: bool = False) -> Outcome:
-    """Send every change of ``plan`` (with ``dryRun=All`` when ``dry_run``)."""
+def execute(
+    kube: KubeAPI,
+    plan: Plan,
+    dry_run: bool = False,
+    between_batches: Callable[[int], bool] | None = None,
+) -> Outcome:
+    """Send every change of ``plan`` (with ``dryRun=All`` when ``dry_run``).
+
+    After each batch but the last, ``between_batches(batch)`` may return False to stop.
+    """
     outcome = Outcome(plan, dry_run)
-    for change in plan.changes:
+    last = max((c.batch for c in plan.changes), default=0)
+    for index, change in enumerate(plan.changes):
         _send(kube, change, dry_run)
         outcome.applied.append(change.description)
+        following = plan.changes[index + 1] if index + 1 < len(plan.changes) else None
+        ends_batch = following is None or following.batch != change.batch
+        more = ends_batch and change.batch < last and between_batches is not None
+        if more and between_batches is not None and not between_batches(change.batch):
+            outcome.problems.append(f"stopped after batch {change.batch + 1}")
+            break
     return outcome
 
 
@@ -132,6 +153,8 @@ def _send(kube: KubeAPI, change: Change, dry_run: bool) -> None:
         name = change.body["metadata"]["name"]
         if not dry_run and kube.exists(f"{change.path}/{name}"):
             return  # idempotent: already there
+        kube.create(change.path, change.body, dry_run=dry_run)
+    elif change.op == "post":
         kube.create(change.path, change.body, dry_run=dry_run)
     elif change.op == "patch":
         kube.patch(change.path, change.body, change.kind, dry_run=dry_run)
