@@ -11,12 +11,13 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import yaml
 from rich.console import Console
+from rich.table import Table
 
 from guardian import __version__
 from guardian.backtest import episodes
@@ -33,7 +34,13 @@ from guardian.errors import (
     UsageError,
 )
 from guardian.pipeline import evaluate, replay
-from guardian.report import backtest_json, backtest_table, evaluation_json, evaluation_table
+from guardian.report import (
+    backtest_json,
+    backtest_table,
+    evaluation_json,
+    evaluation_table,
+    rfc3339,
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -84,6 +91,14 @@ def _parser() -> argparse.ArgumentParser:
     bt.add_argument("--plot", metavar="FILE.png", help="write a burn-rate chart")
     _format_arg(bt)
     bt.set_defaults(handler=_cmd_backtest)
+
+    sus = sub.add_parser("suspects", help="recent rollouts, ranked: candidates for pause-rollout")
+    sus.add_argument("--since", default="30m", help="look back this far before the burn (30m)")
+    sus.add_argument("--at", help="start of the burn, RFC 3339 (default: now)")
+    sus.add_argument("--kubeconfig", help="kubeconfig file (default $KUBECONFIG, ~/.kube/config)")
+    sus.add_argument("--context", help="kubeconfig context (default: the current one)")
+    _format_arg(sus)
+    sus.set_defaults(handler=_cmd_suspects)
 
     act = sub.add_parser("act", help="run one mitigation action by hand (plan, apply, verify)")
     act.add_argument("action", choices=sorted(_catalogue()), help="the action")
@@ -195,6 +210,58 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
         backtest_json(start, end, step, found, result.queries),
         backtest_table(found),
     )
+    return EXIT_OK
+
+
+def _cmd_suspects(args: argparse.Namespace) -> int:
+    from guardian.clients.kube import Kube
+    from guardian.suspects import find_suspects
+
+    burn = _time(args.at, "--at") if args.at else datetime.now(UTC)
+    since = timedelta(seconds=_duration(args.since, "--since"))
+    kube = Kube.from_kubeconfig(args.kubeconfig, args.context)
+    found = find_suspects(kube, burn, since)
+    rows = [
+        {
+            "kind": s.kind,
+            "namespace": s.namespace,
+            "name": s.name,
+            "revision": s.revision,
+            "started": rfc3339(s.started),
+            "minutes_before_burn": round(s.minutes_before(burn), 1),
+            "touches": s.touches,
+        }
+        for s in found
+    ]
+    if args.output == "json":
+        print(
+            json.dumps(
+                {"burn": rfc3339(burn), "requests": kube.requests, "suspects": rows}, indent=2
+            )
+        )
+        return EXIT_OK
+    table = Table(title=f"rollouts within {args.since} of {rfc3339(burn)}")
+    for column in (
+        "rank",
+        "kind",
+        "namespace/name",
+        "revision",
+        "started",
+        "min before",
+        "touches",
+    ):
+        table.add_column(column)
+    for rank, row in enumerate(rows, 1):
+        table.add_row(
+            str(rank),
+            str(row["kind"]),
+            f"{row['namespace']}/{row['name']}",
+            str(row["revision"]),
+            str(row["started"]),
+            str(row["minutes_before_burn"]),
+            str(row["touches"]),
+        )
+    Console(width=140).print(table)
     return EXIT_OK
 
 

@@ -360,3 +360,45 @@ def test_drain_evicts_but_a_pod_disruption_budget_stops_it(kube: Kube, lab: Lab)
         execute(strict, plan)
     assert running("kept") == NODES, "the budget held"
     undo(kube, plan)
+
+
+def test_suspects_rank_the_newest_rollout_first_and_read_cheaply(kube: Kube, lab: Lab) -> None:
+    kube.create("/api/v1/namespaces", {"metadata": {"name": "suspects"}})
+    kube.create("/apis/apps/v1/namespaces/suspects/daemonsets", _workload("DaemonSet", "telemetry"))
+    _eventually(lambda: _agents_in(kube, "suspects", "telemetry") == NODES, what="agents")
+    time.sleep(1.1)
+    kube.create("/apis/apps/v1/namespaces/suspects/deployments", _workload("Deployment", "late"))
+    _eventually(lambda: _agents_in(kube, "suspects", "late") == 3, what="late pods")
+    helm = {
+        "metadata": {
+            "name": "sh.helm.release.v1.agent.v2",
+            "labels": {"owner": "helm", "name": "agent", "version": "2"},
+        },
+        "type": "helm.sh/release.v1",
+        "data": {"release": "c2VjcmV0"},
+    }
+    kube.create("/api/v1/namespaces/suspects/secrets", helm)
+    env = {**os.environ, "KUBECONFIG": str(lab.directory / "kubeconfig")}
+    done = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "guardian"), "suspects", "--since", "10m", "-o", "json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    mine = [s for s in doc["suspects"] if s["namespace"] == "suspects"]
+    assert [(s["kind"], s["name"]) for s in mine] == [
+        ("HelmRelease", "agent"),
+        ("Deployment", "late"),
+        ("DaemonSet", "telemetry"),
+    ]
+    assert mine[2]["touches"] == NODES and mine[1]["touches"] == 3
+    assert "c2VjcmV0" not in done.stdout
+    assert doc["requests"] <= 12, "six paginated LISTs, a page or two each"
+
+
+def _agents_in(kube: Kube, namespace: str, app: str) -> int:
+    pods = kube.get(f"/api/v1/namespaces/{namespace}/pods", {"labelSelector": f"app={app}"})
+    return sum(1 for p in pods["items"] if p["status"].get("phase") == "Running")

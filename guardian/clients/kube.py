@@ -31,6 +31,7 @@ from guardian.errors import (
 from guardian.ratelimit import TokenBucket
 
 JSON = dict[str, Any]
+METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
 PATCH_TYPES = {
     "merge": "application/merge-patch+json",
     "json": "application/json-patch+json",
@@ -110,12 +111,21 @@ class Kube:
         return True
 
     def list(
-        self, path: str, query: dict[str, str] | None = None, page: int = 500
+        self,
+        path: str,
+        query: dict[str, str] | None = None,
+        page: int = 500,
+        metadata_only: bool = False,
     ) -> Iterator[JSON]:
-        """Every item of a collection, ``page`` at a time (``limit``/``continue``)."""
+        """Every item of a collection, ``page`` at a time (``limit``/``continue``).
+
+        ``metadata_only`` asks for PartialObjectMetadata: names, labels and timestamps
+        without the payload (Secrets' data never leaves the API server).
+        """
         params = {**(query or {}), "limit": str(page)}
+        accept = METADATA_ONLY if metadata_only else "application/json"
         while True:
-            answer = self.get(path, params)
+            answer = self.request("GET", path, query=params, accept=accept)
             yield from answer.get("items", [])
             token = answer.get("metadata", {}).get("continue")
             if not token:
@@ -144,6 +154,7 @@ class Kube:
         body: Any = None,
         content_type: str = "application/json",
         dry_run: bool = False,
+        accept: str = "application/json",
     ) -> JSON:
         """One call, rate-limited, retried on transient failures within ``total_timeout``."""
         params = dict(query or {})
@@ -158,14 +169,20 @@ class Kube:
             before_sleep=self._count_retry,
             reraise=True,
         )
-        result: JSON = retrying(self._once, method, path, params, body, content_type)
+        result: JSON = retrying(self._once, method, path, params, body, content_type, accept)
         return result
 
     def _count_retry(self, state: tenacity.RetryCallState) -> None:
         self.retries += 1
 
     def _once(
-        self, method: str, path: str, params: dict[str, str], body: Any, content_type: str
+        self,
+        method: str,
+        path: str,
+        params: dict[str, str],
+        body: Any,
+        content_type: str,
+        accept: str,
     ) -> JSON:
         self.bucket.acquire()
         self.requests += 1
@@ -174,7 +191,7 @@ class Kube:
                 method,
                 path,
                 query_params=list(params.items()),
-                header_params={"Accept": "application/json", "Content-Type": content_type},
+                header_params={"Accept": accept, "Content-Type": content_type},
                 body=body,
                 auth_settings=["BearerToken"],
             )
