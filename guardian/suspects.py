@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from guardian.errors import PermanentKubernetesError
+
 JSON = dict[str, Any]
 
 
@@ -108,6 +110,15 @@ def _newest_by_owner(items: Iterator[JSON]) -> dict[str, tuple[datetime, str]]:
 
 
 def _helm(source: SuspectSource) -> list[Suspect]:
+    try:
+        return _helm_releases(source)
+    except PermanentKubernetesError as exc:
+        if "HTTP 403" in exc.message:
+            return []  # not granted (deploy/rbac: guardian-helm-suspects is optional)
+        raise
+
+
+def _helm_releases(source: SuspectSource) -> list[Suspect]:
     releases: dict[tuple[str, str], Suspect] = {}
     for secret in source.list(
         "/api/v1/secrets", {"labelSelector": "owner=helm"}, metadata_only=True

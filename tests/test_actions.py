@@ -402,3 +402,25 @@ def test_suspects_rank_the_newest_rollout_first_and_read_cheaply(kube: Kube, lab
 def _agents_in(kube: Kube, namespace: str, app: str) -> int:
     pods = kube.get(f"/api/v1/namespaces/{namespace}/pods", {"labelSelector": f"app={app}"})
     return sum(1 for p in pods["items"] if p["status"].get("phase") == "Running")
+
+
+def test_scale_apiserver_adds_ready_replicas_up_to_the_maximum(kube: Kube) -> None:
+    from guardian.actions.scale_apiserver import ScaleApiserverParams
+
+    kube.create("/api/v1/namespaces", {"metadata": {"name": "hosted-cp"}})
+    workload = _workload("Deployment", "kube-apiserver", "registry.invalid/kube-apiserver:v1")
+    workload["spec"]["replicas"] = 2
+    kube.create("/apis/apps/v1/namespaces/hosted-cp/deployments", workload)
+    action = CATALOGUE["scale-apiserver"]
+    params = ScaleApiserverParams(
+        kind="Deployment", namespace="hosted-cp", name="kube-apiserver", add=2, max_replicas=3
+    )
+    plan = action.plan(kube, params)
+    assert [c.description for c in plan.changes] == ["scale 2 → 3 replicas"]
+    execute(kube, plan)
+    _eventually(lambda: action.verify(kube, plan) == [], what="3 ready API-server replicas")
+    at_max = action.plan(kube, params)
+    assert at_max.changes == () and at_max.notes == ("already at 3 replicas, the maximum is 3",)
+    undo(kube, plan)
+    path = "/apis/apps/v1/namespaces/hosted-cp/deployments/kube-apiserver"
+    assert kube.get(path)["spec"]["replicas"] == 2

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +14,12 @@ import yaml
 
 from guardian.actions import CATALOGUE, execute, undo
 from guardian.actions.pause_rollout import PauseRolloutParams
+from guardian.actions.scale_apiserver import ScaleApiserverParams
 from guardian.actions.shed_nodes import ShedNodesParams
 from guardian.actions.throttle_client import ThrottleClientParams
 from guardian.clients.kube import Kube
 from guardian.errors import PermanentKubernetesError
+from guardian.suspects import find_suspects
 from tests.lab_fixture import ROOT, Lab
 
 pytestmark = pytest.mark.lab
@@ -101,20 +105,31 @@ def test_every_action_runs_as_the_least_privilege_role(admin: Kube, guardian_sa:
         ),
         ("throttle-client", ThrottleClientParams(subject="group", name="noisy")),
         ("shed-nodes", ShedNodesParams(count=2, min_nodes=1, order="name")),
+        (
+            "scale-apiserver",
+            ScaleApiserverParams(
+                kind="Deployment", namespace="default", name="rbac-check", max_replicas=2
+            ),
+        ),
     ]
     for name, params in cases:
         action = CATALOGUE[name]
         plan = action.plan(guardian_sa, params)
         execute(guardian_sa, plan, dry_run=True)
         execute(guardian_sa, plan)
+        deadline = time.monotonic() + 60
+        while action.verify(guardian_sa, plan) and time.monotonic() < deadline:
+            time.sleep(0.5)  # new replicas take a moment to be ready
         assert action.verify(guardian_sa, plan) == [], name
         undo(guardian_sa, plan)
+    found = find_suspects(guardian_sa, datetime.now(UTC), timedelta(minutes=30))
+    assert any(s.name == "rbac-check" for s in found)
 
 
 def test_anything_else_is_forbidden_and_not_retried(guardian_sa: Kube) -> None:
     sent = guardian_sa.requests
     with pytest.raises(PermanentKubernetesError, match="HTTP 403"):
-        guardian_sa.get("/api/v1/namespaces/kube-system/secrets")
+        guardian_sa.get("/api/v1/namespaces/kube-system/secrets/anything")
     assert guardian_sa.requests - sent == 1
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from guardian.actions import pause_rollout, shed_nodes, throttle_client
+from guardian.actions import pause_rollout, scale_apiserver, shed_nodes, throttle_client
 from guardian.actions.base import KubeAPI, Outcome, Plan, execute, undo
 
 
@@ -30,6 +30,13 @@ CATALOGUE: dict[str, Action] = {
         pause_rollout.plan,
         pause_rollout.verify,
         "pause a Deployment/StatefulSet/DaemonSet/Rollout (rollback, quarantine)",
+    ),
+    "scale-apiserver": Action(
+        "scale-apiserver",
+        scale_apiserver.ScaleApiserverParams,
+        scale_apiserver.plan,
+        scale_apiserver.verify,
+        "add API-server replicas to a hosted control plane, never above a maximum",
     ),
     "shed-nodes": Action(
         "shed-nodes",

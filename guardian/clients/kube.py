@@ -126,7 +126,7 @@ class Kube:
         accept = METADATA_ONLY if metadata_only else "application/json"
         while True:
             answer = self.request("GET", path, query=params, accept=accept)
-            yield from answer.get("items", [])
+            yield from answer.get("items") or []
             token = answer.get("metadata", {}).get("continue")
             if not token:
                 return
