@@ -31,6 +31,7 @@ test: setup check
 
 bench: setup
 	$(BIN)/python bench/evaluate.py
+	$(BIN)/python bench/shed.py
 
 demo: setup
 	$(BIN)/python examples/incident-2024-12-11/demo.py --cache $(CACHE)

@@ -92,7 +92,7 @@ def start_all(state: LabState, pki: Pki, args: argparse.Namespace) -> None:
         _wait(name, lambda n=name: answers(state, n), timeout=60)
         if name == "kube-apiserver":
             _create_nodes(state, pki)
-    _wait("nodes", lambda: _nodes_ready(state) >= state.nodes, timeout=90)
+    _wait("nodes", lambda: _nodes_ready(state) >= state.nodes, timeout=60 + state.nodes / 2)
     _wait("prometheus targets", lambda: _targets_up(state), timeout=60)
     del d
 
