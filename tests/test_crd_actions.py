@@ -1,0 +1,141 @@
+"""Actions on custom resources (Argo Rollouts, Cluster API) served by the lab's API server.
+
+The CRDs are installed for real (open schemas); no controller runs behind them, so these
+tests check what guardian reads, patches, verifies and restores, not what a controller does.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from guardian.actions import CATALOGUE, execute, undo
+from guardian.actions.pause_rollout import PauseRolloutParams
+from guardian.actions.scale_apiserver import ScaleApiserverParams
+from guardian.actions.shed_nodes import ShedNodesParams
+from guardian.clients.kube import Kube
+from guardian.errors import PermanentKubernetesError
+from tests.lab_fixture import Lab
+
+pytestmark = pytest.mark.lab
+
+CRDS = [
+    ("argoproj.io", "v1alpha1", "rollouts", "Rollout"),
+    ("cluster.x-k8s.io", "v1beta1", "machinedeployments", "MachineDeployment"),
+    ("controlplane.cluster.x-k8s.io", "v1beta1", "kubeadmcontrolplanes", "KubeadmControlPlane"),
+]
+
+
+def _crd(group: str, version: str, plural: str, kind: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{group}"},
+        "spec": {
+            "group": group,
+            "scope": "Namespaced",
+            "names": {"plural": plural, "singular": kind.lower(), "kind": kind},
+            "versions": [
+                {
+                    "name": version,
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "x-kubernetes-preserve-unknown-fields": True,
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+@pytest.fixture(scope="module")
+def kube(lab: Lab) -> Kube:
+    client = Kube.from_kubeconfig(str(lab.directory / "kubeconfig"), qps=50, burst=100)
+    missing = PauseRolloutParams(kind="Rollout", namespace="default", name="web")
+    with pytest.raises(PermanentKubernetesError, match="Argo Rollouts is not installed"):
+        CATALOGUE["pause-rollout"].plan(client, missing)
+    crds = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+    for group, version, plural, kind in CRDS:
+        client.create(crds, _crd(group, version, plural, kind))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not all(
+        client.exists(f"/apis/{g}/{v}/{p}") for g, v, p, _ in CRDS
+    ):
+        time.sleep(0.5)
+    return client
+
+
+def _object(kube: Kube, group: str, version: str, plural: str, kind: str, spec: Any) -> str:
+    collection = f"/apis/{group}/{version}/namespaces/default/{plural}"
+    kube.create(
+        collection,
+        {
+            "apiVersion": f"{group}/{version}",
+            "kind": kind,
+            "metadata": {"name": "crd-case"},
+            "spec": spec,
+        },
+    )
+    return f"{collection}/crd-case"
+
+
+def test_pause_an_argo_rollout(kube: Kube) -> None:
+    path = _object(kube, "argoproj.io", "v1alpha1", "rollouts", "Rollout", {"replicas": 4})
+    action = CATALOGUE["pause-rollout"]
+    plan = action.plan(
+        kube, PauseRolloutParams(kind="Rollout", namespace="default", name="crd-case")
+    )
+    execute(kube, plan)
+    assert action.verify(kube, plan) == []
+    assert kube.get(path)["spec"]["paused"] is True
+    undo(kube, plan)
+    assert kube.get(path)["spec"]["paused"] is False
+
+
+def test_shed_by_scaling_a_machine_deployment_above_the_floor(kube: Kube) -> None:
+    path = _object(
+        kube,
+        "cluster.x-k8s.io",
+        "v1beta1",
+        "machinedeployments",
+        "MachineDeployment",
+        {"replicas": 10},
+    )
+    params = ShedNodesParams(percent=80, min_nodes=4, machine_deployment="default/crd-case")
+    plan = CATALOGUE["shed-nodes"].plan(kube, params)
+    assert [c.description for c in plan.changes] == [
+        "scale MachineDeployment default/crd-case 10 → 4"
+    ]
+    execute(kube, plan)
+    assert kube.get(path)["spec"]["replicas"] == 4
+    undo(kube, plan)
+    assert kube.get(path)["spec"]["replicas"] == 10
+
+
+def test_scale_a_kubeadm_control_plane_and_report_unready_replicas(kube: Kube) -> None:
+    path = _object(
+        kube,
+        "controlplane.cluster.x-k8s.io",
+        "v1beta1",
+        "kubeadmcontrolplanes",
+        "KubeadmControlPlane",
+        {"replicas": 3},
+    )
+    action = CATALOGUE["scale-apiserver"]
+    plan = action.plan(
+        kube,
+        ScaleApiserverParams(
+            kind="KubeadmControlPlane", namespace="default", name="crd-case", add=2, max_replicas=5
+        ),
+    )
+    execute(kube, plan)
+    assert kube.get(path)["spec"]["replicas"] == 5
+    assert action.verify(kube, plan) == ["0 of 5 replicas ready"]  # no controller here
+    undo(kube, plan)
+    assert kube.get(path)["spec"]["replicas"] == 3
