@@ -14,6 +14,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import requests
 import urllib3
@@ -411,7 +412,14 @@ def _create_nodes(state: LabState, pki: Pki) -> None:
 
 
 def _nodes_ready(state: LabState) -> int:
-    nodes = api(state, "GET", "/api/v1/nodes?limit=500").json()["items"]
+    nodes: list[dict[str, Any]] = []
+    token = ""
+    while True:  # paginated: a LIST without a limit would be an unbounded read
+        page = api(state, "GET", f"/api/v1/nodes?limit=500&continue={token}").json()
+        nodes += page["items"]
+        token = page["metadata"].get("continue", "")
+        if not token:
+            break
     return sum(
         1
         for n in nodes
