@@ -424,3 +424,31 @@ def test_scale_apiserver_adds_ready_replicas_up_to_the_maximum(kube: Kube) -> No
     undo(kube, plan)
     path = "/apis/apps/v1/namespaces/hosted-cp/deployments/kube-apiserver"
     assert kube.get(path)["spec"]["replicas"] == 2
+
+
+def test_shed_by_deleting_nodes_and_undo_recreates_them(kube: Kube) -> None:
+    from guardian.actions.shed_nodes import ShedNodesParams
+
+    plan = CATALOGUE["shed-nodes"].plan(
+        kube, ShedNodesParams(count=1, min_nodes=1, mode="delete", order="name")
+    )
+    path = plan.changes[0].path
+    execute(kube, plan)
+    assert CATALOGUE["shed-nodes"].verify(kube, plan) == []
+    assert not kube.exists(path)
+    undo(kube, plan)
+
+    def ready() -> bool:
+        node = kube.get(path)
+        conditions = node.get("status", {}).get("conditions", [])
+        return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+    _eventually(lambda: kube.exists(path) and ready(), what="re-created node Ready again")
+
+
+def test_an_invalid_change_is_422_and_not_retried(kube: Kube) -> None:
+    _create(kube, "Deployment", "invalid")
+    sent = kube.requests
+    with pytest.raises(PermanentKubernetesError, match="HTTP 422"):
+        kube.patch(f"{COLLECTION['Deployment']}/invalid", {"spec": {"replicas": -1}})
+    assert kube.requests - sent == 1
