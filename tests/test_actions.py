@@ -369,6 +369,7 @@ def test_suspects_rank_the_newest_rollout_first_and_read_cheaply(kube: Kube, lab
     time.sleep(1.1)
     kube.create("/apis/apps/v1/namespaces/suspects/deployments", _workload("Deployment", "late"))
     _eventually(lambda: _agents_in(kube, "suspects", "late") == 3, what="late pods")
+    time.sleep(1.1)  # creation timestamps have one-second resolution
     helm = {
         "metadata": {
             "name": "sh.helm.release.v1.agent.v2",
