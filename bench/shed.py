@@ -30,24 +30,14 @@ from pathlib import Path
 from typing import Any
 
 import requests
-import yaml
 
 from guardian.actions import CATALOGUE, execute, undo
 from guardian.actions.shed_nodes import ShedNodesParams
 from guardian.clients.kube import Kube
+from guardian.testing.manifests import apply_manifests, service_account_client
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-COLLECTIONS = {
-    "Namespace": "/api/v1/namespaces",
-    "ServiceAccount": "/api/v1/namespaces/{ns}/serviceaccounts",
-    "ClusterRole": "/apis/rbac.authorization.k8s.io/v1/clusterroles",
-    "ClusterRoleBinding": "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
-    "FlowSchema": "/apis/flowcontrol.apiserver.k8s.io/v1/flowschemas",
-    "PriorityLevelConfiguration": (
-        "/apis/flowcontrol.apiserver.k8s.io/v1/prioritylevelconfigurations"
-    ),
-}
 
 
 def lab(*args: str, env: dict[str, str]) -> None:
@@ -56,13 +46,6 @@ def lab(*args: str, env: dict[str, str]) -> None:
     )
     if done.returncode != 0:
         raise SystemExit(f"lab {' '.join(args)} failed: {done.stderr[-2000:]}")
-
-
-def apply(kube: Kube, path: Path) -> None:
-    for doc in (d for d in yaml.safe_load_all(path.read_text()) if d):
-        collection = COLLECTIONS[doc["kind"]].format(ns=doc["metadata"].get("namespace", ""))
-        if not kube.exists(f"{collection}/{doc['metadata']['name']}"):
-            kube.create(collection, doc)
 
 
 def dispatched(directory: Path, port: int) -> float:
@@ -112,22 +95,10 @@ def run(nodes: int, shed: int, qps: float, burst: int) -> dict[str, Any]:
             state = json.loads((directory / "state.json").read_text())
             port = state["ports"]["kube-apiserver"]
             admin = Kube.from_kubeconfig(str(directory / "kubeconfig"), qps=100, burst=100)
-            apply(admin, ROOT / "deploy" / "rbac" / "guardian-rbac.yaml")
-            apply(admin, ROOT / "deploy" / "apf" / "guardian-apf.yaml")
-            token = admin.create(
-                "/api/v1/namespaces/guardian/serviceaccounts/guardian/token",
-                {
-                    "apiVersion": "authentication.k8s.io/v1",
-                    "kind": "TokenRequest",
-                    "spec": {"expirationSeconds": 3600},
-                },
-            )["status"]["token"]
-            kube = Kube.from_token(
-                f"https://127.0.0.1:{port}",
-                token,
-                str(directory / "pki" / "ca.crt"),
-                qps=qps,
-                burst=burst,
+            apply_manifests(admin, ROOT / "deploy" / "rbac" / "guardian-rbac.yaml")
+            apply_manifests(admin, ROOT / "deploy" / "apf" / "guardian-apf.yaml")
+            kube = service_account_client(
+                admin, f"https://127.0.0.1:{port}", str(directory / "pki" / "ca.crt"), qps, burst
             )
             stamps: list[float] = []
             acquire = kube.bucket.acquire

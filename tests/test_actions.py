@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -19,7 +18,7 @@ from guardian.actions.throttle_client import ThrottleClientParams, names
 from guardian.clients.kube import Kube
 from guardian.errors import PermanentKubernetesError
 from guardian.ratelimit import TokenBucket
-from tests.lab_fixture import NODES, ROOT, Lab
+from tests.lab_fixture import NODES, ROOT, Lab, eventually
 
 pytestmark = pytest.mark.lab
 
@@ -27,15 +26,6 @@ pytestmark = pytest.mark.lab
 @pytest.fixture(scope="module")
 def kube(lab: Lab) -> Kube:
     return Kube.from_kubeconfig(str(lab.directory / "kubeconfig"), qps=50, burst=100)
-
-
-def _eventually(check: Callable[[], bool], timeout: float = 60, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.5)
-    pytest.fail(f"not within {timeout:.0f}s: {what}")
 
 
 def _workload(kind: str, name: str, image: str = "registry.invalid/app:1") -> dict[str, Any]:
@@ -116,7 +106,7 @@ def test_pause_rollout_plan_dry_run_apply_verify_undo(kube: Kube, kind: str) -> 
 def test_deployment_rollback_restores_the_previous_template(kube: Kube) -> None:
     path = f"{COLLECTION['Deployment']}/shop"
     _create(kube, "Deployment", "shop")
-    _eventually(lambda: len(_replicasets(kube, "shop")) == 1, what="first ReplicaSet")
+    eventually(lambda: len(_replicasets(kube, "shop")) == 1, what="first ReplicaSet")
     kube.patch(
         path,
         {
@@ -128,7 +118,7 @@ def test_deployment_rollback_restores_the_previous_template(kube: Kube) -> None:
         },
         "strategic",
     )
-    _eventually(lambda: len(_replicasets(kube, "shop")) == 2, what="second ReplicaSet")
+    eventually(lambda: len(_replicasets(kube, "shop")) == 2, what="second ReplicaSet")
     params = PauseRolloutParams(kind="Deployment", namespace="default", name="shop", rollback=True)
     plan = CATALOGUE["pause-rollout"].plan(kube, params)
     assert [c.description for c in plan.changes][1] == "roll back to revision 1"
@@ -155,18 +145,18 @@ def _agents(kube: Kube, app: str) -> int:
 
 def test_daemonset_quarantine_empties_every_node_and_undo_brings_agents_back(kube: Kube) -> None:
     _create(kube, "DaemonSet", "agent")
-    _eventually(lambda: _agents(kube, "agent") == NODES, what="one agent per node")
+    eventually(lambda: _agents(kube, "agent") == NODES, what="one agent per node")
     params = PauseRolloutParams(
         kind="DaemonSet", namespace="default", name="agent", quarantine=True
     )
     plan = CATALOGUE["pause-rollout"].plan(kube, params)
     assert QUARANTINE_LABEL in plan.diff()
     execute(kube, plan)
-    _eventually(lambda: _agents(kube, "agent") == 0, what="agents gone from every node")
+    eventually(lambda: _agents(kube, "agent") == 0, what="agents gone from every node")
     undo(kube, plan)
     spec = kube.get(f"{COLLECTION['DaemonSet']}/agent")["spec"]
     assert "nodeSelector" not in spec["template"]["spec"]
-    _eventually(lambda: _agents(kube, "agent") == NODES, what="agents back")
+    eventually(lambda: _agents(kube, "agent") == NODES, what="agents back")
 
 
 def test_throttle_client_classifies_the_subject_into_its_own_level(kube: Kube, lab: Lab) -> None:
@@ -347,7 +337,7 @@ def test_drain_evicts_but_a_pod_disruption_budget_stops_it(kube: Kube, lab: Lab)
         pods = kube.get("/api/v1/namespaces/drain/pods", {"labelSelector": f"app={app}"})
         return sum(1 for p in pods["items"] if p["status"].get("phase") == "Running")
 
-    _eventually(lambda: running("free") == NODES and running("kept") == NODES, what="pods up")
+    eventually(lambda: running("free") == NODES and running("kept") == NODES, what="pods up")
     strict = Kube.from_kubeconfig(str(lab.directory / "kubeconfig"), qps=50, burst=100)
     strict.total_timeout = 5
     plan = CATALOGUE["shed-nodes"].plan(
@@ -365,10 +355,10 @@ def test_drain_evicts_but_a_pod_disruption_budget_stops_it(kube: Kube, lab: Lab)
 def test_suspects_rank_the_newest_rollout_first_and_read_cheaply(kube: Kube, lab: Lab) -> None:
     kube.create("/api/v1/namespaces", {"metadata": {"name": "suspects"}})
     kube.create("/apis/apps/v1/namespaces/suspects/daemonsets", _workload("DaemonSet", "telemetry"))
-    _eventually(lambda: _agents_in(kube, "suspects", "telemetry") == NODES, what="agents")
+    eventually(lambda: _agents_in(kube, "suspects", "telemetry") == NODES, what="agents")
     time.sleep(1.1)
     kube.create("/apis/apps/v1/namespaces/suspects/deployments", _workload("Deployment", "late"))
-    _eventually(lambda: _agents_in(kube, "suspects", "late") == 3, what="late pods")
+    eventually(lambda: _agents_in(kube, "suspects", "late") == 3, what="late pods")
     time.sleep(1.1)  # creation timestamps have one-second resolution
     helm = {
         "metadata": {
@@ -419,7 +409,7 @@ def test_scale_apiserver_adds_ready_replicas_up_to_the_maximum(kube: Kube) -> No
     plan = action.plan(kube, params)
     assert [c.description for c in plan.changes] == ["scale 2 → 3 replicas"]
     execute(kube, plan)
-    _eventually(lambda: action.verify(kube, plan) == [], what="3 ready API-server replicas")
+    eventually(lambda: action.verify(kube, plan) == [], what="3 ready API-server replicas")
     at_max = action.plan(kube, params)
     assert at_max.changes == () and at_max.notes == ("already at 3 replicas, the maximum is 3",)
     undo(kube, plan)
@@ -444,7 +434,7 @@ def test_shed_by_deleting_nodes_and_undo_recreates_them(kube: Kube) -> None:
         conditions = node.get("status", {}).get("conditions", [])
         return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
-    _eventually(lambda: kube.exists(path) and ready(), what="re-created node Ready again")
+    eventually(lambda: kube.exists(path) and ready(), what="re-created node Ready again")
 
 
 def test_an_invalid_change_is_422_and_not_retried(kube: Kube) -> None:

@@ -5,12 +5,9 @@ from __future__ import annotations
 import threading
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
-import yaml
 
 from guardian.actions import CATALOGUE, execute, undo
 from guardian.actions.pause_rollout import PauseRolloutParams
@@ -20,29 +17,12 @@ from guardian.actions.throttle_client import ThrottleClientParams
 from guardian.clients.kube import Kube
 from guardian.errors import PermanentKubernetesError
 from guardian.suspects import find_suspects
+from guardian.testing.manifests import COLLECTIONS, apply_manifests, service_account_client
 from tests.lab_fixture import ROOT, Lab
 
 pytestmark = pytest.mark.lab
 
-PATHS = {
-    "Namespace": "/api/v1/namespaces",
-    "ServiceAccount": "/api/v1/namespaces/{ns}/serviceaccounts",
-    "ClusterRole": "/apis/rbac.authorization.k8s.io/v1/clusterroles",
-    "ClusterRoleBinding": "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
-    "FlowSchema": "/apis/flowcontrol.apiserver.k8s.io/v1/flowschemas",
-    "PriorityLevelConfiguration": (
-        "/apis/flowcontrol.apiserver.k8s.io/v1/prioritylevelconfigurations"
-    ),
-}
-
-
-def _apply(kube: Kube, path: Path) -> list[dict[str, Any]]:
-    docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
-    for doc in docs:
-        collection = PATHS[doc["kind"]].format(ns=doc["metadata"].get("namespace", ""))
-        if not kube.exists(f"{collection}/{doc['metadata']['name']}"):
-            kube.create(collection, doc)
-    return docs
+PATHS = COLLECTIONS
 
 
 @pytest.fixture(scope="module")
@@ -53,18 +33,10 @@ def admin(lab: Lab) -> Kube:
 @pytest.fixture(scope="module")
 def guardian_sa(lab: Lab, admin: Kube) -> Kube:
     """A client authenticated as guardian's service account, bound to deploy/rbac."""
-    _apply(admin, ROOT / "deploy" / "rbac" / "guardian-rbac.yaml")
-    _apply(admin, ROOT / "deploy" / "apf" / "guardian-apf.yaml")
-    answer = admin.create(
-        "/api/v1/namespaces/guardian/serviceaccounts/guardian/token",
-        {
-            "apiVersion": "authentication.k8s.io/v1",
-            "kind": "TokenRequest",
-            "spec": {"expirationSeconds": 3600},
-        },
-    )
+    apply_manifests(admin, ROOT / "deploy" / "rbac" / "guardian-rbac.yaml")
+    apply_manifests(admin, ROOT / "deploy" / "apf" / "guardian-apf.yaml")
     server = f"https://127.0.0.1:{lab.ports['kube-apiserver']}"
-    return Kube.from_token(server, answer["status"]["token"], str(lab.directory / "pki" / "ca.crt"))
+    return service_account_client(admin, server, str(lab.directory / "pki" / "ca.crt"))
 
 
 def test_guardian_s_requests_use_its_own_priority_level(

@@ -12,24 +12,13 @@ import random
 import socket
 import struct
 import subprocess
-import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from tests.lab_fixture import NODES, ROOT, Lab, _lab
+from tests.lab_fixture import NODES, ROOT, Lab, _lab, eventually
 
 pytestmark = pytest.mark.lab
-
-
-def _eventually(check: Callable[[], bool], timeout: float = 60, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.5)
-    pytest.fail(f"not within {timeout:.0f}s: {what}")
 
 
 def _pods(lab: Lab, namespace: str, selector: str) -> list[dict[str, Any]]:
@@ -80,7 +69,7 @@ def test_deployment_pods_run_on_kwok_nodes(lab: Lab) -> None:
             for p in pods
         )
 
-    _eventually(running, what="5 web pods Running on KWOK nodes")
+    eventually(running, what="5 web pods Running on KWOK nodes")
 
 
 def test_a_daemonset_places_one_pod_per_node(lab: Lab) -> None:
@@ -103,7 +92,7 @@ def test_a_daemonset_places_one_pod_per_node(lab: Lab) -> None:
         ]
         return len({p["spec"]["nodeName"] for p in pods}) == NODES == len(pods)
 
-    _eventually(placed, what=f"one Running probe pod on each of {NODES} nodes")
+    eventually(placed, what=f"one Running probe pod on each of {NODES} nodes")
 
 
 def _dns_a(port: int, name: str) -> list[str]:
@@ -143,7 +132,7 @@ def test_a_service_resolves_through_coredns(lab: Lab) -> None:
         except OSError:
             return False
 
-    _eventually(resolves, timeout=30, what="api.default.svc.cluster.local resolving")
+    eventually(resolves, timeout=30, what="api.default.svc.cluster.local resolving")
 
 
 def test_prometheus_has_the_sli_metrics(lab: Lab) -> None:
@@ -156,7 +145,7 @@ def test_prometheus_has_the_sli_metrics(lab: Lab) -> None:
         dns = lab.promql("sum(coredns_dns_responses_total)")
         return bool(buckets) and bool(dns) and float(dns[0]["value"][1]) > 0
 
-    _eventually(present, timeout=30, what="SLI metrics scraped")
+    eventually(present, timeout=30, what="SLI metrics scraped")
     up = lab.promql("up")
     assert {r["metric"]["job"] for r in up} == {
         "apiserver",
@@ -177,7 +166,7 @@ def test_fault_stops_and_resumes_coredns(lab: Lab) -> None:
     assert _dns_a(lab.ports["coredns"], "kubernetes.default.svc.cluster.local") is not None
     assert _lab("fault", "coredns", "kill", env=env).returncode == 0
     assert _lab("fault", "coredns", "start", env=env).returncode == 0
-    _eventually(lambda: _lab("status", env=env).returncode == 0, timeout=30, what="coredns back")
+    eventually(lambda: _lab("status", env=env).returncode == 0, timeout=30, what="coredns back")
 
 
 def _rejections(lab: Lab) -> tuple[str, float | None]:
@@ -205,11 +194,11 @@ def _rejections(lab: Lab) -> tuple[str, float | None]:
 
 def test_lab_load_burns_the_api_server_slo_and_quarantine_stops_it(lab: Lab) -> None:
     env = {**os.environ, "GUARDIAN_LAB_DIR": str(lab.directory)}
-    _eventually(lambda: _rejections(lab)[0] == "ok", timeout=60, what="a calm lab is ok")
+    eventually(lambda: _rejections(lab)[0] == "ok", timeout=60, what="a calm lab is ok")
     started = _lab("load", "--filler-pods", "300", env=env)
     assert started.returncode == 0, started.stderr
     try:
-        _eventually(lambda: _rejections(lab)[0] == "page", timeout=120, what="the 429 SLO pages")
+        eventually(lambda: _rejections(lab)[0] == "page", timeout=120, what="the 429 SLO pages")
         throttled = lab.promql('sum(rate(apiserver_request_total{code="429"}[15s]))')
         assert float(throttled[0]["value"][1]) > 10
         # Quarantine: a nodeSelector no node matches; agents leave every node at once.
@@ -226,6 +215,6 @@ def test_lab_load_burns_the_api_server_slo_and_quarantine_stops_it(lab: Lab) -> 
             status, burn = _rejections(lab)
             return status != "page" and (burn or 0.0) < 1.0
 
-        _eventually(calm, timeout=90, what="the 429 burn falls once the agents are gone")
+        eventually(calm, timeout=90, what="the 429 burn falls once the agents are gone")
     finally:
         assert _lab("load", "--stop", env=env).returncode == 0
