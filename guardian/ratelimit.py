@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 
 
 class TokenBucket:
-    """Thread-safe token bucket; ``waited`` sums the seconds callers spent waiting."""
+    """Thread-safe token bucket; ``waited`` sums the seconds callers spent waiting.
+
+    ``grant_times`` keeps the clock time of the last 10,000 grants, so the request rate a
+    caller actually achieved can be checked after the fact.
+    """
 
     def __init__(
         self,
@@ -33,6 +38,7 @@ class TokenBucket:
         self._lock = threading.Lock()
         self.waited = 0.0
         self.granted = 0
+        self.grant_times: deque[float] = deque(maxlen=10_000)
 
     def acquire(self) -> float:
         """Take one token, waiting as long as needed; returns the seconds waited."""
@@ -44,6 +50,7 @@ class TokenBucket:
             wait = 0.0 if self._tokens >= 0 else -self._tokens / self.qps
             self.waited += wait
             self.granted += 1
+            self.grant_times.append(now + wait)
         if wait > 0:
             self._sleep(wait)
         return wait

@@ -139,8 +139,8 @@ def _argv(name: str, state: LabState, pki: Pki, args: argparse.Namespace) -> lis
             f"--max-mutating-requests-inflight={args.max_mutating_requests_inflight}",
             "--v=1",
         ]
-    if name == "kube-controller-manager":
-        return [
+    if name in ("kube-controller-manager", "kube-scheduler"):
+        common = [
             str(b / name),
             f"--kubeconfig={kubeconfig}",
             f"--authentication-kubeconfig={kubeconfig}",
@@ -148,22 +148,16 @@ def _argv(name: str, state: LabState, pki: Pki, args: argparse.Namespace) -> lis
             "--bind-address=127.0.0.1",
             f"--secure-port={p[name]}",
             "--leader-elect=false",
+            "--v=1",
+        ]
+        if name == "kube-scheduler":
+            return common
+        return [
+            *common,
             f"--service-account-private-key-file={pki.sa_key}",
             f"--root-ca-file={pki.ca_cert}",
             "--controllers=*,-nodeipam",
             "--concurrent-daemonset-syncs=5",
-            "--v=1",
-        ]
-    if name == "kube-scheduler":
-        return [
-            str(b / name),
-            f"--kubeconfig={kubeconfig}",
-            f"--authentication-kubeconfig={kubeconfig}",
-            f"--authorization-kubeconfig={kubeconfig}",
-            "--bind-address=127.0.0.1",
-            f"--secure-port={p[name]}",
-            "--leader-elect=false",
-            "--v=1",
         ]
     if name == "kwok":
         return [

@@ -29,6 +29,7 @@ def test_a_burst_passes_then_requests_are_spaced_by_one_over_qps() -> None:
     assert waits[:10] == [0.0] * 10
     assert waits[10:] == pytest.approx([0.2, 0.2, 0.2])
     assert clock.now == pytest.approx(100.6)
+    assert list(bucket.grant_times)[9:] == pytest.approx([100.0, 100.2, 100.4, 100.6])
 
 
 def test_the_sustained_rate_never_exceeds_qps() -> None:
