@@ -8,7 +8,7 @@ CACHE ?= $(HOME)/.cache/guardian
 
 .PHONY: setup check test bench demo clean
 
-setup: $(DEPS_STAMP) prometheus
+setup: $(DEPS_STAMP) servers
 
 $(DEPS_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,9 +16,10 @@ $(DEPS_STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	rm -f $(VENV)/.deps-* && touch $@
 
-.PHONY: prometheus
-prometheus:
+.PHONY: servers
+servers:
 	@scripts/install-prometheus.sh
+	@scripts/install-postgresql.sh
 
 check: $(DEPS_STAMP)
 	$(BIN)/ruff check guardian tests bench examples lab

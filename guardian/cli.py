@@ -19,7 +19,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from guardian import __version__
+from guardian import __version__, commands
 from guardian.backtest import episodes
 from guardian.clients.prometheus import PrometheusClient
 from guardian.config import Config, load_config
@@ -106,12 +106,23 @@ def _parser() -> argparse.ArgumentParser:
         "--set", action="append", default=[], metavar="K=V", help="an action parameter"
     )
     act.add_argument("--dry-run", action="store_true", help="check with dryRun=All, change nothing")
+    act.add_argument(
+        "--wait",
+        default="60s",
+        help="how long verify may wait for the change to take effect (default 60s; 0: check once)",
+    )
     act.add_argument("--kubeconfig", help="kubeconfig file (default $KUBECONFIG, ~/.kube/config)")
-    act.add_argument("--context", help="kubeconfig context (default: the current one)")
+    act.add_argument(
+        "--context",
+        help="kubeconfig context (default: the current one); for scale-apiserver, the "
+        "management cluster's",
+    )
     act.add_argument("--qps", type=float, default=5.0, help="API requests per second (default 5)")
     act.add_argument("--burst", type=int, default=10, help="token bucket burst (default 10)")
     _format_arg(act)
     act.set_defaults(handler=_cmd_act)
+
+    commands.add_parsers(sub, _config_arg, _format_arg)
 
     schema = sub.add_parser("schema", help="print the JSON Schema of guardian/v1 config files")
     schema.set_defaults(handler=_cmd_schema)
@@ -133,9 +144,10 @@ def _format_arg(parser: argparse.ArgumentParser) -> None:
 def _cmd_check(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     windows = sum(len(s.windows) for s in config.slos)
+    books = commands.playbooks_of(config)
     print(
         f"{args.config}: ok ({len(config.slos)} SLOs, {windows} window pairs, "
-        f"{len(config.files)} files)"
+        f"{len(books)} playbooks, {len(config.files)} files)"
     )
     return EXIT_OK
 
@@ -223,13 +235,9 @@ def _cmd_suspects(args: argparse.Namespace) -> int:
     found = find_suspects(kube, burn, since)
     rows = [
         {
-            "kind": s.kind,
-            "namespace": s.namespace,
-            "name": s.name,
-            "revision": s.revision,
+            **s.to_json(),
             "started": rfc3339(s.started),
             "minutes_before_burn": round(s.minutes_before(burn), 1),
-            "touches": s.touches,
         }
         for s in found
     ]
@@ -275,6 +283,7 @@ def _cmd_act(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from guardian.actions import execute
+    from guardian.actions.base import verify_until
     from guardian.clients.kube import Kube
 
     action = _catalogue()[args.action]
@@ -291,11 +300,12 @@ def _cmd_act(args: argparse.Namespace) -> int:
         where = ".".join(str(x) for x in first["loc"]) or args.action
         message = str((first.get("ctx") or {}).get("error", first["msg"]))
         raise UsageError(f"--set {where}: {message}") from None
+    wait = _duration(args.wait, "--wait") if args.wait not in ("0", "0s") else 0
     kube = Kube.from_kubeconfig(args.kubeconfig, args.context, args.qps, args.burst)
     plan = action.plan(kube, params)
     outcome = execute(kube, plan, dry_run=args.dry_run)
     if not args.dry_run:
-        outcome.problems = action.verify(kube, plan)
+        outcome.problems = verify_until(lambda: action.verify(kube, plan), wait)
         outcome.verified = not outcome.problems
     doc = {
         **plan.to_json(),

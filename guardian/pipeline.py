@@ -177,3 +177,55 @@ def _timestamps(start: datetime, end: datetime, step: int) -> list[float]:
     first = start.timestamp()
     count = int((end.timestamp() - first) // step) + 1
     return [round(first + i * step, 3) for i in range(count)]
+
+
+@dataclass
+class PrometheusSignals:
+    """What playbook steps verify against (``guardian.runner.Signals``), from Prometheus."""
+
+    slos: Sequence[SLO]
+    source: QuerySource
+    mode: Source = "raw"
+
+    def short_burn(self, slo: str) -> float | None:
+        """The SLO's burn rate over its shortest short window, now."""
+        chosen = [s for s in self.slos if s.name == slo]
+        if not chosen:
+            return None
+        evaluation, _ = evaluate(chosen, self.source, None, self.mode)
+        return shortest_burn(evaluation.slos[0])
+
+    def holds(self, promql: str) -> bool:
+        """True when ``promql`` returns a sample (Prometheus down: False, never "holds")."""
+        try:
+            return bool(self.source.instant(promql))
+        except DataUnavailable:
+            return False
+
+
+def shortest_burn(result: SLOResult) -> float | None:
+    """Burn rate of the shortest short window that has data."""
+    windows = sorted((w for w in result.windows if w.short_burn is not None), key=lambda w: w.short)
+    return windows[0].short_burn if windows else None
+
+
+def slo_context(result: SLOResult) -> dict[str, object]:
+    """What playbook templates and verification see as ``slo``."""
+    return {
+        "name": result.name,
+        "status": result.status,
+        "objective": result.objective,
+        "short_burn": shortest_burn(result),
+        "windows": [
+            {
+                "severity": w.severity,
+                "long": w.long,
+                "short": w.short,
+                "factor": w.factor,
+                "long_burn": w.long_burn,
+                "short_burn": w.short_burn,
+                "firing": w.firing,
+            }
+            for w in result.windows
+        ],
+    }

@@ -43,6 +43,20 @@ class Suspect:
     started: datetime
     touches: int
     """Pods (Deployment, StatefulSet) or nodes (DaemonSet) it runs on; 0 when unknown."""
+    service_account: str = ""
+    """The service account its pods run as (the client to throttle); empty for Helm."""
+
+    def to_json(self) -> dict[str, object]:
+        """The suspect as a JSON document (what playbook templates see as ``suspects[i]``)."""
+        return {
+            "kind": self.kind,
+            "namespace": self.namespace,
+            "name": self.name,
+            "revision": self.revision,
+            "started": self.started.isoformat(),
+            "touches": self.touches,
+            "service_account": self.service_account,
+        }
 
     def minutes_before(self, burn: datetime) -> float:
         """Minutes from the rollout's start to the burn (negative: after it)."""
@@ -86,6 +100,11 @@ def _apps(source: SuspectSource) -> list[Suspect]:
                     revision[1],
                     revision[0],
                     int(touches or 0),
+                    obj.get("spec", {})
+                    .get("template", {})
+                    .get("spec", {})
+                    .get("serviceAccountName")
+                    or "default",
                 )
             )
     return suspects

@@ -11,7 +11,7 @@ from guardian.testing.openmetrics import Series, write_counters
 from guardian.testing.prometheus import PrometheusServer, backfill
 
 StartPrometheus = Callable[..., PrometheusServer]
-pytest_plugins = ["tests.lab_fixture"]
+pytest_plugins = ["tests.lab_fixture", "tests.store_fixture"]
 
 
 @pytest.fixture(scope="module")

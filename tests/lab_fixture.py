@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -56,11 +57,11 @@ def _lab(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.fixture(scope="session")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    directory = tmp_path_factory.mktemp("lab")
+@contextlib.contextmanager
+def running_lab(directory: Path, nodes: int) -> Iterator[Lab]:
+    """``lab up`` in ``directory``, then ``lab down``, checking nothing keeps running."""
     env = {**os.environ, "GUARDIAN_LAB_DIR": str(directory)}
-    up = _lab("up", "--nodes", str(NODES), env=env)
+    up = _lab("up", "--nodes", str(nodes), env=env)
     assert up.returncode == 0, up.stderr[-3000:]
     state = json.loads((directory / "state.json").read_text())
     try:
@@ -72,6 +73,12 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         assert pids == {}
         for pid in state["pids"].values():
             assert not _alive(pid), f"pid {pid} still running after lab down"
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    with running_lab(tmp_path_factory.mktemp("lab"), NODES) as running:
+        yield running
 
 
 def _alive(pid: int) -> bool:

@@ -7,10 +7,13 @@ import json
 import os
 import subprocess
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+import yaml
 
 from guardian.actions import CATALOGUE, execute, undo
 from guardian.actions.pause_rollout import QUARANTINE_LABEL, PauseRolloutParams
@@ -18,7 +21,7 @@ from guardian.actions.throttle_client import ThrottleClientParams, names
 from guardian.clients.kube import Kube
 from guardian.errors import PermanentKubernetesError
 from guardian.ratelimit import TokenBucket
-from tests.lab_fixture import NODES, ROOT, Lab, eventually
+from tests.lab_fixture import NODES, ROOT, Lab, eventually, running_lab
 
 pytestmark = pytest.mark.lab
 
@@ -103,37 +106,55 @@ def test_pause_rollout_plan_dry_run_apply_verify_undo(kube: Kube, kind: str) -> 
         assert restored["updateStrategy"] == original["updateStrategy"]
 
 
-def test_deployment_rollback_restores_the_previous_template(kube: Kube) -> None:
-    path = f"{COLLECTION['Deployment']}/shop"
-    _create(kube, "Deployment", "shop")
-    eventually(lambda: len(_replicasets(kube, "shop")) == 1, what="first ReplicaSet")
+@pytest.mark.parametrize("kind", ["Deployment", "StatefulSet", "DaemonSet"])
+def test_rollback_restores_the_previous_template_and_undo_the_new_one(
+    kube: Kube, kind: str
+) -> None:
+    name = f"shop-{kind.lower()}"
+    path = f"{COLLECTION[kind]}/{name}"
+    _create(kube, kind, name)
+    eventually(lambda: len(_revisions(kube, kind, name)) == 1, what="first revision")
     kube.patch(
         path,
-        {
-            "spec": {
-                "template": {
-                    "spec": {"containers": [{"name": "app", "image": "registry.invalid/app:2"}]}
-                }
-            }
-        },
+        {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": IMAGE_2}]}}}},
         "strategic",
     )
-    eventually(lambda: len(_replicasets(kube, "shop")) == 2, what="second ReplicaSet")
-    params = PauseRolloutParams(kind="Deployment", namespace="default", name="shop", rollback=True)
-    plan = CATALOGUE["pause-rollout"].plan(kube, params)
-    assert [c.description for c in plan.changes][1] == "roll back to revision 1"
+    eventually(lambda: len(_revisions(kube, kind, name)) == 2, what="second revision")
+    params = PauseRolloutParams(kind=kind, namespace="default", name=name, rollback=True)
+    action = CATALOGUE["pause-rollout"]
+    plan = action.plan(kube, params)
+    assert [c.description for c in plan.changes] == ["roll back to revision 1"]
+    assert "app:2" in plan.diff() and "app:1" in plan.diff()
+
+    before = _settled(kube, path)
+    execute(kube, plan, dry_run=True)
+    assert kube.get(path)["metadata"]["resourceVersion"] == before, "dry run changed nothing"
+
     execute(kube, plan)
-    image = kube.get(path)["spec"]["template"]["spec"]["containers"][0]["image"]
-    assert image == "registry.invalid/app:1"
+    spec = kube.get(path)["spec"]
+    assert spec["template"]["spec"]["containers"][0]["image"] == "registry.invalid/app:1"
+    assert spec.get("paused", False) is False, "a rollback is not paused: it must roll out"
+    assert action.verify(kube, plan) == []
     undo(kube, plan)
-    deployment = kube.get(path)["spec"]
-    assert deployment["template"]["spec"]["containers"][0]["image"] == "registry.invalid/app:2"
-    assert deployment.get("paused", False) is False
+    spec = kube.get(path)["spec"]
+    assert spec["template"]["spec"]["containers"][0]["image"] == IMAGE_2
 
 
-def _replicasets(kube: Kube, app: str) -> list[dict[str, Any]]:
+def test_rollback_without_a_previous_revision_is_a_clear_error(kube: Kube) -> None:
+    _create(kube, "DaemonSet", "fresh")
+    eventually(lambda: len(_revisions(kube, "DaemonSet", "fresh")) == 1, what="first revision")
+    params = PauseRolloutParams(kind="DaemonSet", namespace="default", name="fresh", rollback=True)
+    with pytest.raises(PermanentKubernetesError, match="fresh: no previous revision"):
+        CATALOGUE["pause-rollout"].plan(kube, params)
+
+
+IMAGE_2 = "registry.invalid/app:2"
+
+
+def _revisions(kube: Kube, kind: str, app: str) -> list[dict[str, Any]]:
+    resource = "replicasets" if kind == "Deployment" else "controllerrevisions"
     items: list[dict[str, Any]] = kube.get(
-        "/apis/apps/v1/namespaces/default/replicasets", {"labelSelector": f"app={app}"}
+        f"/apis/apps/v1/namespaces/default/{resource}", {"labelSelector": f"app={app}"}
     )["items"]
     return items
 
@@ -206,8 +227,8 @@ def test_every_request_waits_for_the_token_bucket(lab: Lab) -> None:
     assert isinstance(kube.bucket, TokenBucket) and kube.bucket.granted == 6
 
 
-def _act(lab: Lab, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "KUBECONFIG": str(lab.directory / "kubeconfig")}
+def _act(lab: Lab, *args: str, kubeconfig: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig or lab.directory / "kubeconfig")}
     return subprocess.run(
         [str(ROOT / ".venv" / "bin" / "guardian"), "act", *args],
         env=env,
@@ -438,3 +459,66 @@ def test_an_invalid_change_is_422_and_not_retried(kube: Kube) -> None:
     with pytest.raises(PermanentKubernetesError, match="HTTP 422"):
         kube.patch(f"{COLLECTION['Deployment']}/invalid", {"spec": {"replicas": -1}})
     assert kube.requests - sent == 1
+
+
+@pytest.fixture(scope="module")
+def management(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    """A second, separate control plane: the management cluster of a hosted control plane."""
+    with running_lab(tmp_path_factory.mktemp("management"), 2) as running:
+        yield running
+
+
+def _two_contexts(workload: Lab, management: Lab, path: Path) -> Path:
+    """One kubeconfig: context ``workload`` (current) and context ``management``."""
+    docs = {
+        name: yaml.safe_load((lab.directory / "kubeconfig").read_text())
+        for name, lab in (("workload", workload), ("management", management))
+    }
+    merged = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": "workload",
+        "clusters": [{**docs[n]["clusters"][0], "name": n} for n in docs],
+        "users": [{**docs[n]["users"][0], "name": n} for n in docs],
+        "contexts": [{"name": n, "context": {"cluster": n, "user": n}} for n in docs],
+    }
+    path.write_text(yaml.safe_dump(merged))
+    return path
+
+
+def test_scale_apiserver_reaches_the_management_cluster_through_its_context(
+    kube: Kube, lab: Lab, management: Lab, tmp_path: Path
+) -> None:
+    mgmt = Kube.from_kubeconfig(str(management.directory / "kubeconfig"), qps=50, burst=100)
+    mgmt.create("/api/v1/namespaces", {"metadata": {"name": "tenant-cp"}})
+    workload = _workload("Deployment", "kube-apiserver", "registry.invalid/kube-apiserver:v1")
+    workload["spec"]["replicas"] = 1
+    collection = "/apis/apps/v1/namespaces/tenant-cp/deployments"
+    mgmt.create(collection, workload)
+    kubeconfig = _two_contexts(lab, management, tmp_path / "kubeconfig")
+    sets = ["--set", "kind=Deployment", "--set", "namespace=tenant-cp"]
+    sets += ["--set", "name=kube-apiserver", "--set", "add=1", "--set", "max_replicas=3"]
+
+    elsewhere = _act(lab, "scale-apiserver", *sets, kubeconfig=kubeconfig)
+    assert elsewhere.returncode == 1, "the current context is the workload cluster"
+    assert "HTTP 404" in elsewhere.stderr
+
+    done = _act(
+        lab,
+        "scale-apiserver",
+        *sets,
+        "--context",
+        "management",
+        "--wait",
+        "90s",
+        "-o",
+        "json",
+        kubeconfig=kubeconfig,
+    )
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["verified"] is True and doc["problems"] == []
+    deployment = mgmt.get(f"{collection}/kube-apiserver")
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["status"]["readyReplicas"] == 2, "act waited for the new replica"
+    assert not kube.exists("/api/v1/namespaces/tenant-cp")

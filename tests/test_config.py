@@ -333,7 +333,7 @@ def test_custom_windows_may_be_seconds(tmp_path: Path) -> None:
 def test_check_command_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     good = _write(tmp_path, BASE, "good.yaml")
     assert main(["check", "-c", str(good)]) == 0
-    assert "ok (2 SLOs, 8 window pairs, 1 files)" in capsys.readouterr().out
+    assert "ok (2 SLOs, 8 window pairs, 0 playbooks, 1 files)" in capsys.readouterr().out
     doc = copy.deepcopy(BASE)
     doc["slos"][1]["objective"] = 101
     bad = _write(tmp_path, doc, "bad.yaml")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -82,6 +83,34 @@ class Plan:
             parts.append(f"# {change.description}\n" + "\n".join(lines))
         return "\n".join(parts)
 
+    def to_record(self) -> JSON:
+        """Everything needed to apply, verify and undo the plan later (``from_record``)."""
+        return {
+            "action": self.action,
+            "target": self.target,
+            "notes": list(self.notes),
+            "changes": [_change_record(c) for c in self.changes],
+        }
+
+    @classmethod
+    def from_record(cls, record: JSON) -> Plan:
+        """The plan ``to_record`` wrote."""
+        return cls(
+            record["action"],
+            record["target"],
+            tuple(_change_from(c) for c in record["changes"]),
+            tuple(record.get("notes", ())),
+        )
+
+    def batches(self) -> list[int]:
+        """The batch numbers of the plan, in order."""
+        return sorted({c.batch for c in self.changes})
+
+    def only(self, batch: int) -> Plan:
+        """The plan restricted to one batch."""
+        kept = tuple(c for c in self.changes if c.batch == batch)
+        return Plan(self.action, self.target, kept, self.notes)
+
     def to_json(self) -> JSON:
         """The plan as a JSON document."""
         return {
@@ -112,6 +141,34 @@ class Outcome:
     applied: list[str] = field(default_factory=list)
     verified: bool | None = None
     problems: list[str] = field(default_factory=list)
+
+
+def _change_record(change: Change) -> JSON:
+    return {
+        "op": change.op,
+        "path": change.path,
+        "body": change.body,
+        "description": change.description,
+        "kind": change.kind,
+        "before": change.before,
+        "after": change.after,
+        "batch": change.batch,
+        "undo": _change_record(change.undo) if change.undo else None,
+    }
+
+
+def _change_from(record: JSON) -> Change:
+    return Change(
+        record["op"],
+        record["path"],
+        record["body"],
+        record["description"],
+        record.get("kind", "merge"),
+        record.get("before"),
+        record.get("after"),
+        _change_from(record["undo"]) if record.get("undo") else None,
+        int(record.get("batch", 0)),
+    )
 
 
 def execute(
@@ -194,4 +251,20 @@ def _yaml(value: Any) -> str:
     return yaml.safe_dump(json.loads(json.dumps(value)), sort_keys=True)
 
 
-Verifier = Callable[[KubeAPI], list[str]]
+def verify_until(
+    check: Callable[[], list[str]],
+    timeout: float,
+    interval: float = 2.0,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[str]:
+    """Call ``check`` until it finds no problem or ``timeout`` seconds have passed.
+
+    Returns the last problems (empty: verified). ``timeout`` 0 checks once.
+    """
+    deadline = clock() + timeout
+    while True:
+        problems = check()
+        if not problems or clock() >= deadline:
+            return problems
+        sleep(min(interval, max(deadline - clock(), 0.0)))

@@ -3,8 +3,10 @@
 Input: ``PauseRolloutParams`` and the API server. Output: a ``Plan``. Deployment and Argo
 ``Rollout``: ``spec.paused``; StatefulSet: ``updateStrategy.rollingUpdate.partition`` =
 replicas; DaemonSet: ``updateStrategy`` → ``OnDelete`` (the old one remembered). Options:
-``rollback`` (Deployment: the template of the previous ReplicaSet revision) and, for a
-DaemonSet, ``quarantine`` (a nodeSelector no node matches: every agent leaves at once).
+``rollback`` instead of a pause (the template of the previous revision: a Deployment's previous
+ReplicaSet, a StatefulSet's or DaemonSet's previous ControllerRevision, rolled out as
+``kubectl rollout undo`` would) and, for a DaemonSet, ``quarantine`` (a nodeSelector no node
+matches: every agent leaves at once).
 """
 
 from __future__ import annotations
@@ -41,8 +43,10 @@ class PauseRolloutParams(BaseModel):
     def _options(self) -> PauseRolloutParams:
         if self.quarantine and self.kind != "DaemonSet":
             raise ValueError("quarantine: only a DaemonSet can be quarantined")
-        if self.rollback and self.kind != "Deployment":
-            raise ValueError("rollback: supported for a Deployment")
+        if self.rollback and self.kind == "Rollout":
+            raise ValueError("rollback: use Argo Rollouts' own abort for a Rollout")
+        if self.rollback and self.quarantine:
+            raise ValueError("rollback: choose rollback or quarantine, not both")
         return self
 
 
@@ -57,12 +61,15 @@ def plan(kube: KubeAPI, params: PauseRolloutParams) -> Plan:
         raise PermanentKubernetesError("Argo Rollouts is not installed: no argoproj.io/v1alpha1")
     path = object_path(params)
     obj = kube.get(path)
-    changes = [_pause(params, path, obj)]
+    target = f"{params.kind} {params.namespace}/{params.name}"
     if params.rollback:
-        changes.append(_rollback(kube, params, path, obj))
+        # A paused or frozen workload would never roll the old template out: no pause here.
+        note = "rollback replaces the pause: the previous revision rolls out"
+        return Plan("pause-rollout", target, (_rollback(kube, params, path, obj),), (note,))
+    changes = [_pause(params, path, obj)]
     if params.quarantine:
         changes.append(_quarantine(path, obj))
-    return Plan("pause-rollout", f"{params.kind} {params.namespace}/{params.name}", tuple(changes))
+    return Plan("pause-rollout", target, tuple(changes))
 
 
 def _pause(params: PauseRolloutParams, path: str, obj: JSON) -> Change:
@@ -110,45 +117,57 @@ def _pause(params: PauseRolloutParams, path: str, obj: JSON) -> Change:
 
 
 def _rollback(kube: KubeAPI, params: PauseRolloutParams, path: str, obj: JSON) -> Change:
-    labels = dig(obj, "spec", "selector", "matchLabels") or {}
-    selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
-    sets = kube.get(
-        f"/apis/apps/v1/namespaces/{params.namespace}/replicasets", {"labelSelector": selector}
-    ).get("items", [])
-    owned = [
-        rs
-        for rs in sets
-        if any(
-            o.get("uid") == obj["metadata"]["uid"]
-            for o in rs["metadata"].get("ownerReferences", [])
-        )
-    ]
-    owned.sort(key=_revision, reverse=True)
-    if len(owned) < 2:
-        raise PermanentKubernetesError(f"{params.kind} {params.name}: no previous revision")
-    previous = copy.deepcopy(owned[1]["spec"]["template"])
-    previous.get("metadata", {}).get("labels", {}).pop("pod-template-hash", None)
+    revision, previous = _previous_template(kube, params, obj)
     current = obj["spec"]["template"]
     return Change(
         "patch",
         path,
-        replace_patch("/spec/template", previous),
-        f"roll back to revision {_revision(owned[1])}",
-        kind="json",
+        {"spec": {"template": {**previous, "$patch": "replace"}}},
+        f"roll back to revision {revision}",
+        kind="strategic",
         before={"template": current},
         after={"template": previous},
         undo=Change(
             "patch",
             path,
-            replace_patch("/spec/template", current),
+            {"spec": {"template": {**current, "$patch": "replace"}}},
             "restore the rolled-back template",
-            kind="json",
+            kind="strategic",
         ),
     )
 
 
-def _revision(rs: JSON) -> int:
-    return int(dig(rs, "metadata", "annotations", "deployment.kubernetes.io/revision") or 0)
+def _previous_template(kube: KubeAPI, params: PauseRolloutParams, obj: JSON) -> tuple[int, JSON]:
+    """The revision number and pod template the workload ran before its current one."""
+    labels = dig(obj, "spec", "selector", "matchLabels") or {}
+    query = {"labelSelector": ",".join(f"{k}={v}" for k, v in sorted(labels.items()))}
+    resource = "replicasets" if params.kind == "Deployment" else "controllerrevisions"
+    items = kube.list(f"/apis/apps/v1/namespaces/{params.namespace}/{resource}", query)
+    uid = obj["metadata"]["uid"]
+    owned = [
+        item
+        for item in items
+        if any(o.get("uid") == uid for o in dig(item, "metadata", "ownerReferences") or [])
+    ]
+    owned.sort(key=_revision, reverse=True)
+    if len(owned) < 2:
+        raise PermanentKubernetesError(
+            f"{params.kind} {params.namespace}/{params.name}: no previous revision to roll back to"
+        )
+    if params.kind == "Deployment":
+        template = copy.deepcopy(owned[1]["spec"]["template"])
+        template.get("metadata", {}).get("labels", {}).pop("pod-template-hash", None)
+    else:
+        # A ControllerRevision stores a patch: {"spec": {"template": {..., "$patch": "replace"}}}
+        template = copy.deepcopy(dig(owned[1], "data", "spec", "template") or {})
+        template.pop("$patch", None)
+    return _revision(owned[1]), template
+
+
+def _revision(item: JSON) -> int:
+    if "revision" in item:  # ControllerRevision
+        return int(item["revision"])
+    return int(dig(item, "metadata", "annotations", "deployment.kubernetes.io/revision") or 0)
 
 
 def _quarantine(path: str, obj: JSON) -> Change:

@@ -25,6 +25,7 @@ from guardian.config.model import (
     Config,
     CorednsErrorsSLI,
     LatencySLI,
+    PolicySettings,
     PrometheusSettings,
     RatioSLI,
     WindowPair,
@@ -174,6 +175,7 @@ def _merge(root: str, loaded: list[_Loaded]) -> Config:
     errors: list[ConfigError] = []
     prometheus = _single_section(root, loaded, "prometheus", errors)
     evaluation = _single_section(root, loaded, "evaluation", errors)
+    policy = _policy(loaded, errors)
     sets = _window_sets(loaded, errors)
     slos = _slos(loaded, sets, evaluation, errors)
     if errors:
@@ -184,6 +186,26 @@ def _merge(root: str, loaded: list[_Loaded]) -> Config:
         slos=tuple(slos),
         window_sets=sets,
         files=tuple(item.path for item in loaded),
+        policy=policy,
+    )
+
+
+def _policy(loaded: list[_Loaded], errors: list[ConfigError]) -> PolicySettings:
+    found = [(item.path, item.spec.policy) for item in loaded if item.spec.policy is not None]
+    for path, _ in found[1:]:
+        errors.append(ConfigError(f"{path}: policy: already given in {found[0][0]}; keep one"))
+    if not found:
+        return PolicySettings()
+    path, spec = found[0]
+    assert spec is not None
+    base = Path(path).parent
+    return PolicySettings(
+        playbook_paths=tuple(str(base / p) for p in spec.playbooks),
+        store_url=spec.store.url,
+        store_url_env=spec.store.url_env,
+        approval_timeout=parse_duration(spec.approval_timeout),
+        max_changes=spec.max_changes,
+        notify=spec.notify,
     )
 
 

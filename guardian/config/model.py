@@ -120,6 +120,19 @@ class PrometheusSettings:
 
 
 @dataclass(frozen=True)
+class PolicySettings:
+    """How burning SLOs become playbook runs, and where runs are kept."""
+
+    playbook_paths: tuple[str, ...] = ()
+    """Resolved against the file that named them."""
+    store_url: str = "sqlite:///guardian.db"
+    store_url_env: str | None = None
+    approval_timeout: int = 900
+    max_changes: int = 200
+    notify: Literal["page", "ticket", "none"] = "ticket"
+
+
+@dataclass(frozen=True)
 class Config:
     """Everything loaded from one file or one directory."""
 
@@ -127,6 +140,7 @@ class Config:
     slos: tuple[SLO, ...]
     window_sets: dict[str, tuple[WindowPair, ...]] = field(default_factory=dict)
     files: tuple[str, ...] = ()
+    policy: PolicySettings = PolicySettings()
 
     def slo(self, name: str) -> SLO:
         """The SLO called ``name``; ``KeyError`` if there is none."""

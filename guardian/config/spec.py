@@ -249,12 +249,53 @@ class SLOSpec(_Spec):
         return value
 
 
+class StoreSpec(_Spec):
+    """Where executions, approvals and the audit log live (a SQLAlchemy URL)."""
+
+    url: str = Field(
+        "sqlite:///guardian.db",
+        description="sqlite:///path (relative to the working directory) or "
+        "postgresql+psycopg://user@host/db; no password here: use url_env",
+    )
+    url_env: str | None = Field(
+        None, description="Environment variable holding the URL instead (it may hold a password)"
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.match(r"^(sqlite|postgresql)(\+\w+)?://", value):
+            raise ValueError(f"must be a sqlite:/// or postgresql+psycopg:// URL (got {value!r})")
+        if re.match(r"^\w+(\+\w+)?://[^/@:]*:[^/@]*@", value):
+            raise ValueError("must not hold a password; put the URL in url_env instead")
+        return value
+
+
+class PolicySpec(_Spec):
+    """How burning SLOs turn into playbook runs."""
+
+    playbooks: list[str] = Field(
+        default_factory=list, description="Playbook files or directories, relative to this file"
+    )
+    store: StoreSpec = StoreSpec()
+    approval_timeout: Duration = Field(
+        "15m", description="A pending approval expires after this long"
+    )
+    max_changes: int = Field(
+        200, ge=1, description="Blast radius: requests one run may change at most"
+    )
+    notify: Literal["page", "ticket", "none"] = Field(
+        "ticket", description="Lowest severity that notifies (page: only pages)"
+    )
+
+
 class FileSpec(_Spec):
     """One configuration file; a directory of them is merged by the loader."""
 
     version: Literal["guardian/v1"]
     prometheus: PrometheusSpec | None = None
     evaluation: EvaluationSpec | None = None
+    policy: PolicySpec | None = None
     window_sets: dict[str, list[WindowPairSpec]] = Field(default_factory=dict)
     slos: list[SLOSpec] = Field(default_factory=list)
 

@@ -1,0 +1,524 @@
+"""The runner: playbook executions as a persisted state machine.
+
+Input: a ``Store``, the playbooks, a way to reach the API server per kubeconfig context
+(``KubeFor``), the SLO signals verification needs (``Signals``) and a ``Notifier``. Output:
+executions moved through
+
+    proposed → awaiting_approval → approved → running (step k, phase j) → ... →
+    succeeded | failed | undone,   or  denied | expired
+
+one persisted boundary at a time. A step's plan is stored before anything is applied and
+every applied phase is recorded (once: a unique key), so a process killed anywhere and
+started again continues from the store: it re-plans nothing, re-applies no recorded phase,
+and loses no pending approval. Every change of state is written to the audit log.
+Called by the CLI (``playbook run``, ``approvals``), the policy, and the daemon.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from pydantic import ValidationError
+
+from guardian.actions import CATALOGUE, Plan, execute, undo
+from guardian.actions.base import KubeAPI, verify_until
+from guardian.errors import GuardianError
+from guardian.playbooks import template
+from guardian.playbooks.model import Playbook, Step
+from guardian.store import OPEN_STATES, Execution, Store
+
+KubeFor = Callable[[str | None], KubeAPI]
+"""The API server for a kubeconfig context (``None``: the default one)."""
+
+
+class Signals(Protocol):
+    """What step verification reads from Prometheus."""
+
+    def short_burn(self, slo: str) -> float | None:
+        """The SLO's burn rate over its shortest window now (``None``: no data)."""
+
+    def holds(self, promql: str) -> bool:
+        """True when ``promql`` returns at least one sample now."""
+
+
+class Notifier(Protocol):
+    """Where people hear about executions (Slack, or the log)."""
+
+    def notify(self, event: str, execution: Execution, detail: Mapping[str, Any]) -> None:
+        """``event`` happened to ``execution`` (proposed, awaiting_approval, step, final)."""
+
+
+class Silent:
+    """A notifier that tells no one (console use: the CLI prints instead)."""
+
+    def notify(self, event: str, execution: Execution, detail: Mapping[str, Any]) -> None:
+        del event, execution, detail
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The answer to an approve/deny request."""
+
+    ok: bool
+    message: str
+
+
+@dataclass(frozen=True)
+class StepCheck:
+    """What a dry run found for one step."""
+
+    step: str
+    action: str
+    approval: str
+    plan: Plan | None
+    skipped: str = ""
+    problems: tuple[str, ...] = ()
+
+
+@dataclass
+class Runner:
+    """Moves executions; one instance per process (``owner`` names it in leases)."""
+
+    store: Store
+    playbooks: Mapping[str, Playbook]
+    kube_for: KubeFor
+    signals: Signals
+    notifier: Notifier = field(default_factory=Silent)
+    owner: str = "guardian"
+    approval_timeout: int = 900
+    max_changes: int = 200
+    lease: int = 60
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    sleep: Callable[[float], None] = time.sleep
+    on_boundary: Callable[[str], None] = field(default=lambda where: None)
+    """Called at every persisted boundary (``"applied 0/1"``...): a hook for logs and tests."""
+
+    # proposing and deciding ----------------------------------------------------------------
+
+    def propose(
+        self,
+        playbook: str,
+        context: Mapping[str, Any],
+        requested_by: str,
+        via: str,
+        slo: str = "",
+        target: str = "",
+    ) -> Execution:
+        """Create an execution of ``playbook`` with its trigger ``context``."""
+        book = self.playbooks[playbook]
+        execution = self.store.create(
+            book.name, slo, target, "proposed", requested_by, via, dict(context), self.clock()
+        )
+        self.notifier.notify("proposed", execution, {"playbook": book.name})
+        return execution
+
+    def approve(
+        self, execution_id: str, actor: str, via: str, groups: tuple[str, ...] = ()
+    ) -> Decision:
+        """Approve the pending step, if ``actor`` may; every refusal is audited."""
+        return self._decide(execution_id, actor, via, groups, "approved")
+
+    def deny(
+        self, execution_id: str, actor: str, via: str, groups: tuple[str, ...] = ()
+    ) -> Decision:
+        """Deny the pending step (and so the execution), if ``actor`` may."""
+        return self._decide(execution_id, actor, via, groups, "denied")
+
+    def _decide(
+        self, execution_id: str, actor: str, via: str, groups: tuple[str, ...], to: str
+    ) -> Decision:
+        now = self.clock()
+        try:
+            ex = self.store.find(execution_id)
+        except KeyError:
+            return Decision(False, f"no execution {execution_id!r}")
+        book = self.playbooks.get(ex.playbook)
+        verb = "approve" if to == "approved" else "deny"
+        reason = ""
+        if ex.state != "awaiting_approval":
+            reason = f"execution {ex.id} is {ex.state}, not awaiting approval"
+        elif ex.expires_at is not None and now >= ex.expires_at:
+            self._expire(ex, now)
+            reason = f"the approval of execution {ex.id} expired at {ex.expires_at:%H:%M:%S} UTC"
+        elif book is not None and not _may_approve(book, actor, groups):
+            reason = f"{actor} is not an approver of playbook {book.name}"
+        elif to == "approved" and actor == ex.requested_by:
+            reason = f"{actor} asked for execution {ex.id} and cannot also approve it"
+        if reason:
+            self.store.record("refused", now, ex.id, actor, via, action=verb, reason=reason)
+            return Decision(False, reason)
+        step = self._step(ex)
+        if not self.store.transition(ex.id, "awaiting_approval", now, state=to):
+            reason = f"execution {ex.id} was already decided"
+            self.store.record("refused", now, ex.id, actor, via, action=verb, reason=reason)
+            return Decision(False, reason)
+        self.store.record(to, now, ex.id, actor, via, step=ex.step, step_name=step.name)
+        self.notifier.notify(to, self.store.get(ex.id), {"by": actor, "via": via})
+        return Decision(True, f"{step.name} of execution {ex.id} {to} by {actor}")
+
+    def expire_due(self) -> list[str]:
+        """Expire every pending approval past its deadline; returns their IDs."""
+        now = self.clock()
+        expired = []
+        for ex in self.store.executions(["awaiting_approval"]):
+            if ex.expires_at is not None and now >= ex.expires_at and self._expire(ex, now):
+                expired.append(ex.id)
+        return expired
+
+    def _expire(self, ex: Execution, now: datetime) -> bool:
+        if not self.store.transition(ex.id, "awaiting_approval", now, state="expired"):
+            return False
+        self.store.record("expired", now, ex.id, "guardian", "timer", step=ex.step)
+        self.notifier.notify("expired", self.store.get(ex.id), {})
+        return True
+
+    # advancing -----------------------------------------------------------------------------
+
+    def advance_all(self) -> list[Execution]:
+        """Advance every open execution this process can claim (resumes after a restart)."""
+        self.expire_due()
+        return [self.advance(ex.id) for ex in self.store.executions(OPEN_STATES)]
+
+    def advance(self, execution_id: str) -> Execution:
+        """Move the execution as far as it goes without a human; returns where it stopped."""
+        now = self.clock()
+        if self.store.setting("paused", "false") == "true":
+            return self.store.get(execution_id)  # kill switch: nothing moves
+        if not self.store.claim(execution_id, self.owner, now, now + timedelta(seconds=self.lease)):
+            return self.store.get(execution_id)  # another process is moving it
+        try:
+            while True:
+                ex = self.store.get(execution_id)
+                moved = self._one(ex)
+                if not moved:
+                    return self.store.get(execution_id)
+                self.store.claim(
+                    execution_id,
+                    self.owner,
+                    self.clock(),
+                    self.clock() + timedelta(seconds=self.lease),
+                )
+        finally:
+            self.store.release(execution_id, self.owner)
+
+    def _one(self, ex: Execution) -> bool:
+        """One transition; False when the execution waits or is over."""
+        book = self.playbooks.get(ex.playbook)
+        if book is None:
+            return self._finish(ex, "failed", f"playbook {ex.playbook} is no longer loaded")
+        if ex.state == "proposed":
+            return self._open_step(ex, book)
+        if ex.state == "approved":
+            return self._plan_step(ex, book)
+        if ex.state == "running":
+            return self._run_phase(ex, book)
+        return False  # awaiting approval, or final
+
+    def _step(self, ex: Execution) -> Step:
+        return self.playbooks[ex.playbook].steps[ex.step]
+
+    def _open_step(self, ex: Execution, book: Playbook) -> bool:
+        now = self.clock()
+        if ex.step >= len(book.steps):
+            return self._finish(ex, "succeeded", "every step done")
+        step = book.steps[ex.step]
+        if step.when is not None and not _present(step.when, ex.context):
+            self.store.save_step(ex.id, ex.step, step.name, "skipped", now)
+            self.store.record(
+                "skipped",
+                now,
+                ex.id,
+                "guardian",
+                "runner",
+                step=ex.step,
+                step_name=step.name,
+                reason=f"{step.when} is not given",
+            )
+            return self.store.transition(ex.id, "proposed", now, step=ex.step + 1, phase=0)
+        if step.approval == "auto":
+            self.store.record(
+                "approved", now, ex.id, "guardian", "auto", step=ex.step, step_name=step.name
+            )
+            return self.store.transition(ex.id, "proposed", now, state="approved")
+        expires = now + timedelta(seconds=self.approval_timeout)
+        plan = self._preview(ex, step)
+        if not self.store.transition(
+            ex.id, "proposed", now, state="awaiting_approval", expires_at=expires
+        ):
+            return True
+        self.store.record(
+            "awaiting_approval",
+            now,
+            ex.id,
+            "guardian",
+            "runner",
+            step=ex.step,
+            step_name=step.name,
+            expires_at=expires,
+        )
+        self.notifier.notify(
+            "awaiting_approval",
+            self.store.get(ex.id),
+            {"step": step.name, "action": step.action, "plan": plan},
+        )
+        return False
+
+    def _preview(self, ex: Execution, step: Step) -> dict[str, Any] | None:
+        """The plan the approver will be asked about (read-only; re-made once approved)."""
+        try:
+            return self._make_plan(ex, step).to_json()
+        except (GuardianError, template.TemplateError, ValidationError) as exc:
+            return {"error": _text(exc)}
+
+    def _make_plan(self, ex: Execution, step: Step) -> Plan:
+        action = CATALOGUE[step.action]
+        params = action.params.model_validate(template.render(step.params, ex.context))
+        context = template.render(step.context, ex.context) if step.context else None
+        return action.plan(self.kube_for(context), params)
+
+    def _plan_step(self, ex: Execution, book: Playbook) -> bool:
+        now = self.clock()
+        step = book.steps[ex.step]
+        saved = {s.step: s for s in self.store.steps(ex.id)}.get(ex.step)
+        if saved is None or saved.plan is None:
+            try:
+                plan = self._make_plan(ex, step)
+            except (GuardianError, template.TemplateError, ValidationError) as exc:
+                return self._fail(ex, step, f"plan: {_text(exc)}")
+            already = sum(
+                len(s.plan["changes"])
+                for s in self.store.steps(ex.id)
+                if s.plan and s.step < ex.step
+            )
+            if already + len(plan.changes) > self.max_changes:
+                return self._fail(
+                    ex,
+                    step,
+                    f"blast radius: {already + len(plan.changes)} changes would exceed the "
+                    f"maximum of {self.max_changes}",
+                )
+            record = {**plan.to_record(), "started": now.isoformat()}
+            self.store.save_step(ex.id, ex.step, step.name, "planned", now, plan=record)
+            self.store.record(
+                "planned",
+                now,
+                ex.id,
+                "guardian",
+                "runner",
+                step=ex.step,
+                step_name=step.name,
+                changes=len(plan.changes),
+                target=plan.target,
+            )
+            self.on_boundary(f"planned {ex.step}")
+        return self.store.transition(ex.id, "approved", now, state="running", phase=0)
+
+    def _run_phase(self, ex: Execution, book: Playbook) -> bool:
+        step = book.steps[ex.step]
+        record = {s.step: s for s in self.store.steps(ex.id)}[ex.step]
+        assert record.plan is not None
+        plan = Plan.from_record(record.plan)
+        batches = plan.batches() or [0]
+        started = datetime.fromisoformat(record.plan["started"])
+        if (self.clock() - started).total_seconds() > step.timeout:
+            return self._fail(ex, step, f"timed out after {step.timeout}s")
+        batch = batches[ex.phase]
+        kube = self._kube(ex, step)
+        if (ex.step, ex.phase) not in self.store.applied_phases(ex.id):
+            try:
+                execute(kube, plan.only(batch))
+            except GuardianError as exc:
+                return self._fail(ex, step, f"apply: {exc.message}")
+            now = self.clock()
+            self.store.mark_applied(ex.id, ex.step, ex.phase, self.owner, now)
+            self.store.record(
+                "applied",
+                now,
+                ex.id,
+                "guardian",
+                "runner",
+                step=ex.step,
+                step_name=step.name,
+                phase=ex.phase,
+                changes=[c.description for c in plan.only(batch).changes],
+            )
+            self.notifier.notify(
+                "applied",
+                self.store.get(ex.id),
+                {"step": step.name, "phase": ex.phase, "of": len(batches)},
+            )
+            self.on_boundary(f"applied {ex.step}/{ex.phase}")
+        problems = self._verify(ex, step, plan.only(batch), kube)
+        now = self.clock()
+        if problems:
+            return self._fail(ex, step, "verify: " + "; ".join(problems))
+        if ex.phase + 1 < len(batches):
+            self.store.record(
+                "verified",
+                now,
+                ex.id,
+                "guardian",
+                "runner",
+                step=ex.step,
+                step_name=step.name,
+                phase=ex.phase,
+            )
+            return self.store.transition(ex.id, "running", now, phase=ex.phase + 1)
+        self.store.save_step(
+            ex.id,
+            ex.step,
+            step.name,
+            "succeeded",
+            now,
+            result={"verified": True, "phases": len(batches)},
+        )
+        self.store.record(
+            "step_succeeded", now, ex.id, "guardian", "runner", step=ex.step, step_name=step.name
+        )
+        self.notifier.notify("step_succeeded", self.store.get(ex.id), {"step": step.name})
+        moved = self.store.transition(
+            ex.id, "running", now, state="proposed", step=ex.step + 1, phase=0, expires_at=None
+        )
+        self.on_boundary(f"done {ex.step}")
+        return moved
+
+    def _kube(self, ex: Execution, step: Step) -> KubeAPI:
+        context = template.render(step.context, ex.context) if step.context else None
+        return self.kube_for(context)
+
+    def _verify(self, ex: Execution, step: Step, plan: Plan, kube: KubeAPI) -> list[str]:
+        action = CATALOGUE[step.action]
+        within = step.verify.within if step.verify else 60
+
+        def check() -> list[str]:
+            try:
+                problems = action.verify(kube, plan)
+            except GuardianError as exc:
+                problems = [exc.message]
+            if step.verify is not None:
+                problems.extend(self._signals(ex, step))
+            return problems
+
+        return verify_until(check, within, sleep=self.sleep)
+
+    def _signals(self, ex: Execution, step: Step) -> list[str]:
+        assert step.verify is not None
+        problems = []
+        if step.verify.burn_falls:
+            at_start = (ex.context.get("slo") or {}).get("short_burn")
+            now = self.signals.short_burn(ex.slo) if ex.slo else None
+            if now is None:
+                problems.append(f"no data for {ex.slo or 'the SLO'}'s short-window burn rate")
+            elif at_start is not None and now >= float(at_start):
+                problems.append(
+                    f"short-window burn rate {now:.2f} has not fallen below {at_start:.2f}"
+                )
+        if step.verify.promql and not self.signals.holds(step.verify.promql):
+            problems.append(f"{step.verify.promql} returned nothing")
+        return problems
+
+    def _fail(self, ex: Execution, step: Step, problem: str) -> bool:
+        now = self.clock()
+        self.store.save_step(ex.id, ex.step, step.name, "failed", now, result={"problem": problem})
+        self.store.record(
+            "step_failed",
+            now,
+            ex.id,
+            "guardian",
+            "runner",
+            step=ex.step,
+            step_name=step.name,
+            problem=problem,
+        )
+        if step.on_failure == "undo":
+            undone = self._undo(ex)
+            return self._finish(
+                ex, "undone", f"{step.name}: {problem}; undid {len(undone)} changes"
+            )
+        return self._finish(ex, "failed", f"{step.name}: {problem}")
+
+    def _undo(self, ex: Execution) -> list[str]:
+        """Undo every applied phase of this execution, newest first."""
+        done: list[str] = []
+        records = {s.step: s for s in self.store.steps(ex.id)}
+        book = self.playbooks[ex.playbook]
+        for step_index, phase in reversed(self.store.applied_phases(ex.id)):
+            record = records[step_index]
+            assert record.plan is not None
+            plan = Plan.from_record(record.plan)
+            batch = (plan.batches() or [0])[phase]
+            kube = self._kube(ex, book.steps[step_index])
+            done.extend(undo(kube, plan.only(batch)))
+        self.store.record("undone", self.clock(), ex.id, "guardian", "runner", changes=done)
+        return done
+
+    def _finish(self, ex: Execution, state: str, message: str) -> bool:
+        now = self.clock()
+        if self.store.transition(ex.id, ex.state, now, state=state, message=message):
+            self.store.record(state, now, ex.id, "guardian", "runner", message=message)
+            self.notifier.notify(state, self.store.get(ex.id), {"message": message})
+        return False
+
+    # dry run -------------------------------------------------------------------------------
+
+    def dry_run(self, playbook: str, context: Mapping[str, Any]) -> list[StepCheck]:
+        """Plan every step and check each change with ``dryRun=All``; nothing changes."""
+        book = self.playbooks[playbook]
+        checks = []
+        for step in book.steps:
+            if step.when is not None and not _present(step.when, context):
+                checks.append(
+                    StepCheck(
+                        step.name,
+                        step.action,
+                        step.approval,
+                        None,
+                        skipped=f"{step.when} is not given",
+                    )
+                )
+                continue
+            try:
+                action = CATALOGUE[step.action]
+                params = action.params.model_validate(template.render(step.params, context))
+                where = template.render(step.context, context) if step.context else None
+                kube = self.kube_for(where)
+                plan = action.plan(kube, params)
+                execute(kube, plan, dry_run=True)
+            except (GuardianError, template.TemplateError, ValidationError) as exc:
+                checks.append(
+                    StepCheck(step.name, step.action, step.approval, None, problems=(_text(exc),))
+                )
+                continue
+            checks.append(StepCheck(step.name, step.action, step.approval, plan))
+        return checks
+
+
+def _present(path: str, context: Mapping[str, Any]) -> bool:
+    try:
+        return bool(template.lookup(path, context))
+    except template.TemplateError:
+        return False
+
+
+def _may_approve(book: Playbook, actor: str, groups: tuple[str, ...]) -> bool:
+    if not book.approver_users and not book.approver_groups:
+        return True
+    return actor in book.approver_users or any(g in book.approver_groups for g in groups)
+
+
+def _text(exc: Exception) -> str:
+    if isinstance(exc, GuardianError):
+        return exc.message
+    if isinstance(exc, ValidationError):
+        first = exc.errors()[0]
+        where = ".".join(str(x) for x in first["loc"])
+        message = str((first.get("ctx") or {}).get("error", first["msg"]))
+        return f"{where}: {message}" if where else message
+    return str(exc)
+
+
+__all__ = ["Decision", "KubeFor", "Notifier", "Runner", "Signals", "Silent", "StepCheck"]
