@@ -333,6 +333,7 @@ class Runner:
                 execute(kube, plan.only(batch))
             except GuardianError as exc:
                 return self._fail(ex, step, f"apply: {exc.message}")
+            self.on_boundary(f"sent {ex.step}/{ex.phase}")
             now = self.clock()
             self.store.mark_applied(ex.id, ex.step, ex.phase, self.owner, now)
             self.store.record(

@@ -1,0 +1,164 @@
+"""Policy: every guard, with plain values."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time, timedelta
+
+import pytest
+
+from guardian.config.model import SLO, RatioSLI
+from guardian.evaluation import Evaluation, SLOResult
+from guardian.playbooks.model import Guards, MaintenanceWindow, Playbook, Step, Trigger
+from guardian.policy import Run, decide
+
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)  # a Tuesday
+SLO_ = SLO(
+    name="apiserver-read-latency",
+    objective=99,
+    period=30 * 86400,
+    sli=RatioSLI("e[{{window}}]", "t[{{window}}]"),
+    window_set="google-30d",
+    windows=(),
+    min_events=0,
+    max_staleness=120,
+    labels=(("tier", "control-plane"),),
+)
+STEP = Step("pause", "pause-rollout", {}, "required", None, 600, "stop")
+
+
+def _book(name: str, by_name: bool = False, **guards: object) -> Playbook:
+    values: dict[str, object] = {
+        "cooldown": 1800,
+        "max_runs_per_hour": 2,
+        "one_per_target": True,
+        "require_suspect": False,
+        "maintenance_windows": (),
+        **guards,
+    }
+    trigger = Trigger(
+        (SLO_.name,) if by_name else (), () if by_name else (("tier", "control-plane"),), "page"
+    )
+    return Playbook(name, "", trigger, Guards(**values), (), (), (STEP,))  # type: ignore[arg-type]
+
+
+def _eval(status: str, reason: str = "") -> Evaluation:
+    return Evaluation(NOW, (SLOResult(SLO_.name, 99, status, 0.5, (), reason),))  # type: ignore[arg-type]
+
+
+def _one(
+    status: str = "page",
+    books: tuple[Playbook, ...] = (),
+    recent: tuple[Run, ...] = (),
+    **kw: object,
+) -> tuple[str, str, str | None]:
+    [d] = decide(
+        _eval(status, "prometheus down"), [SLO_], {b.name: b for b in books}, recent, NOW, **kw
+    )  # type: ignore[arg-type]
+    return d.kind, d.reason, d.playbook
+
+
+def _run(book: str, minutes_ago: int, open_: bool = False, slo: str = SLO_.name) -> Run:
+    return Run(book, slo, "DaemonSet x/y", NOW - timedelta(minutes=minutes_ago), open_)
+
+
+BOOK = _book("pause-suspect-rollout")
+
+CASES = [
+    (
+        "a healthy SLO is ignored",
+        dict(status="ok", books=(BOOK,)),
+        ("ignore", "within budget", None),
+    ),
+    (
+        "no data is blind: notify, never act",
+        dict(status="no_data", books=(BOOK,)),
+        ("notify", "blind: prometheus down; guardian will not act", None),
+    ),
+    (
+        "a page with a matching playbook proposes it",
+        dict(books=(BOOK,)),
+        ("propose", "page: run pause-suspect-rollout", "pause-suspect-rollout"),
+    ),
+    (
+        "a ticket does not start a page-level playbook, but notifies",
+        dict(status="ticket", books=(BOOK,)),
+        ("notify", "burning; no playbook matches", None),
+    ),
+    (
+        "a ticket below the notify level is ignored",
+        dict(status="ticket", books=(BOOK,), notify_from="page"),
+        ("ignore", "burning below the notify level", None),
+    ),
+    (
+        "one open incident per SLO",
+        dict(books=(BOOK,), recent=(_run("other", 5, open_=True),)),
+        ("ignore", "execution of other already open", None),
+    ),
+    (
+        "the kill switch",
+        dict(books=(BOOK,), paused=True),
+        (
+            "notify",
+            "paused (kill switch): not proposing pause-suspect-rollout",
+            "pause-suspect-rollout",
+        ),
+    ),
+    (
+        "a cooldown",
+        dict(books=(BOOK,), recent=(_run("pause-suspect-rollout", 10),)),
+        (
+            "notify",
+            "cooldown: pause-suspect-rollout ran for apiserver-read-latency 600s ago (1200s left)",
+            "pause-suspect-rollout",
+        ),
+    ),
+    (
+        "at most N runs per hour, whatever the SLO",
+        dict(
+            books=(BOOK,),
+            recent=(
+                _run("pause-suspect-rollout", 20, slo="dns"),
+                _run("pause-suspect-rollout", 40, slo="dns"),
+            ),
+        ),
+        (
+            "notify",
+            "pause-suspect-rollout ran 2 times in the last hour (at most 2)",
+            "pause-suspect-rollout",
+        ),
+    ),
+    (
+        "one open run per target",
+        dict(books=(BOOK,), recent=(_run("pause-suspect-rollout", 50, open_=True, slo="dns"),)),
+        ("notify", "pause-suspect-rollout already has an open execution", "pause-suspect-rollout"),
+    ),
+    (
+        "only when a suspect exists",
+        dict(books=(_book("needs-suspect", require_suspect=True),), has_suspect=False),
+        ("notify", "no suspect rollout: needs-suspect needs one", "needs-suspect"),
+    ),
+    (
+        "a maintenance window",
+        dict(
+            books=(
+                _book(
+                    "quiet",
+                    maintenance_windows=(
+                        MaintenanceWindow(("tue",), time(11, 0), time(13, 0), "UTC"),
+                    ),
+                ),
+            )
+        ),
+        ("notify", "maintenance window: not proposing quiet", "quiet"),
+    ),
+    (
+        "a trigger by SLO name beats one by labels",
+        dict(books=(BOOK, _book("z-by-name", by_name=True))),
+        ("propose", "page: run z-by-name", "z-by-name"),
+    ),
+]
+
+
+@pytest.mark.parametrize(("kw", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_policy(kw: dict[str, object], expected: tuple[str, str, str | None]) -> None:
+    assert _one(**kw) == expected  # type: ignore[arg-type]

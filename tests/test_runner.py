@@ -1,0 +1,347 @@
+"""Playbook executions on the lab's API server and Prometheus, persisted in a real store."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from guardian.actions import CATALOGUE
+from guardian.clients.kube import Kube
+from guardian.clients.prometheus import PrometheusClient
+from guardian.config import load_config
+from guardian.pipeline import PrometheusSignals
+from guardian.playbooks import Playbook, load_playbooks
+from guardian.runner import Runner
+from guardian.store import Store
+from tests.lab_fixture import ROOT, Lab
+
+pytestmark = pytest.mark.lab
+
+ACTIONS = {name: action.params for name, action in CATALOGUE.items()}
+DAEMONSETS = "/apis/apps/v1/namespaces/default/daemonsets"
+
+PAUSE = """\
+version: guardian/v1
+name: pause-agent
+trigger: {labels: {tier: control-plane}}
+approvers: {users: [alice, bob, carol]}
+steps:
+  - name: pause
+    action: pause-rollout
+    params:
+      kind: "{{ suspects[0].kind }}"
+      namespace: "{{ suspects[0].namespace }}"
+      name: "{{ suspects[0].name }}"
+    verify: {promql: 'up{job="apiserver"} == 1', within: 30s}
+"""
+
+CHAIN = """\
+version: guardian/v1
+name: throttle-and-shed
+trigger: {labels: {tier: control-plane}}
+steps:
+  - name: throttle
+    action: throttle-client
+    params: {subject: serviceaccount, namespace: "{{ offender.namespace }}",
+             name: "{{ offender.name }}"}
+    approval: auto
+  - name: shed
+    action: shed-nodes
+    params: {selector: "guardian-test=crash", count: 2, min_nodes: 0, max_share_per_step: 0.25,
+             order: name}
+    approval: auto
+"""
+
+REJECTED = """\
+version: guardian/v1
+name: throttle-nobody
+trigger: {labels: {tier: control-plane}}
+steps:
+  - name: pause
+    action: pause-rollout
+    params: {kind: DaemonSet, namespace: default, name: "{{ params.agent }}"}
+  - name: throttle
+    action: throttle-client
+    params: {subject: user, name: "{{ params.user }}"}
+"""
+
+
+def _books(tmp_path: Path, *texts: str) -> dict[str, Playbook]:
+    directory = tmp_path / "playbooks"
+    directory.mkdir(exist_ok=True)
+    for index, text in enumerate(texts):
+        (directory / f"{index}.yaml").write_text(text)
+    return load_playbooks([directory], ACTIONS)
+
+
+@pytest.fixture(scope="module")
+def kube(lab: Lab) -> Kube:
+    return Kube.from_kubeconfig(str(lab.directory / "kubeconfig"), qps=50, burst=100)
+
+
+def _runner(lab: Lab, kube: Kube, store: Store, books: dict[str, Playbook], **kw: Any) -> Runner:
+    config = load_config(lab.directory / "guardian.yaml")
+    signals = PrometheusSignals(config.slos, PrometheusClient(config.prometheus))
+    return Runner(store, books, lambda context: kube, signals, **kw)
+
+
+def _agent(kube: Kube, name: str) -> dict[str, Any]:
+    body = {
+        "metadata": {"name": name},
+        "spec": {
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {
+                    "serviceAccountName": "default",
+                    "containers": [{"name": "agent", "image": "registry.invalid/agent:1"}],
+                },
+            },
+        },
+    }
+    return kube.create(DAEMONSETS, body)
+
+
+def _context(name: str, service_account: str = "default") -> dict[str, Any]:
+    return {
+        "suspects": [{"kind": "DaemonSet", "namespace": "default", "name": name}],
+        "offender": {"namespace": "default", "name": service_account},
+        "params": {},
+    }
+
+
+def test_approval_rules_then_the_step_is_applied_verified_and_audited(
+    lab: Lab, kube: Kube, store: Store, tmp_path: Path
+) -> None:
+    name = f"agent-{store.engine.dialect.name}"
+    _agent(kube, name)
+    runner = _runner(lab, kube, store, _books(tmp_path, PAUSE))
+    ex = runner.propose("pause-agent", _context(name), "alice", "slack", "apiserver-rejections")
+    assert runner.advance(ex.id).state == "awaiting_approval"
+
+    assert not runner.approve(ex.id, "mallory", "slack").ok
+    assert not runner.approve(ex.id, "alice", "slack", ("S_SRE",)).ok
+    assert runner.approve(ex.id, "bob", "slack").ok
+    double = runner.approve(ex.id, "carol", "slack")
+    assert not double.ok and "is approved, not awaiting approval" in double.message
+
+    done = runner.advance(ex.id)
+    assert done.state == "succeeded", done.message
+    spec = kube.get(f"{DAEMONSETS}/{name}")["spec"]
+    assert spec["updateStrategy"] == {"type": "OnDelete"}
+    rows = store.history(ex.id)
+    assert [r.kind for r in rows] == [
+        "proposed",
+        "awaiting_approval",
+        "refused",
+        "refused",
+        "approved",
+        "refused",
+        "planned",
+        "applied",
+        "step_succeeded",
+        "succeeded",
+    ]
+    refusals = [r.detail["reason"] for r in rows if r.kind == "refused"]
+    assert refusals[0] == "mallory is not an approver of playbook pause-agent"
+    assert refusals[1] == f"alice asked for execution {ex.id} and cannot also approve it"
+    approved = next(r for r in rows if r.kind == "approved")
+    assert (approved.actor, approved.via) == ("bob", "slack")
+
+
+def test_an_approval_after_expiry_is_refused_and_nothing_runs(
+    lab: Lab, kube: Kube, tmp_path: Path
+) -> None:
+    _agent(kube, "agent-late")
+    store = Store.open(f"sqlite:///{tmp_path / 'late.db'}")
+    now = [datetime.now(UTC)]
+    runner = _runner(
+        lab, kube, store, _books(tmp_path, PAUSE), approval_timeout=60, clock=lambda: now[0]
+    )
+    ex = runner.propose("pause-agent", _context("agent-late"), "alice", "console")
+    runner.advance(ex.id)
+    now[0] += timedelta(seconds=61)
+    late = runner.approve(ex.id, "bob", "console")
+    assert not late.ok and "expired" in late.message
+    assert store.get(ex.id).state == "expired"
+    strategy = kube.get(f"{DAEMONSETS}/agent-late")["spec"]["updateStrategy"]
+    assert strategy["type"] == "RollingUpdate"
+
+
+def _label_nodes(kube: Kube, count: int) -> list[str]:
+    names = sorted(n["metadata"]["name"] for n in kube.list("/api/v1/nodes"))[:count]
+    for name in names:
+        kube.patch(f"/api/v1/nodes/{name}", {"metadata": {"labels": {"guardian-test": "crash"}}})
+    return names
+
+
+BOUNDARIES = [
+    "planned 0",
+    "sent 0/0",
+    "applied 0/0",
+    "done 0",
+    "planned 1",
+    "sent 1/0",
+    "applied 1/0",
+    "sent 1/1",
+    "applied 1/1",
+    "done 1",
+]
+
+
+def test_a_kill_at_every_boundary_then_a_restart_applies_each_phase_once(
+    lab: Lab, kube: Kube, tmp_path: Path
+) -> None:
+    nodes = _label_nodes(kube, 4)
+    books = tmp_path / "playbooks"
+    _books(tmp_path, CHAIN)
+    url = f"sqlite:///{tmp_path / 'crash.db'}"
+    store = Store.open(url)
+    for index, boundary in enumerate(BOUNDARIES):
+        runner = _runner(lab, kube, store, load_playbooks([books], ACTIONS))
+        ex = runner.propose("throttle-and-shed", _context("x", f"crash-{index}"), "a", "t")
+        killed = _crash_runner(lab, url, books, boundary)
+        assert killed.returncode == -9, f"{boundary}: {killed.stderr[-2000:]}"
+        assert store.get(ex.id).state in ("approved", "running", "proposed"), boundary
+        finished = _crash_runner(lab, url, books, "")
+        assert finished.returncode == 0, finished.stderr[-2000:]
+        final = store.get(ex.id)
+        assert final.state == "succeeded", f"{boundary}: {final.message}"
+        assert store.applied_phases(ex.id) == [(0, 0), (1, 0), (1, 1)], boundary
+        applied = [r for r in store.history(ex.id) if r.kind == "applied"]
+        assert len(applied) == 3, f"{boundary}: a phase recorded twice"
+        cordoned = [
+            n for n in nodes[:2] if kube.get(f"/api/v1/nodes/{n}")["spec"].get("unschedulable")
+        ]
+        assert cordoned == nodes[:2], boundary
+        for node in nodes:
+            kube.patch(f"/api/v1/nodes/{node}", {"spec": {"unschedulable": None}})
+    for node in nodes:
+        kube.patch(f"/api/v1/nodes/{node}", {"metadata": {"labels": {"guardian-test": None}}})
+
+
+def _crash_runner(
+    lab: Lab, url: str, books: Path, boundary: str
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "tests" / "crash_runner.py"),
+            url,
+            str(books),
+            str(lab.directory / "kubeconfig"),
+            str(lab.directory / "guardian.yaml"),
+            boundary,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+
+
+def _versions(kube: Kube) -> dict[str, str]:
+    """What the playbook below could touch: its DaemonSet, and the flow schemas."""
+    found = {"agent-dry": kube.get(f"{DAEMONSETS}/agent-dry")["metadata"]["resourceVersion"]}
+    for item in kube.list("/apis/flowcontrol.apiserver.k8s.io/v1/flowschemas"):
+        found[item["metadata"]["name"]] = item["metadata"]["resourceVersion"]
+    return found
+
+
+def _settled(kube: Kube) -> dict[str, str]:
+    previous: dict[str, str] = {}
+    for _ in range(60):
+        current = _versions(kube)
+        if current == previous:
+            return current
+        previous = current
+        time.sleep(1.5)
+    pytest.fail("objects never settled")
+
+
+def test_a_dry_run_changes_nothing_and_reports_the_step_the_api_server_rejects(
+    lab: Lab, kube: Kube, tmp_path: Path
+) -> None:
+    _agent(kube, "agent-dry")
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "guardian.yaml").write_text((lab.directory / "guardian.yaml").read_text())
+    (config / "policy.yaml").write_text(
+        "version: guardian/v1\n"
+        f"policy: {{playbooks: [../playbooks], store: {{url: 'sqlite:///{tmp_path}/g.db'}}}}\n"
+    )
+    _books(tmp_path, REJECTED)
+    before = _settled(kube)
+    args = ["playbook", "run", "throttle-nobody", "-c", str(config), "--dry-run", "-o", "json"]
+    good = _guardian(lab, *args, "--set", "agent=agent-dry", "--set", "user=telemetry")
+    assert good.returncode == 0, good.stderr
+    doc = json.loads(good.stdout)
+    assert [s["problems"] for s in doc["steps"]] == [[], []]
+    assert (
+        doc["steps"][0]["plan"]["changes"][0]["description"] == "freeze: updateStrategy = OnDelete"
+    )
+    bad = _guardian(lab, *args, "--set", "agent=agent-dry", "--set", "user=")
+    assert bad.returncode == 1
+    steps = json.loads(bad.stdout)["steps"]
+    assert steps[0]["problems"] == []
+    assert len(steps[1]["problems"]) == 1 and "HTTP 422" in steps[1]["problems"][0]
+    assert _versions(kube) == before, "a dry run changed an object"
+    assert Store.open(f"sqlite:///{tmp_path}/g.db").history() == []
+
+
+def test_the_console_path_proposes_approves_and_keeps_the_history(
+    lab: Lab, kube: Kube, tmp_path: Path
+) -> None:
+    _agent(kube, "agent-cli")
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "guardian.yaml").write_text((lab.directory / "guardian.yaml").read_text())
+    (config / "policy.yaml").write_text(
+        "version: guardian/v1\n"
+        f"policy: {{playbooks: [../playbooks], store: {{url: 'sqlite:///{tmp_path}/g.db'}}}}\n"
+    )
+    _books(
+        tmp_path,
+        PAUSE.replace('"{{ suspects[0].name }}"', "agent-cli")
+        .replace('"{{ suspects[0].kind }}"', "DaemonSet")
+        .replace('"{{ suspects[0].namespace }}"', "default"),
+    )
+    proposed = _guardian(lab, "playbook", "run", "pause-agent", "-c", str(config), "--as", "alice")
+    assert proposed.returncode == 0, proposed.stderr
+    execution = proposed.stdout.split()[1]
+    assert f"approve with: guardian approvals approve {execution}" in proposed.stdout
+    pending = _guardian(lab, "approvals", "list", "-c", str(config), "-o", "json")
+    assert [p["id"] for p in json.loads(pending.stdout)["pending"]] == [execution]
+    own = _guardian(lab, "approvals", "approve", execution, "-c", str(config), "--as", "alice")
+    assert own.returncode == 2
+    assert own.stderr.strip() == (
+        f"guardian: alice asked for execution {execution} and cannot also approve it"
+    )
+    ok = _guardian(lab, "approvals", "approve", execution[:6], "-c", str(config), "--as", "bob")
+    assert ok.returncode == 0, ok.stderr
+    assert f"execution {execution} (pause-agent): succeeded" in ok.stdout
+    history = _guardian(lab, "history", "-c", str(config), "-o", "json")
+    kinds = [r["kind"] for r in json.loads(history.stdout)["history"]]
+    assert kinds[:2] == ["proposed", "awaiting_approval"] and kinds[-1] == "succeeded"
+    assert kube.get(f"{DAEMONSETS}/agent-cli")["spec"]["updateStrategy"] == {"type": "OnDelete"}
+
+
+def _guardian(lab: Lab, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "KUBECONFIG": str(lab.directory / "kubeconfig")}
+    return subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "guardian"), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
