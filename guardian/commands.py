@@ -12,6 +12,7 @@ import argparse
 import getpass
 import json
 import os
+import socket
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -149,7 +150,7 @@ def _runner(args: argparse.Namespace, config: Config, store: Store) -> Runner:
         playbooks_of(config),
         kube_for,
         signals,
-        owner=f"console:{_actor(args)}:{os.getpid()}",
+        owner=f"console:{_actor(args)}@{socket.gethostname()}",
         approval_timeout=config.policy.approval_timeout,
         max_changes=config.policy.max_changes,
     )

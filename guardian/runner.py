@@ -89,6 +89,9 @@ class Runner:
     signals: Signals
     notifier: Notifier = field(default_factory=Silent)
     owner: str = "guardian"
+    """Who holds the lease while advancing. Keep it stable across restarts (a pod or host
+    name): a restarted process takes its executions back at once, another one waits for the
+    lease to run out."""
     approval_timeout: int = 900
     max_changes: int = 200
     lease: int = 60

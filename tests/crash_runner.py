@@ -37,7 +37,7 @@ def main() -> int:
         load_playbooks([books], actions),
         lambda context: kube,
         PrometheusSignals(config.slos, PrometheusClient(config.prometheus)),
-        owner=f"crash-runner-{os.getpid()}",
+        owner="crash-runner",  # the same identity after a restart, as a daemon has
         on_boundary=hook,
     )
     runner.advance_all()
