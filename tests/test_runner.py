@@ -198,16 +198,17 @@ BOUNDARIES = [
 
 
 def test_a_kill_at_every_boundary_then_a_restart_applies_each_phase_once(
-    lab: Lab, kube: Kube, tmp_path: Path
+    lab: Lab, kube: Kube, tmp_path: Path, store_url: str
 ) -> None:
     nodes = _label_nodes(kube, 4)
     books = tmp_path / "playbooks"
     _books(tmp_path, CHAIN)
-    url = f"sqlite:///{tmp_path / 'crash.db'}"
+    url = store_url
     store = Store.open(url)
     for index, boundary in enumerate(BOUNDARIES):
         runner = _runner(lab, kube, store, load_playbooks([books], ACTIONS))
-        ex = runner.propose("throttle-and-shed", _context("x", f"crash-{index}"), "a", "t")
+        offender = f"crash-{store.engine.dialect.name}-{index}"
+        ex = runner.propose("throttle-and-shed", _context("x", offender), "a", "t")
         killed = _crash_runner(lab, url, books, boundary)
         assert killed.returncode == -9, f"{boundary}: {killed.stderr[-2000:]}"
         assert store.get(ex.id).state in ("approved", "running", "proposed"), boundary
