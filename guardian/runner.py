@@ -142,19 +142,21 @@ class Runner:
         book = self.playbooks.get(ex.playbook)
         verb = "approve" if to == "approved" else "deny"
         reason = ""
-        if ex.state != "awaiting_approval":
+        if book is None or ex.step >= len(book.steps):
+            reason = f"playbook {ex.playbook} of execution {ex.id} is not loaded"
+        elif ex.state != "awaiting_approval":
             reason = f"execution {ex.id} is {ex.state}, not awaiting approval"
         elif ex.expires_at is not None and now >= ex.expires_at:
             self._expire(ex, now)
             reason = f"the approval of execution {ex.id} expired at {ex.expires_at:%H:%M:%S} UTC"
-        elif book is not None and not _may_approve(book, actor, groups):
+        elif not _may_approve(book, actor, groups):
             reason = f"{actor} is not an approver of playbook {book.name}"
         elif to == "approved" and actor == ex.requested_by:
             reason = f"{actor} asked for execution {ex.id} and cannot also approve it"
-        if reason:
+        if reason or book is None:
             self.store.record("refused", now, ex.id, actor, via, action=verb, reason=reason)
             return Decision(False, reason)
-        step = self._step(ex)
+        step = book.steps[ex.step]
         if not self.store.transition(ex.id, "awaiting_approval", now, state=to):
             reason = f"execution {ex.id} was already decided"
             self.store.record("refused", now, ex.id, actor, via, action=verb, reason=reason)
@@ -220,9 +222,6 @@ class Runner:
         if ex.state == "running":
             return self._run_phase(ex, book)
         return False  # awaiting approval, or final
-
-    def _step(self, ex: Execution) -> Step:
-        return self.playbooks[ex.playbook].steps[ex.step]
 
     def _open_step(self, ex: Execution, book: Playbook) -> bool:
         now = self.clock()
