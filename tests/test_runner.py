@@ -269,10 +269,8 @@ def _settled(kube: Kube) -> dict[str, str]:
     pytest.fail("objects never settled")
 
 
-def test_a_dry_run_changes_nothing_and_reports_the_step_the_api_server_rejects(
-    lab: Lab, kube: Kube, tmp_path: Path
-) -> None:
-    _agent(kube, "agent-dry")
+def _config_dir(lab: Lab, tmp_path: Path) -> Path:
+    """The lab's config plus a policy pointing at ``tmp_path/playbooks`` and a SQLite store."""
     config = tmp_path / "config"
     config.mkdir()
     (config / "guardian.yaml").write_text((lab.directory / "guardian.yaml").read_text())
@@ -280,6 +278,14 @@ def test_a_dry_run_changes_nothing_and_reports_the_step_the_api_server_rejects(
         "version: guardian/v1\n"
         f"policy: {{playbooks: [../playbooks], store: {{url: 'sqlite:///{tmp_path}/g.db'}}}}\n"
     )
+    return config
+
+
+def test_a_dry_run_changes_nothing_and_reports_the_step_the_api_server_rejects(
+    lab: Lab, kube: Kube, tmp_path: Path
+) -> None:
+    _agent(kube, "agent-dry")
+    config = _config_dir(lab, tmp_path)
     _books(tmp_path, REJECTED)
     before = _settled(kube)
     args = ["playbook", "run", "throttle-nobody", "-c", str(config), "--dry-run", "-o", "json"]
@@ -303,13 +309,7 @@ def test_the_console_path_proposes_approves_and_keeps_the_history(
     lab: Lab, kube: Kube, tmp_path: Path
 ) -> None:
     _agent(kube, "agent-cli")
-    config = tmp_path / "config"
-    config.mkdir()
-    (config / "guardian.yaml").write_text((lab.directory / "guardian.yaml").read_text())
-    (config / "policy.yaml").write_text(
-        "version: guardian/v1\n"
-        f"policy: {{playbooks: [../playbooks], store: {{url: 'sqlite:///{tmp_path}/g.db'}}}}\n"
-    )
+    config = _config_dir(lab, tmp_path)
     _books(
         tmp_path,
         PAUSE.replace('"{{ suspects[0].name }}"', "agent-cli")

@@ -76,6 +76,17 @@ def _files(path: Path) -> list[Path]:
 
 
 def _parse_file(file: Path) -> FileSpec:
+    raw = read_document(file)
+    try:
+        return FileSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigErrors(
+            [ConfigError(f"{file}: {format_error(err, raw)}") for err in exc.errors()]
+        ) from None
+
+
+def read_document(file: Path) -> dict[str, Any]:
+    """One ``guardian/v1`` YAML document as a mapping; ``ConfigErrors`` naming the file else."""
     try:
         raw = yaml.safe_load(file.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
@@ -92,12 +103,7 @@ def _parse_file(file: Path) -> FileSpec:
     if raw.get("version") != API_VERSION:
         got = raw.get("version")
         raise ConfigErrors([ConfigError(f"{file}: version: must be {API_VERSION} (got {got!r})")])
-    try:
-        return FileSpec.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigErrors(
-            [ConfigError(f"{file}: {format_error(err, raw)}") for err in exc.errors()]
-        ) from None
+    return raw
 
 
 def format_error(err: ErrorDetails, raw: Any) -> str:

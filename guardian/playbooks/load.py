@@ -13,10 +13,9 @@ from datetime import time
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
-from guardian.config.load import format_error
+from guardian.config.load import format_error, read_document
 from guardian.durations import parse_duration
 from guardian.errors import ConfigError, ConfigErrors
 from guardian.playbooks import template
@@ -74,17 +73,7 @@ def _files(paths: list[Path], errors: list[ConfigError]) -> list[Path]:
 
 
 def _parse(file: Path) -> PlaybookSpec:
-    try:
-        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark is not None else ""
-        raise ConfigErrors([ConfigError(f"{file}: {where}not valid YAML")]) from None
-    except OSError as exc:
-        raise ConfigErrors([ConfigError(f"{file}: cannot read: {exc.strerror}")]) from None
-    if not isinstance(raw, dict) or raw.get("version") != "guardian/v1":
-        got = raw.get("version") if isinstance(raw, dict) else None
-        raise ConfigErrors([ConfigError(f"{file}: version: must be guardian/v1 (got {got!r})")])
+    raw = read_document(file)
     try:
         return PlaybookSpec.model_validate(raw)
     except ValidationError as exc:
