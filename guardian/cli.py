@@ -287,12 +287,7 @@ def _cmd_act(args: argparse.Namespace) -> int:
     from guardian.clients.kube import Kube
 
     action = _catalogue()[args.action]
-    raw: dict[str, str] = {}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise UsageError(f"--set {item}: must be KEY=VALUE")
-        raw[key.strip()] = value.strip()
+    raw = commands.parse_sets(args.set)
     try:
         params = action.params.model_validate(raw)
     except ValidationError as exc:

@@ -133,7 +133,9 @@ def playbooks_of(config: Config) -> dict[str, Playbook]:
     return load_playbooks(config.policy.playbook_paths, params, [s.name for s in config.slos])
 
 
-def _runner(args: argparse.Namespace, config: Config, store: Store) -> Runner:
+def _runner(
+    args: argparse.Namespace, config: Config, store: Store, books: dict[str, Playbook]
+) -> Runner:
     from guardian.clients.kube import Kube
 
     clients: dict[str | None, KubeAPI] = {}
@@ -147,7 +149,7 @@ def _runner(args: argparse.Namespace, config: Config, store: Store) -> Runner:
     signals = PrometheusSignals(config.slos, PrometheusClient(config.prometheus))
     return Runner(
         store,
-        playbooks_of(config),
+        books,
         kube_for,
         signals,
         owner=f"console:{_actor(args)}@{socket.gethostname()}",
@@ -156,8 +158,7 @@ def _runner(args: argparse.Namespace, config: Config, store: Store) -> Runner:
     )
 
 
-def _book(config: Config, name: str) -> Playbook:
-    books = playbooks_of(config)
+def _book(books: dict[str, Playbook], name: str) -> Playbook:
     if name not in books:
         known = ", ".join(sorted(books)) or "none; add policy.playbooks to the config"
         raise UsageError(f"playbook {name!r}: no such playbook (known: {known})")
@@ -170,19 +171,14 @@ def trigger_context(
     """Suspects, their offender, the SLO's burn rates and ``--set`` params; and the SLO name."""
     from guardian.suspects import find_suspects
 
-    params: dict[str, str] = {}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise UsageError(f"--set {item}: must be KEY=VALUE")
-        params[key.strip()] = value.strip()
-    context: dict[str, Any] = {"params": params}
-    since = timedelta(seconds=_seconds(args.since))
-    suspects = find_suspects(kube, datetime.now(UTC), since)  # type: ignore[arg-type]
-    context["suspects"] = [s.to_json() for s in suspects]
-    if suspects and suspects[0].service_account:
-        top = suspects[0]
-        context["offender"] = {"namespace": top.namespace, "name": top.service_account}
+    context: dict[str, Any] = {"params": parse_sets(args.set)}
+    if {"suspects", "offender"} & set(book.needs) or book.guards.require_suspect:
+        since = timedelta(seconds=_seconds(args.since))
+        suspects = find_suspects(kube, datetime.now(UTC), since)  # type: ignore[arg-type]
+        context["suspects"] = [s.to_json() for s in suspects]
+        if suspects and suspects[0].service_account:
+            top = suspects[0]
+            context["offender"] = {"namespace": top.namespace, "name": top.service_account}
     slo_name = args.slo or (book.trigger.slos[0] if book.trigger.slos else "")
     if not slo_name:
         labels = dict(book.trigger.labels)
@@ -206,6 +202,17 @@ def trigger_context(
         finally:
             client.close()
     return context, slo_name
+
+
+def parse_sets(items: list[str]) -> dict[str, str]:
+    """``--set K=V`` values as a mapping."""
+    values: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UsageError(f"--set {item}: must be KEY=VALUE")
+        values[key.strip()] = value.strip()
+    return values
 
 
 def _seconds(text: str) -> int:
@@ -246,7 +253,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 def _cmd_show(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    book = _book(config, args.name)
+    book = _book(playbooks_of(config), args.name)
     doc = {
         "name": book.name,
         "description": book.description,
@@ -296,10 +303,11 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    book = _book(config, args.name)
+    books = playbooks_of(config)
+    book = _book(books, args.name)
     store = open_store(config)
     try:
-        runner = _runner(args, config, store)
+        runner = _runner(args, config, store, books)
         context, slo = trigger_context(args, config, book, runner.kube_for(None))
         if args.dry_run:
             checks = runner.dry_run(book.name, context)
@@ -422,7 +430,7 @@ def _cmd_decide(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     store = open_store(config)
     try:
-        runner = _runner(args, config, store)
+        runner = _runner(args, config, store, playbooks_of(config))
         decide = runner.approve if args.verb == "approve" else runner.deny
         decision = decide(args.id, _actor(args), "console")
         if not decision.ok:

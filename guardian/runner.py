@@ -230,12 +230,10 @@ class Runner:
         step = book.steps[ex.step]
         if step.when is not None and not _present(step.when, ex.context):
             self.store.save_step(ex.id, ex.step, step.name, "skipped", now)
-            self.store.record(
+            self._audit(
                 "skipped",
                 now,
-                ex.id,
-                "guardian",
-                "runner",
+                ex,
                 step=ex.step,
                 step_name=step.name,
                 reason=f"{step.when} is not given",
@@ -252,15 +250,8 @@ class Runner:
             ex.id, "proposed", now, state="awaiting_approval", expires_at=expires
         ):
             return True
-        self.store.record(
-            "awaiting_approval",
-            now,
-            ex.id,
-            "guardian",
-            "runner",
-            step=ex.step,
-            step_name=step.name,
-            expires_at=expires,
+        self._audit(
+            "awaiting_approval", now, ex, step=ex.step, step_name=step.name, expires_at=expires
         )
         self.notifier.notify(
             "awaiting_approval",
@@ -305,12 +296,10 @@ class Runner:
                 )
             record = {**plan.to_record(), "started": now.isoformat()}
             self.store.save_step(ex.id, ex.step, step.name, "planned", now, plan=record)
-            self.store.record(
+            self._audit(
                 "planned",
                 now,
-                ex.id,
-                "guardian",
-                "runner",
+                ex,
                 step=ex.step,
                 step_name=step.name,
                 changes=len(plan.changes),
@@ -338,12 +327,10 @@ class Runner:
             self.on_boundary(f"sent {ex.step}/{ex.phase}")
             now = self.clock()
             self.store.mark_applied(ex.id, ex.step, ex.phase, self.owner, now)
-            self.store.record(
+            self._audit(
                 "applied",
                 now,
-                ex.id,
-                "guardian",
-                "runner",
+                ex,
                 step=ex.step,
                 step_name=step.name,
                 phase=ex.phase,
@@ -360,16 +347,7 @@ class Runner:
         if problems:
             return self._fail(ex, step, "verify: " + "; ".join(problems))
         if ex.phase + 1 < len(batches):
-            self.store.record(
-                "verified",
-                now,
-                ex.id,
-                "guardian",
-                "runner",
-                step=ex.step,
-                step_name=step.name,
-                phase=ex.phase,
-            )
+            self._audit("verified", now, ex, step=ex.step, step_name=step.name, phase=ex.phase)
             return self.store.transition(ex.id, "running", now, phase=ex.phase + 1)
         self.store.save_step(
             ex.id,
@@ -379,15 +357,17 @@ class Runner:
             now,
             result={"verified": True, "phases": len(batches)},
         )
-        self.store.record(
-            "step_succeeded", now, ex.id, "guardian", "runner", step=ex.step, step_name=step.name
-        )
+        self._audit("step_succeeded", now, ex, step=ex.step, step_name=step.name)
         self.notifier.notify("step_succeeded", self.store.get(ex.id), {"step": step.name})
         moved = self.store.transition(
             ex.id, "running", now, state="proposed", step=ex.step + 1, phase=0, expires_at=None
         )
         self.on_boundary(f"done {ex.step}")
         return moved
+
+    def _audit(self, kind: str, now: datetime, ex: Execution, **detail: Any) -> None:
+        """An audit row written by the runner itself."""
+        self.store.record(kind, now, ex.id, "guardian", "runner", **detail)
 
     def _kube(self, ex: Execution, step: Step) -> KubeAPI:
         context = template.render(step.context, ex.context) if step.context else None
@@ -427,16 +407,7 @@ class Runner:
     def _fail(self, ex: Execution, step: Step, problem: str) -> bool:
         now = self.clock()
         self.store.save_step(ex.id, ex.step, step.name, "failed", now, result={"problem": problem})
-        self.store.record(
-            "step_failed",
-            now,
-            ex.id,
-            "guardian",
-            "runner",
-            step=ex.step,
-            step_name=step.name,
-            problem=problem,
-        )
+        self._audit("step_failed", now, ex, step=ex.step, step_name=step.name, problem=problem)
         if step.on_failure == "undo":
             undone = self._undo(ex)
             return self._finish(
@@ -456,13 +427,13 @@ class Runner:
             batch = (plan.batches() or [0])[phase]
             kube = self._kube(ex, book.steps[step_index])
             done.extend(undo(kube, plan.only(batch)))
-        self.store.record("undone", self.clock(), ex.id, "guardian", "runner", changes=done)
+        self._audit("undone", self.clock(), ex, changes=done)
         return done
 
     def _finish(self, ex: Execution, state: str, message: str) -> bool:
         now = self.clock()
         if self.store.transition(ex.id, ex.state, now, state=state, message=message):
-            self.store.record(state, now, ex.id, "guardian", "runner", message=message)
+            self._audit(state, now, ex, message=message)
             self.notifier.notify(state, self.store.get(ex.id), {"message": message})
         return False
 

@@ -5,21 +5,7 @@ from __future__ import annotations
 import pytest
 
 from guardian.ratelimit import TokenBucket
-
-
-class Clock:
-    """A clock that only moves when the bucket sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 100.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
+from tests.clock import Clock
 
 
 def test_a_burst_passes_then_requests_are_spaced_by_one_over_qps() -> None:
