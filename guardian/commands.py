@@ -21,9 +21,9 @@ from guardian.actions.base import KubeAPI
 from guardian.clients.prometheus import PrometheusClient
 from guardian.config import Config, load_config
 from guardian.errors import EXIT_BURNING, EXIT_OK, DataUnavailable, UsageError
-from guardian.pipeline import PrometheusSignals, evaluate, slo_context
+from guardian.pipeline import PrometheusSignals, evaluate, replay, slo_context
 from guardian.playbooks import Playbook, load_playbooks
-from guardian.runner import Runner, StepCheck
+from guardian.runner import Notifier, Runner, Silent, StepCheck
 from guardian.store import OPEN_STATES, Execution, Store
 
 
@@ -77,12 +77,27 @@ def add_parsers(sub: Any, config_arg: Any, format_arg: Any) -> None:
         )
         decide.set_defaults(handler=_cmd_decide, verb=verb)
 
+    _add_operator_parsers(sub, config_arg, format_arg)
+
+
+def _add_operator_parsers(sub: Any, config_arg: Any, format_arg: Any) -> None:
     history = sub.add_parser("history", help="the audit log, oldest first")
     config_arg(history)
     history.add_argument("--execution", help="only this execution")
     history.add_argument("--limit", type=int, default=50)
     format_arg(history)
     history.set_defaults(handler=_cmd_history)
+
+    slack = sub.add_parser(
+        "slack",
+        help="answer Slack: approval buttons and /guardian (Socket Mode or HTTP, per config)",
+    )
+    config_arg(slack)
+    _kube_args(slack)
+    slack.add_argument(
+        "--interval", default="10s", help="how often pending executions move on (default 10s)"
+    )
+    slack.set_defaults(handler=_cmd_slack)
 
     for verb, text in (
         ("pause", "kill switch: propose and run nothing until resume"),
@@ -152,10 +167,49 @@ def _runner(
         books,
         kube_for,
         signals,
+        notifier=notifier(config, store, books),
         owner=f"console:{_actor(args)}@{socket.gethostname()}",
         approval_timeout=config.policy.approval_timeout,
         max_changes=config.policy.max_changes,
     )
+
+
+def notifier(config: Config, store: Store, books: dict[str, Playbook]) -> Notifier:
+    """Slack when the config has a ``slack`` section, else nobody (the console prints)."""
+    if config.slack is None:
+        return Silent()
+    from guardian.chat import SlackNotifier
+    from guardian.clients.slack import SlackClient
+
+    client = SlackClient.from_settings(config.slack)
+    return SlackNotifier(
+        client, config.slack.channel, store, books, lambda slo: _chart(config, slo)
+    )
+
+
+def _chart(config: Config, slo_name: str) -> bytes | None:
+    """A PNG of the SLO's burn rates over the last hour (None when Prometheus cannot say)."""
+    import tempfile
+    from pathlib import Path
+
+    from guardian.plot import plot_replay
+
+    try:
+        slo = config.slo(slo_name)
+    except KeyError:
+        return None
+    client = PrometheusClient(config.prometheus)
+    end = datetime.now(UTC)
+    try:
+        result = replay([slo], client, end - timedelta(hours=1), end, 60, config.prometheus.source)
+    finally:
+        client.close()
+    if result.error or not result.steps:
+        return None
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "chart.png"
+        plot_replay(result.steps, [], path, title=f"{slo_name}: last hour")
+        return path.read_bytes()
 
 
 def _book(books: dict[str, Playbook], name: str) -> Playbook:
@@ -166,20 +220,25 @@ def _book(books: dict[str, Playbook], name: str) -> Playbook:
 
 
 def trigger_context(
-    args: argparse.Namespace, config: Config, book: Playbook, kube: KubeAPI
+    config: Config,
+    book: Playbook,
+    kube: KubeAPI,
+    params: dict[str, str],
+    slo_name: str | None = None,
+    since: int = 1800,
 ) -> tuple[dict[str, Any], str]:
     """Suspects, their offender, the SLO's burn rates and ``--set`` params; and the SLO name."""
     from guardian.suspects import find_suspects
 
-    context: dict[str, Any] = {"params": parse_sets(args.set)}
+    context: dict[str, Any] = {"params": params}
     if {"suspects", "offender"} & set(book.needs) or book.guards.require_suspect:
-        since = timedelta(seconds=_seconds(args.since))
-        suspects = find_suspects(kube, datetime.now(UTC), since)  # type: ignore[arg-type]
+        now = datetime.now(UTC)
+        suspects = find_suspects(kube, now, timedelta(seconds=since))  # type: ignore[arg-type]
         context["suspects"] = [s.to_json() for s in suspects]
         if suspects and suspects[0].service_account:
             top = suspects[0]
             context["offender"] = {"namespace": top.namespace, "name": top.service_account}
-    slo_name = args.slo or (book.trigger.slos[0] if book.trigger.slos else "")
+    slo_name = slo_name or (book.trigger.slos[0] if book.trigger.slos else "")
     if not slo_name:
         labels = dict(book.trigger.labels)
         matching = [
@@ -190,9 +249,7 @@ def trigger_context(
         try:
             slo = config.slo(slo_name)
         except KeyError:
-            raise UsageError(
-                f"--slo {slo_name}: no such SLO in {', '.join(config.files)}"
-            ) from None
+            raise UsageError(f"SLO {slo_name}: no such SLO in {', '.join(config.files)}") from None
         client = PrometheusClient(config.prometheus)
         try:
             evaluation, _ = evaluate([slo], client, None, config.prometheus.source)
@@ -308,7 +365,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     store = open_store(config)
     try:
         runner = _runner(args, config, store, books)
-        context, slo = trigger_context(args, config, book, runner.kube_for(None))
+        context, slo = trigger_context(
+            config,
+            book,
+            runner.kube_for(None),
+            parse_sets(args.set),
+            args.slo,
+            _seconds(args.since),
+        )
         if args.dry_run:
             checks = runner.dry_run(book.name, context)
             _print_checks(args, book, context, checks)
@@ -489,4 +553,57 @@ def _cmd_switch(args: argparse.Namespace) -> int:
     finally:
         store.close()
     print("guardian paused: nothing is proposed or run" if args.verb == "pause" else "resumed")
+    return EXIT_OK
+
+
+def _cmd_slack(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from guardian.chat import ChatOps
+    from guardian.clients.slack import SlackApp, SlackClient
+    from guardian.suspects import find_suspects
+
+    config = load_config(args.config)
+    if config.slack is None:
+        raise UsageError(f"{args.config}: slack: is required; add a slack section")
+    settings = config.slack
+    interval = _seconds(args.interval)
+    books = playbooks_of(config)
+    store = open_store(config)
+    runner = _runner(args, config, store, books)
+    kube = runner.kube_for(None)
+    prometheus = PrometheusClient(config.prometheus)
+
+    def evaluate_now() -> Any:
+        return evaluate(config.slos, prometheus, None, config.prometheus.source)[0]
+
+    def suspects_now() -> list[dict[str, Any]]:
+        found = find_suspects(kube, datetime.now(UTC), timedelta(minutes=30))  # type: ignore[arg-type]
+        return [s.to_json() for s in found]
+
+    ops = ChatOps(
+        runner,
+        store,
+        settings,
+        SlackClient.from_settings(settings),
+        books,
+        evaluate_now,
+        suspects_now,
+        lambda book, params: trigger_context(config, book, kube, params),
+    )
+    app = SlackApp(settings, ops.client, ops.on_click, ops.on_command)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    app.start()
+    where = f"http on {settings.listen}" if settings.mode == "http" else "Socket Mode"
+    print(f"guardian: answering Slack ({where}), channel {settings.channel}", flush=True)
+    try:
+        while not stop.wait(interval):
+            runner.advance_all()
+    finally:
+        app.stop()
+        prometheus.close()
+        store.close()
     return EXIT_OK

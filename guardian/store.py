@@ -98,6 +98,14 @@ audit = Table(
     Column("detail", JSON, nullable=False),
 )
 
+messages = Table(
+    "messages",
+    metadata,
+    Column("execution_id", String(32), primary_key=True),
+    Column("channel", String(64), nullable=False),
+    Column("ts", String(64), nullable=False),
+)
+
 settings = Table(
     "settings",
     metadata,
@@ -409,6 +417,28 @@ class Store:
             AuditRow(r.seq, _aware(r.at), r.kind, r.execution_id, r.actor, r.via, r.detail)
             for r in reversed(rows)
         ]
+
+    # chat messages ------------------------------------------------------------------------
+
+    def message(self, execution_id: str) -> tuple[str, str] | None:
+        """(channel, ts) of the execution's chat message, if one was posted."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(messages.c.channel, messages.c.ts).where(
+                    messages.c.execution_id == execution_id
+                )
+            ).first()
+        return (str(row.channel), str(row.ts)) if row is not None else None
+
+    def save_message(self, execution_id: str, channel: str, ts: str) -> None:
+        """Remember where the execution's chat message is (first one wins)."""
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    insert(messages).values(execution_id=execution_id, channel=channel, ts=ts)
+                )
+        except IntegrityError:
+            pass
 
     # settings -----------------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ from guardian.config.model import (
     PolicySettings,
     PrometheusSettings,
     RatioSLI,
+    SlackSettings,
     WindowPair,
 )
 from guardian.config.spec import (
@@ -182,6 +183,7 @@ def _merge(root: str, loaded: list[_Loaded]) -> Config:
     prometheus = _single_section(root, loaded, "prometheus", errors)
     evaluation = _single_section(root, loaded, "evaluation", errors)
     policy = _policy(loaded, errors)
+    slack = _slack(loaded, errors)
     sets = _window_sets(loaded, errors)
     slos = _slos(loaded, sets, evaluation, errors)
     if errors:
@@ -193,6 +195,31 @@ def _merge(root: str, loaded: list[_Loaded]) -> Config:
         window_sets=sets,
         files=tuple(item.path for item in loaded),
         policy=policy,
+        slack=slack,
+    )
+
+
+def _slack(loaded: list[_Loaded], errors: list[ConfigError]) -> SlackSettings | None:
+    found = [(item.path, item.spec.slack) for item in loaded if item.spec.slack is not None]
+    for path, _ in found[1:]:
+        errors.append(ConfigError(f"{path}: slack: already given in {found[0][0]}; keep one"))
+    if not found:
+        return None
+    spec = found[0][1]
+    assert spec is not None
+    return SlackSettings(
+        channel=spec.channel,
+        allowed_channels=tuple(spec.allowed_channels or [spec.channel]),
+        operators=tuple(spec.operators),
+        mode=spec.mode,
+        listen=spec.listen,
+        api_url=spec.api_url,
+        bot_token_env=spec.bot_token_env,
+        bot_token_file=spec.bot_token_file,
+        app_token_env=spec.app_token_env,
+        app_token_file=spec.app_token_file,
+        signing_secret_env=spec.signing_secret_env,
+        signing_secret_file=spec.signing_secret_file,
     )
 
 

@@ -133,6 +133,24 @@ class PolicySettings:
 
 
 @dataclass(frozen=True)
+class SlackSettings:
+    """Where approvals go in Slack and how guardian listens (secrets are only referenced)."""
+
+    channel: str
+    allowed_channels: tuple[str, ...]
+    operators: tuple[str, ...] = ()
+    mode: Literal["socket", "http"] = "socket"
+    listen: str = "127.0.0.1:8080"
+    api_url: str = "https://slack.com/api/"
+    bot_token_env: str | None = "SLACK_BOT_TOKEN"
+    bot_token_file: str | None = None
+    app_token_env: str | None = "SLACK_APP_TOKEN"
+    app_token_file: str | None = None
+    signing_secret_env: str | None = "SLACK_SIGNING_SECRET"
+    signing_secret_file: str | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     """Everything loaded from one file or one directory."""
 
@@ -141,6 +159,7 @@ class Config:
     window_sets: dict[str, tuple[WindowPair, ...]] = field(default_factory=dict)
     files: tuple[str, ...] = ()
     policy: PolicySettings = PolicySettings()
+    slack: SlackSettings | None = None
 
     def slo(self, name: str) -> SLO:
         """The SLO called ``name``; ``KeyError`` if there is none."""

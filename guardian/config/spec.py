@@ -289,6 +289,40 @@ class PolicySpec(_Spec):
     )
 
 
+class SlackSpec(_Spec):
+    """Approvals and the /guardian command in Slack. Tokens come from the environment or files."""
+
+    channel: str = Field(description="Channel ID that receives approval messages, e.g. C0123ABCD")
+    allowed_channels: list[str] = Field(
+        default_factory=list,
+        description="Channel IDs where buttons and /guardian are accepted (default: channel)",
+    )
+    operators: list[str] = Field(
+        default_factory=list,
+        description="User IDs allowed to run playbooks and resume from Slack (empty: anyone "
+        "in an allowed channel); anyone there may pause",
+    )
+    mode: Literal["socket", "http"] = Field(
+        "socket", description="socket: Socket Mode (no ingress); http: POST /slack/events"
+    )
+    listen: str = Field("127.0.0.1:8080", description="host:port of /slack/events in http mode")
+    api_url: str = Field("https://slack.com/api/", description="Slack Web API base URL")
+    bot_token_env: str | None = "SLACK_BOT_TOKEN"
+    bot_token_file: str | None = None
+    app_token_env: str | None = "SLACK_APP_TOKEN"
+    app_token_file: str | None = None
+    signing_secret_env: str | None = "SLACK_SIGNING_SECRET"
+    signing_secret_file: str | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ValueError(f"must be host:port like 127.0.0.1:8080 (got {value!r})")
+        return value
+
+
 class FileSpec(_Spec):
     """One configuration file; a directory of them is merged by the loader."""
 
@@ -296,6 +330,7 @@ class FileSpec(_Spec):
     prometheus: PrometheusSpec | None = None
     evaluation: EvaluationSpec | None = None
     policy: PolicySpec | None = None
+    slack: SlackSpec | None = None
     window_sets: dict[str, list[WindowPairSpec]] = Field(default_factory=dict)
     slos: list[SLOSpec] = Field(default_factory=list)
 

@@ -1,0 +1,217 @@
+"""Slack, through slack_sdk and slack_bolt: messages out, button clicks and commands in.
+
+Input: ``SlackSettings`` (tokens and the signing secret come from the environment or files,
+never from the config file) and two callbacks: one for a button press, one for a
+``/guardian`` command. Output: ``SlackClient`` (post, update, thread replies, ephemeral
+answers, file uploads, user-group members) and ``SlackApp``, which listens by Socket Mode
+(default: nothing to expose from inside a cluster) or serves ``POST /slack/events`` (HTTP
+mode; bolt verifies every request's signature with a constant-time compare and refuses
+timestamps older than 5 minutes). Every listener acknowledges first and works after, so
+Slack's 3-second limit holds whatever the work costs. Called by ``guardian.chat``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from slack_bolt import Ack, App, Respond
+from slack_bolt.adapter.socket_mode import SocketModeHandler
+from slack_bolt.adapter.wsgi import SlackRequestHandler
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackClientError
+
+from guardian.config.model import SlackSettings
+from guardian.errors import ConfigError, DataUnavailable
+
+log = logging.getLogger("guardian.slack")
+
+APPROVE = "guardian_approve"
+DENY = "guardian_deny"
+
+
+def secret(env: str | None, file: str | None, what: str) -> str:
+    """A token or secret from an environment variable or a file; never from the config."""
+    if env:
+        value = os.environ.get(env, "").strip()
+        if not value:
+            raise ConfigError(f"slack: {what}_env: environment variable {env} is not set")
+        return value
+    if file:
+        try:
+            return Path(file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"slack: {what}_file: cannot read {file}: {exc.strerror}") from None
+    raise ConfigError(f"slack: {what}: give {what}_env or {what}_file")
+
+
+class SlackClient:
+    """The Web API calls guardian makes."""
+
+    def __init__(self, web: WebClient) -> None:
+        self.web = web
+
+    @classmethod
+    def from_settings(cls, settings: SlackSettings) -> SlackClient:
+        """A client with the bot token the settings point at."""
+        token = secret(settings.bot_token_env, settings.bot_token_file, "bot_token")
+        return cls(WebClient(token=token, base_url=settings.api_url, timeout=10))
+
+    def post(self, channel: str, text: str, blocks: list[Any], thread_ts: str | None = None) -> str:
+        """Post a message (in a thread when ``thread_ts``); returns its ``ts``."""
+        answer = self._call(
+            self.web.chat_postMessage,
+            channel=channel,
+            text=text,
+            blocks=blocks,
+            thread_ts=thread_ts,
+        )
+        return str(answer["ts"])
+
+    def update(self, channel: str, ts: str, text: str, blocks: list[Any]) -> None:
+        """Replace a message's text and blocks."""
+        self._call(self.web.chat_update, channel=channel, ts=ts, text=text, blocks=blocks)
+
+    def ephemeral(self, channel: str, user: str, text: str) -> None:
+        """A message only ``user`` sees."""
+        self._call(self.web.chat_postEphemeral, channel=channel, user=user, text=text)
+
+    def upload(
+        self, channel: str, thread_ts: str, content: bytes, filename: str, title: str
+    ) -> None:
+        """Attach a file (the burn-rate chart) to a thread."""
+        self._call(
+            self.web.files_upload_v2,
+            channel=channel,
+            thread_ts=thread_ts,
+            content=content,
+            filename=filename,
+            title=title,
+        )
+
+    def members(self, group: str) -> list[str]:
+        """User IDs in a user group."""
+        answer = self._call(self.web.usergroups_users_list, usergroup=group)
+        return [str(u) for u in answer.get("users") or []]
+
+    def _call(self, method: Callable[..., Any], **kwargs: Any) -> Any:
+        try:
+            return method(**kwargs)
+        except SlackApiError as exc:
+            raise DataUnavailable(f"Slack {exc.response.get('error', 'error')}") from None
+        except (SlackClientError, OSError) as exc:
+            raise DataUnavailable(f"Slack unreachable: {type(exc).__name__}") from None
+
+
+@dataclass(frozen=True)
+class Click:
+    """A button press."""
+
+    action: str
+    value: str
+    user: str
+    channel: str
+    message_ts: str
+
+
+@dataclass(frozen=True)
+class Command:
+    """A ``/guardian ...`` command."""
+
+    text: str
+    user: str
+    channel: str
+
+
+OnClick = Callable[[Click], str | None]
+"""Returns a text only the clicking user sees, or None."""
+OnCommand = Callable[[Command], str]
+"""Returns the answer to the command (shown to the user who typed it)."""
+
+
+class SlackApp:
+    """The bolt app with guardian's two listeners, in Socket Mode or HTTP mode."""
+
+    def __init__(
+        self, settings: SlackSettings, client: SlackClient, on_click: OnClick, on_command: OnCommand
+    ) -> None:
+        self.settings = settings
+        signing = (
+            secret(settings.signing_secret_env, settings.signing_secret_file, "signing_secret")
+            if settings.mode == "http"
+            else None
+        )
+        self.app = App(
+            client=client.web,
+            signing_secret=signing,
+            request_verification_enabled=settings.mode == "http",
+            token_verification_enabled=False,
+            logger=log,
+        )
+        self._socket: SocketModeHandler | None = None
+        self._http: WSGIServer | None = None
+        self.port = 0
+
+        def clicked(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
+            ack()
+            action = body["actions"][0]
+            click = Click(
+                action["action_id"],
+                action.get("value", ""),
+                body["user"]["id"],
+                (body.get("channel") or {}).get("id", ""),
+                (body.get("container") or {}).get("message_ts", ""),
+            )
+            answer = on_click(click)
+            if answer:
+                respond(text=answer, response_type="ephemeral", replace_original=False)
+
+        def commanded(ack: Ack, command: dict[str, Any], respond: Respond) -> None:
+            ack()
+            answer = on_command(
+                Command(command.get("text", ""), command["user_id"], command["channel_id"])
+            )
+            respond(text=answer, response_type="ephemeral")
+
+        self.app.action(APPROVE)(clicked)
+        self.app.action(DENY)(clicked)
+        self.app.command("/guardian")(commanded)
+
+    def start(self) -> None:
+        """Connect (Socket Mode) or start serving ``POST /slack/events`` (HTTP mode)."""
+        if self.settings.mode == "socket":
+            token = secret(self.settings.app_token_env, self.settings.app_token_file, "app_token")
+            self._socket = SocketModeHandler(self.app, token, logger=log)
+            self._socket.connect()  # type: ignore[no-untyped-call]
+            return
+        host, _, port = self.settings.listen.rpartition(":")
+        handler = SlackRequestHandler(self.app)
+        self._http = make_server(
+            host, int(port), handler, server_class=_ThreadingWSGIServer, handler_class=_Quiet
+        )
+        self.port = self._http.server_port
+        threading.Thread(target=self._http.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        """Disconnect or stop serving."""
+        if self._socket is not None:
+            self._socket.close()  # type: ignore[no-untyped-call]
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+
+
+class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug(format, *args)
