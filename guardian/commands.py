@@ -183,11 +183,11 @@ def notifier(config: Config, store: Store, books: dict[str, Playbook]) -> Notifi
 
     client = SlackClient.from_settings(config.slack)
     return SlackNotifier(
-        client, config.slack.channel, store, books, lambda slo: _chart(config, slo)
+        client, config.slack.channel, store, books, lambda slo: burn_chart(config, slo)
     )
 
 
-def _chart(config: Config, slo_name: str) -> bytes | None:
+def burn_chart(config: Config, slo_name: str) -> bytes | None:
     """A PNG of the SLO's burn rates over the last hour (None when Prometheus cannot say)."""
     import tempfile
     from pathlib import Path

@@ -142,10 +142,10 @@ class Runner:
         book = self.playbooks.get(ex.playbook)
         verb = "approve" if to == "approved" else "deny"
         reason = ""
-        if book is None or ex.step >= len(book.steps):
-            reason = f"playbook {ex.playbook} of execution {ex.id} is not loaded"
-        elif ex.state != "awaiting_approval":
+        if ex.state != "awaiting_approval":
             reason = f"execution {ex.id} is {ex.state}, not awaiting approval"
+        elif book is None or ex.step >= len(book.steps):
+            reason = f"playbook {ex.playbook} of execution {ex.id} is not loaded"
         elif ex.expires_at is not None and now >= ex.expires_at:
             self._expire(ex, now)
             reason = f"the approval of execution {ex.id} expired at {ex.expires_at:%H:%M:%S} UTC"

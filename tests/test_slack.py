@@ -1,0 +1,291 @@
+"""Slack approvals against the loopback emulator, acting on the lab's real API server."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from guardian.actions import CATALOGUE
+from guardian.chat import ChatOps, SlackNotifier
+from guardian.clients.kube import Kube
+from guardian.clients.prometheus import PrometheusClient
+from guardian.clients.slack import APPROVE, DENY, SlackApp, SlackClient
+from guardian.commands import burn_chart, trigger_context
+from guardian.config import load_config
+from guardian.config.model import SlackSettings
+from guardian.pipeline import PrometheusSignals, evaluate
+from guardian.playbooks import load_playbooks
+from guardian.runner import Runner
+from guardian.store import Store
+from guardian.testing.slack import SlackEmulator
+from tests.lab_fixture import Lab
+
+pytestmark = pytest.mark.lab
+
+BOT = "xoxb-bot-token-never-logged"
+APP = "xapp-app-token-never-logged"
+SECRET = "signing-secret-never-logged"
+CHANNEL = "C_SRE"
+DAEMONSETS = "/apis/apps/v1/namespaces/default/daemonsets"
+
+PLAYBOOK = """\
+version: guardian/v1
+name: pause-agent
+trigger: {slos: [apiserver-rejections]}
+approvers: {users: [U_ALICE], groups: [S_SRE]}
+steps:
+  - name: pause
+    action: pause-rollout
+    params: {kind: DaemonSet, namespace: default, name: "{{ params.agent }}"}
+    verify: {promql: 'up{job="apiserver"} == 1', within: 30s}
+"""
+
+
+@dataclass
+class Rig:
+    emulator: SlackEmulator
+    store: Store
+    runner: Runner
+    ops: ChatOps
+    app: SlackApp
+    kube: Kube
+
+    def message(self) -> Any:
+        roots = [m for m in self.emulator.messages.values() if m.thread_ts is None]
+        assert len(roots) == 1, roots
+        return roots[0]
+
+    def thread(self, ts: str) -> list[str]:
+        return [m.text for m in self.emulator.messages.values() if m.thread_ts == ts]
+
+
+def _agent(kube: Kube, name: str) -> None:
+    kube.create(
+        DAEMONSETS,
+        {
+            "metadata": {"name": name},
+            "spec": {
+                "selector": {"matchLabels": {"app": name}},
+                "template": {
+                    "metadata": {"labels": {"app": name}},
+                    "spec": {"containers": [{"name": "a", "image": "registry.invalid/a:1"}]},
+                },
+            },
+        },
+    )
+
+
+def _rig(lab: Lab, tmp_path: Path, mode: str, emulator: SlackEmulator) -> Iterator[Rig]:
+    config = load_config(lab.directory / "guardian.yaml")
+    books_dir = tmp_path / "playbooks"
+    books_dir.mkdir()
+    (books_dir / "pause.yaml").write_text(PLAYBOOK)
+    actions = {name: action.params for name, action in CATALOGUE.items()}
+    books = load_playbooks([books_dir], actions, [s.name for s in config.slos])
+    settings = SlackSettings(
+        channel=CHANNEL,
+        allowed_channels=(CHANNEL,),
+        operators=("U_ALICE", "U_BOB"),
+        mode=mode,  # type: ignore[arg-type]
+        listen="127.0.0.1:0",
+        api_url=emulator.base_url,
+    )
+    store = Store.open(f"sqlite:///{tmp_path / 'guardian.db'}")
+    kube = Kube.from_kubeconfig(str(lab.directory / "kubeconfig"), qps=50, burst=100)
+    client = SlackClient.from_settings(settings)
+    prometheus = PrometheusClient(config.prometheus)
+    notifier = SlackNotifier(client, CHANNEL, store, books, lambda slo: burn_chart(config, slo))
+    runner = Runner(
+        store,
+        books,
+        lambda context: kube,
+        PrometheusSignals(config.slos, prometheus),
+        notifier,
+        owner="slack-test",
+    )
+    ops = ChatOps(
+        runner,
+        store,
+        settings,
+        client,
+        books,
+        lambda: evaluate(config.slos, prometheus)[0],
+        lambda: [],
+        lambda book, params: trigger_context(config, book, kube, params),
+    )
+    app = SlackApp(settings, client, ops.on_click, ops.on_command)
+    app.start()
+    if mode == "socket":
+        emulator.wait_connected()
+    try:
+        yield Rig(emulator, store, runner, ops, app, kube)
+    finally:
+        app.stop()
+        store.close()
+
+
+@pytest.fixture
+def tokens(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLACK_BOT_TOKEN", BOT)
+    monkeypatch.setenv("SLACK_APP_TOKEN", APP)
+    monkeypatch.setenv("SLACK_SIGNING_SECRET", SECRET)
+
+
+@pytest.fixture
+def emulator() -> Iterator[SlackEmulator]:
+    with SlackEmulator(BOT, APP, SECRET, groups={"S_SRE": ["U_BOB"]}) as running:
+        yield running
+
+
+@pytest.fixture
+def socket_rig(lab: Lab, tmp_path: Path, emulator: SlackEmulator, tokens: None) -> Iterator[Rig]:
+    yield from _rig(lab, tmp_path, "socket", emulator)
+
+
+@pytest.fixture
+def http_rig(lab: Lab, tmp_path: Path, emulator: SlackEmulator, tokens: None) -> Iterator[Rig]:
+    yield from _rig(lab, tmp_path, "http", emulator)
+
+
+def test_slash_run_approval_message_click_applies_and_updates_the_message(
+    socket_rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    rig, emu = socket_rig, socket_rig.emulator
+    _agent(rig.kube, "agent-slack")
+    started = time.monotonic()
+    ack = emu.slash("run pause-agent agent=agent-slack", "U_ALICE", CHANNEL)
+    assert time.monotonic() - started < 3 and ack["envelope_id"].startswith("env-")
+    emu.wait_for(lambda: any(r.get("text", "").startswith("execution ") for r in emu.responses))
+    message = rig.message()
+    assert message.channel == CHANNEL and "awaiting approval" in message.text
+    buttons = next(b for b in message.blocks if b["type"] == "actions")["elements"]
+    assert [(b["action_id"], b["style"]) for b in buttons] == [
+        (APPROVE, "primary"),
+        (DENY, "danger"),
+    ]
+    execution = buttons[0]["value"]
+    plan = "\n".join(b["text"]["text"] for b in message.blocks if b["type"] == "section")
+    assert "Step 1 of 1: pause" in plan and "freeze: updateStrategy = OnDelete" in plan
+    assert [c for c, _ in emu.calls].count("files.completeUploadExternal") == 1
+    [chart] = emu.files.values()
+    assert chart.startswith(b"\x89PNG\r\n")
+
+    emu.click(APPROVE, execution, "U_MALLORY", CHANNEL, message.ts)
+    emu.wait_for(lambda: len(emu.responses) == 2)
+    assert emu.responses[-1]["text"] == "U_MALLORY is not an approver of playbook pause-agent"
+    assert rig.store.get(execution).state == "awaiting_approval"
+
+    emu.click(APPROVE, execution, "U_BOB", CHANNEL, message.ts)  # U_BOB is in group S_SRE
+    emu.wait_for(lambda: rig.store.get(execution).state == "succeeded")
+    emu.wait_for(lambda: "succeeded" in rig.message().text)
+    spec = rig.kube.get(f"{DAEMONSETS}/agent-slack")["spec"]
+    assert spec["updateStrategy"] == {"type": "OnDelete"}
+    final = rig.message()
+    assert not [b for b in final.blocks if b["type"] == "actions"], "buttons gone once decided"
+    context = final.blocks[-1]["elements"][0]["text"]
+    assert "step pause approved by <@U_BOB>" in context
+    thread = rig.thread(final.ts)
+    assert thread[:2] == ["approved by <@U_BOB>", "applied pause phase 1 of 1"]
+    assert thread[-1].startswith("succeeded")
+    kinds = [(r.kind, r.actor, r.via) for r in rig.store.history(execution)]
+    assert ("refused", "U_MALLORY", "slack") in kinds
+    assert ("approved", "U_BOB", "slack") in kinds
+    assert kinds[-1] == ("succeeded", "guardian", "runner")
+
+    double = emu.click(APPROVE, execution, "U_ALICE", CHANNEL, message.ts)
+    assert double["envelope_id"]
+    emu.wait_for(lambda: len(emu.responses) == 3)
+    assert emu.responses[-1]["text"] == f"execution {execution} is succeeded, not awaiting approval"
+
+    everything = repr(rig.store.history()) + caplog.text + repr(emu.messages)
+    for secret in (BOT, APP, SECRET):
+        assert secret not in everything
+
+
+def test_the_requester_cannot_approve_and_a_foreign_channel_is_refused(socket_rig: Rig) -> None:
+    rig, emu = socket_rig, socket_rig.emulator
+    _agent(rig.kube, "agent-own")
+    emu.slash("run pause-agent agent=agent-own", "U_ALICE", CHANNEL)
+    emu.wait_for(lambda: len(emu.responses) == 1)
+    execution = rig.store.executions()[0].id
+    emu.click(APPROVE, execution, "U_ALICE", CHANNEL)
+    emu.wait_for(lambda: len(emu.responses) == 2)
+    assert emu.responses[-1]["text"] == (
+        f"U_ALICE asked for execution {execution} and cannot also approve it"
+    )
+    emu.click(APPROVE, execution, "U_BOB", "C_RANDOM")
+    emu.wait_for(lambda: len(emu.responses) == 3)
+    assert emu.responses[-1]["text"] == "guardian does not take commands in channel C_RANDOM"
+    refusals = [r.detail["reason"] for r in rig.store.history(execution) if r.kind == "refused"]
+    assert len(refusals) == 2
+    emu.click(DENY, execution, "U_BOB", CHANNEL)
+    emu.wait_for(lambda: rig.store.get(execution).state == "denied")
+    emu.wait_for(lambda: "denied" in rig.message().text)
+
+
+def test_slash_commands_answer_and_unknown_input_gets_usage(socket_rig: Rig) -> None:
+    emu = socket_rig.emulator
+
+    def ask(text: str, user: str = "U_CAROL") -> str:
+        count = len(emu.responses)
+        emu.slash(text, user, CHANNEL)
+        emu.wait_for(lambda: len(emu.responses) == count + 1)
+        return str(emu.responses[-1]["text"])
+
+    assert ask("help").startswith("/guardian status")
+    assert ask("frobnicate").startswith("unknown command 'frobnicate'\n/guardian status")
+    assert ask("playbooks") == "pause-agent: pause"
+    assert "guardian is active" in ask("status")
+    assert ask("slo apiserver-rejections").startswith("apiserver-rejections: ")
+    assert ask("pause").startswith("guardian paused")
+    assert " pause - U_CAROL via slack" in ask("history")
+    assert ask("run pause-agent agent=x", "U_ALICE") == (
+        "guardian is paused (kill switch): /guardian resume first"
+    )
+    assert ask("resume") == "U_CAROL may not resume from Slack (not an operator)"
+    assert ask("resume", "U_BOB") == "guardian resumed"
+
+
+def test_http_mode_checks_signatures_and_the_replay_window(http_rig: Rig) -> None:
+    rig, emu = http_rig, http_rig.emulator
+    _agent(rig.kube, "agent-http")
+    url = f"http://127.0.0.1:{rig.app.port}/slack/events"
+    ex = rig.runner.propose("pause-agent", {"params": {"agent": "agent-http"}}, "U_ALICE", "t")
+    rig.runner.advance(ex.id)
+    click = {"payload": _json(emu.click_payload(APPROVE, ex.id, "U_BOB", CHANNEL))}
+    forged, _ = emu.signed_post(url, click, secret="not-the-secret")
+    stale, _ = emu.signed_post(url, click, timestamp=int(time.time()) - 6 * 60)
+    assert (forged, stale) == (401, 401)
+    assert rig.store.get(ex.id).state == "awaiting_approval"
+    started = time.monotonic()
+    status, _ = emu.signed_post(url, click)
+    assert status == 200 and time.monotonic() - started < 3
+    emu.wait_for(lambda: rig.store.get(ex.id).state == "succeeded")
+
+
+def test_slack_down_while_pending_leaves_the_console_path_working(socket_rig: Rig) -> None:
+    rig, emu = socket_rig, socket_rig.emulator
+    _agent(rig.kube, "agent-down")
+    emu.down = True
+    ex = rig.runner.propose("pause-agent", {"params": {"agent": "agent-down"}}, "U_CAROL", "t")
+    assert rig.runner.advance(ex.id).state == "awaiting_approval"
+    failed = [r for r in rig.store.history(ex.id) if r.kind == "notify_failed"]
+    assert failed and failed[0].detail["error"].startswith("Slack ")
+    assert rig.runner.approve(ex.id, "U_ALICE", "console").ok
+    assert rig.runner.advance(ex.id).state == "succeeded"
+    spec = rig.kube.get(f"{DAEMONSETS}/agent-down")["spec"]
+    assert spec["updateStrategy"] == {"type": "OnDelete"}
+    emu.down = False
+
+
+def _json(value: Any) -> str:
+    import json
+
+    return json.dumps(value)
