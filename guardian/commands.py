@@ -13,6 +13,7 @@ import getpass
 import json
 import os
 import socket
+import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,8 +21,9 @@ from guardian.actions import CATALOGUE
 from guardian.actions.base import KubeAPI
 from guardian.clients.prometheus import PrometheusClient
 from guardian.config import Config, load_config
-from guardian.errors import EXIT_BURNING, EXIT_OK, DataUnavailable, UsageError
-from guardian.pipeline import PrometheusSignals, evaluate, replay, slo_context
+from guardian.cycle import Cycle, target_of, trigger_context
+from guardian.errors import EXIT_BURNING, EXIT_OK, GuardianError, UsageError
+from guardian.pipeline import PrometheusSignals, evaluate, replay
 from guardian.playbooks import Playbook, load_playbooks
 from guardian.runner import Notifier, Runner, Silent, StepCheck
 from guardian.store import OPEN_STATES, Execution, Store
@@ -90,13 +92,12 @@ def _add_operator_parsers(sub: Any, config_arg: Any, format_arg: Any) -> None:
 
     slack = sub.add_parser(
         "slack",
-        help="answer Slack: approval buttons and /guardian (Socket Mode or HTTP, per config)",
+        help="the approvals loop: evaluate, propose playbook runs, answer Slack's buttons and "
+        "/guardian (Socket Mode or HTTP, per config)",
     )
     config_arg(slack)
     _kube_args(slack)
-    slack.add_argument(
-        "--interval", default="10s", help="how often pending executions move on (default 10s)"
-    )
+    slack.add_argument("--interval", default="30s", help="evaluation interval (default 30s)")
     slack.set_defaults(handler=_cmd_slack)
 
     for verb, text in (
@@ -219,48 +220,6 @@ def _book(books: dict[str, Playbook], name: str) -> Playbook:
     return books[name]
 
 
-def trigger_context(
-    config: Config,
-    book: Playbook,
-    kube: KubeAPI,
-    params: dict[str, str],
-    slo_name: str | None = None,
-    since: int = 1800,
-) -> tuple[dict[str, Any], str]:
-    """Suspects, their offender, the SLO's burn rates and ``--set`` params; and the SLO name."""
-    from guardian.suspects import find_suspects
-
-    context: dict[str, Any] = {"params": params}
-    if {"suspects", "offender"} & set(book.needs) or book.guards.require_suspect:
-        now = datetime.now(UTC)
-        suspects = find_suspects(kube, now, timedelta(seconds=since))  # type: ignore[arg-type]
-        context["suspects"] = [s.to_json() for s in suspects]
-        if suspects and suspects[0].service_account:
-            top = suspects[0]
-            context["offender"] = {"namespace": top.namespace, "name": top.service_account}
-    slo_name = slo_name or (book.trigger.slos[0] if book.trigger.slos else "")
-    if not slo_name:
-        labels = dict(book.trigger.labels)
-        matching = [
-            s for s in config.slos if all(dict(s.labels).get(k) == v for k, v in labels.items())
-        ]
-        slo_name = matching[0].name if matching else ""
-    if slo_name:
-        try:
-            slo = config.slo(slo_name)
-        except KeyError:
-            raise UsageError(f"SLO {slo_name}: no such SLO in {', '.join(config.files)}") from None
-        client = PrometheusClient(config.prometheus)
-        try:
-            evaluation, _ = evaluate([slo], client, None, config.prometheus.source)
-            context["slo"] = slo_context(evaluation.slos[0])
-        except DataUnavailable:
-            context["slo"] = {"name": slo_name, "status": "no_data", "short_burn": None}
-        finally:
-            client.close()
-    return context, slo_name
-
-
 def parse_sets(items: list[str]) -> dict[str, str]:
     """``--set K=V`` values as a mapping."""
     values: dict[str, str] = {}
@@ -365,35 +324,30 @@ def _cmd_run(args: argparse.Namespace) -> int:
     store = open_store(config)
     try:
         runner = _runner(args, config, store, books)
+        prometheus = PrometheusClient(config.prometheus)
         context, slo = trigger_context(
             config,
             book,
             runner.kube_for(None),
             parse_sets(args.set),
+            prometheus,
             args.slo,
             _seconds(args.since),
         )
+        prometheus.close()
         if args.dry_run:
             checks = runner.dry_run(book.name, context)
             _print_checks(args, book, context, checks)
             return EXIT_BURNING if any(c.problems for c in checks) else EXIT_OK
         if store.setting("paused", "false") == "true":
             raise UsageError("guardian is paused (kill switch): run 'guardian resume' first")
-        target = _target(context)
+        target = target_of(context)
         execution = runner.propose(book.name, context, _actor(args), "console", slo, target)
         execution = runner.advance(execution.id)
         _print_execution(args, store, execution)
         return EXIT_OK if execution.state in ("awaiting_approval", "succeeded") else EXIT_BURNING
     finally:
         store.close()
-
-
-def _target(context: dict[str, Any]) -> str:
-    suspects = context.get("suspects") or []
-    if suspects:
-        top = suspects[0]
-        return f"{top['kind']} {top['namespace']}/{top['name']}"
-    return ""
 
 
 def _print_checks(
@@ -590,8 +544,9 @@ def _cmd_slack(args: argparse.Namespace) -> int:
         books,
         evaluate_now,
         suspects_now,
-        lambda book, params: trigger_context(config, book, kube, params),
+        lambda book, params: trigger_context(config, book, kube, params, prometheus),
     )
+    cycle = Cycle(config, books, store, runner, kube, prometheus)
     app = SlackApp(settings, ops.client, ops.on_click, ops.on_command)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -601,6 +556,10 @@ def _cmd_slack(args: argparse.Namespace) -> int:
     print(f"guardian: answering Slack ({where}), channel {settings.channel}", flush=True)
     try:
         while not stop.wait(interval):
+            try:
+                cycle.tick()
+            except GuardianError as exc:
+                print(f"guardian: {exc.message}", file=sys.stderr, flush=True)
             runner.advance_all()
     finally:
         app.stop()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,15 +18,16 @@ from guardian.chat import ChatOps, SlackNotifier
 from guardian.clients.kube import Kube
 from guardian.clients.prometheus import PrometheusClient
 from guardian.clients.slack import APPROVE, DENY, SlackApp, SlackClient
-from guardian.commands import burn_chart, trigger_context
+from guardian.commands import burn_chart
 from guardian.config import load_config
 from guardian.config.model import SlackSettings
+from guardian.cycle import Cycle, trigger_context
 from guardian.pipeline import PrometheusSignals, evaluate
 from guardian.playbooks import load_playbooks
 from guardian.runner import Runner
 from guardian.store import Store
 from guardian.testing.slack import SlackEmulator
-from tests.lab_fixture import Lab
+from tests.lab_fixture import ROOT, Lab
 
 pytestmark = pytest.mark.lab
 
@@ -55,6 +58,7 @@ class Rig:
     ops: ChatOps
     app: SlackApp
     kube: Kube
+    cycle: Cycle
 
     def message(self) -> Any:
         roots = [m for m in self.emulator.messages.values() if m.thread_ts is None]
@@ -81,11 +85,13 @@ def _agent(kube: Kube, name: str) -> None:
     )
 
 
-def _rig(lab: Lab, tmp_path: Path, mode: str, emulator: SlackEmulator) -> Iterator[Rig]:
+def _rig(
+    lab: Lab, tmp_path: Path, mode: str, emulator: SlackEmulator, playbook: str = PLAYBOOK
+) -> Iterator[Rig]:
     config = load_config(lab.directory / "guardian.yaml")
     books_dir = tmp_path / "playbooks"
     books_dir.mkdir()
-    (books_dir / "pause.yaml").write_text(PLAYBOOK)
+    (books_dir / "playbook.yaml").write_text(playbook)
     actions = {name: action.params for name, action in CATALOGUE.items()}
     books = load_playbooks([books_dir], actions, [s.name for s in config.slos])
     settings = SlackSettings(
@@ -117,14 +123,22 @@ def _rig(lab: Lab, tmp_path: Path, mode: str, emulator: SlackEmulator) -> Iterat
         books,
         lambda: evaluate(config.slos, prometheus)[0],
         lambda: [],
-        lambda book, params: trigger_context(config, book, kube, params),
+        lambda book, params: trigger_context(config, book, kube, params, prometheus),
     )
     app = SlackApp(settings, client, ops.on_click, ops.on_command)
     app.start()
     if mode == "socket":
         emulator.wait_connected()
     try:
-        yield Rig(emulator, store, runner, ops, app, kube)
+        yield Rig(
+            emulator,
+            store,
+            runner,
+            ops,
+            app,
+            kube,
+            Cycle(config, books, store, runner, kube, prometheus),
+        )
     finally:
         app.stop()
         store.close()
@@ -268,6 +282,90 @@ def test_http_mode_checks_signatures_and_the_replay_window(http_rig: Rig) -> Non
     status, _ = emu.signed_post(url, click)
     assert status == 200 and time.monotonic() - started < 3
     emu.wait_for(lambda: rig.store.get(ex.id).state == "succeeded")
+
+
+STORM = """\
+version: guardian/v1
+name: stop-the-storm
+trigger: {slos: [apiserver-rejections]}
+guards: {require_suspect: true, cooldown: 10m}
+approvers: {groups: [S_SRE]}
+steps:
+  - name: quarantine
+    action: pause-rollout
+    params:
+      kind: "{{ suspects[0].kind }}"
+      namespace: "{{ suspects[0].namespace }}"
+      name: "{{ suspects[0].name }}"
+      quarantine: true
+    verify: {burn_falls: true, within: 90s}
+"""
+
+
+@pytest.fixture
+def storm_rig(lab: Lab, tmp_path: Path, emulator: SlackEmulator, tokens: None) -> Iterator[Rig]:
+    yield from _rig(lab, tmp_path, "http", emulator, STORM)
+
+
+def test_a_burn_becomes_an_approval_and_a_signed_click_stops_the_storm(
+    lab: Lab, storm_rig: Rig
+) -> None:
+    rig, emu = storm_rig, storm_rig.emulator
+    env = {**os.environ, "GUARDIAN_LAB_DIR": str(lab.directory)}
+    load = [str(ROOT / "lab" / "lab"), "load"]
+    started = subprocess.run(
+        [*load, "--filler-pods", "300"], env=env, capture_output=True, text=True, check=False
+    )
+    assert started.returncode == 0, started.stderr
+    try:
+
+        def proposed() -> bool:
+            rig.cycle.tick()
+            return bool(rig.store.executions())
+
+        emu.wait_for(proposed, timeout=180, interval=3)
+        rig.cycle.tick()  # still burning: one open incident per SLO, no second run
+        [execution] = rig.store.executions()
+        assert (execution.playbook, execution.slo) == ("stop-the-storm", "apiserver-rejections")
+        assert execution.target == "DaemonSet telemetry/telemetry-agent"
+        assert (execution.requested_by, execution.state) == ("guardian", "awaiting_approval")
+        message = rig.message()
+        text = "\n".join(b["text"]["text"] for b in message.blocks if b["type"] == "section")
+        assert "*apiserver-rejections* burns:" in text and "FIRING" in text
+        assert "1. DaemonSet telemetry/telemetry-agent" in text
+        assert "quarantine: nodeSelector guardian.io/quarantine=true matches no node" in text
+
+        url = f"http://127.0.0.1:{rig.app.port}/slack/events"
+        click = {"payload": _json(emu.click_payload(APPROVE, execution.id, "U_BOB", CHANNEL))}
+        status, _ = emu.signed_post(url, click)
+        assert status == 200
+        emu.wait_for(lambda: rig.store.get(execution.id).state == "succeeded", timeout=120)
+        selector = rig.kube.get("/apis/apps/v1/namespaces/telemetry/daemonsets/telemetry-agent")[
+            "spec"
+        ]["template"]["spec"]["nodeSelector"]
+        assert selector["guardian.io/quarantine"] == "true"
+        emu.wait_for(lambda: "succeeded" in rig.message().text)
+        kinds = [(r.kind, r.actor, r.via) for r in rig.store.history()]
+        assert ("evaluation", "guardian", "policy") in kinds
+        assert ("decision", "guardian", "policy") in kinds
+        mine = [(r.kind, r.actor, r.via) for r in rig.store.history(execution.id)]
+        assert mine == [
+            ("proposed", "guardian", "policy"),
+            ("awaiting_approval", "guardian", "runner"),
+            ("approved", "U_BOB", "slack"),
+            ("planned", "guardian", "runner"),
+            ("applied", "guardian", "runner"),
+            ("step_succeeded", "guardian", "runner"),
+            ("succeeded", "guardian", "runner"),
+        ]
+        decisions = [
+            r.detail["decision"]
+            for r in rig.store.history()
+            if r.kind == "decision" and r.detail["slo"] == "apiserver-rejections"
+        ]
+        assert decisions[-2:] == ["propose", "ignore"], "then one open incident per SLO"
+    finally:
+        subprocess.run([*load, "--stop"], env=env, capture_output=True, check=True)
 
 
 def test_slack_down_while_pending_leaves_the_console_path_working(socket_rig: Rig) -> None:

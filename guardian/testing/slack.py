@@ -332,13 +332,13 @@ class SlackEmulator:
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read().decode()
 
-    def wait_for(self, check: Any, timeout: float = 30.0) -> None:
+    def wait_for(self, check: Any, timeout: float = 30.0, interval: float = 0.05) -> None:
         """Poll ``check()`` until true (guardian works after it acks)."""
         deadline = time.monotonic() + timeout
         while not check():
             if time.monotonic() > deadline:
                 raise TimeoutError("condition not met in time")
-            time.sleep(0.05)
+            time.sleep(interval)
 
 
 def _params(headers: dict[str, str], body: bytes) -> dict[str, Any]:
