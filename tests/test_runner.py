@@ -346,3 +346,52 @@ def _guardian(lab: Lab, *args: str) -> subprocess.CompletedProcess[str]:
         timeout=300,
         check=False,
     )
+
+
+FAILING = """\
+version: guardian/v1
+name: shed-then-check
+trigger: {labels: {tier: control-plane}}
+steps:
+  - name: cordon
+    action: shed-nodes
+    params: {selector: "guardian-test=undo", count: 2, min_nodes: 0, max_share_per_step: 0.25,
+             order: name}
+    approval: auto
+    verify: {promql: 'vector(1) == 2', within: 3s}
+    on_failure: undo
+"""
+
+
+def test_a_failed_verify_undoes_every_applied_batch(lab: Lab, kube: Kube, tmp_path: Path) -> None:
+    names = sorted(n["metadata"]["name"] for n in kube.list("/api/v1/nodes"))[-4:]
+    for name in names:
+        kube.patch(f"/api/v1/nodes/{name}", {"metadata": {"labels": {"guardian-test": "undo"}}})
+    store = Store.open(f"sqlite:///{tmp_path / 'undo.db'}")
+    runner = _runner(lab, kube, store, _books(tmp_path, FAILING))
+    ex = runner.propose("shed-then-check", {"params": {}}, "alice", "console")
+    done = runner.advance(ex.id)
+    assert done.state == "undone"
+    assert done.message == ("cordon: verify: vector(1) == 2 returned nothing; undid 1 changes"), (
+        "the first batch failed its check, so the second was never applied"
+    )
+    assert store.applied_phases(ex.id) == [(0, 0)]
+    for name in names:
+        assert not kube.get(f"/api/v1/nodes/{name}")["spec"].get("unschedulable"), name
+        kube.patch(f"/api/v1/nodes/{name}", {"metadata": {"labels": {"guardian-test": None}}})
+
+
+def test_a_plan_beyond_the_blast_radius_fails_before_any_change(
+    lab: Lab, kube: Kube, tmp_path: Path
+) -> None:
+    store = Store.open(f"sqlite:///{tmp_path / 'radius.db'}")
+    books = _books(
+        tmp_path, FAILING.replace("guardian-test=undo", "").replace("count: 2", "count: 5")
+    )
+    runner = _runner(lab, kube, store, books, max_changes=3)
+    ex = runner.propose("shed-then-check", {"params": {}}, "alice", "console")
+    done = runner.advance(ex.id)
+    assert done.state == "undone"
+    assert "blast radius: 5 changes would exceed the maximum of 3" in done.message
+    assert store.applied_phases(ex.id) == []
+    assert all(not n["spec"].get("unschedulable") for n in kube.list("/api/v1/nodes"))
