@@ -14,6 +14,7 @@ from guardian.cli import main
 from guardian.config import ApiserverLatencySLI, load_config
 from guardian.config.spec import FileSpec
 from guardian.errors import ConfigErrors
+from tests.lab_fixture import ROOT
 
 BASE: dict[str, Any] = {
     "version": "guardian/v1",
@@ -382,3 +383,25 @@ def test_committed_json_schema_is_current() -> None:
     root = Path(__file__).resolve().parent.parent
     committed = json.loads((root / "config" / "guardian.schema.json").read_text())
     assert committed == FileSpec.model_json_schema()
+
+
+def test_the_slack_example_merges_with_the_shipped_config(tmp_path: Path) -> None:
+    import shutil
+
+    for file in (ROOT / "config").glob("*.yaml"):
+        shutil.copy(file, tmp_path / file.name)
+    shutil.copy(ROOT / "examples" / "slack" / "slack.yaml", tmp_path / "slack.yaml")
+    (tmp_path / "policy.yaml").write_text(
+        (tmp_path / "policy.yaml").read_text().replace("../playbooks", str(ROOT / "playbooks"))
+    )
+    config = load_config(tmp_path)
+    assert config.slack is not None
+    assert config.slack.mode == "socket" and config.slack.allowed_channels == ("C0123ABCDEF",)
+    manifest = yaml.safe_load((ROOT / "slack" / "manifest.yaml").read_text())
+    assert manifest["features"]["slash_commands"][0]["command"] == "/guardian"
+    assert set(manifest["oauth_config"]["scopes"]["bot"]) == {
+        "chat:write",
+        "commands",
+        "files:write",
+        "usergroups:read",
+    }
