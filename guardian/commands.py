@@ -150,7 +150,11 @@ def playbooks_of(config: Config) -> dict[str, Playbook]:
 
 
 def _runner(
-    args: argparse.Namespace, config: Config, store: Store, books: dict[str, Playbook]
+    args: argparse.Namespace,
+    config: Config,
+    store: Store,
+    books: dict[str, Playbook],
+    owner: str | None = None,
 ) -> Runner:
     from guardian.clients.kube import Kube
 
@@ -169,7 +173,7 @@ def _runner(
         kube_for,
         signals,
         notifier=notifier(config, store, books),
-        owner=f"console:{_actor(args)}@{socket.gethostname()}",
+        owner=owner or f"console:{_actor(args)}@{socket.gethostname()}",
         approval_timeout=config.policy.approval_timeout,
         max_changes=config.policy.max_changes,
     )
@@ -525,7 +529,7 @@ def _cmd_slack(args: argparse.Namespace) -> int:
     interval = _seconds(args.interval)
     books = playbooks_of(config)
     store = open_store(config)
-    runner = _runner(args, config, store, books)
+    runner = _runner(args, config, store, books, owner=f"guardian@{socket.gethostname()}")
     kube = runner.kube_for(None)
     prometheus = PrometheusClient(config.prometheus)
 

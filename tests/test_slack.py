@@ -387,3 +387,44 @@ def _json(value: Any) -> str:
     import json
 
     return json.dumps(value)
+
+
+def test_guardian_slack_answers_through_socket_mode_and_stops_on_sigterm(
+    lab: Lab, tmp_path: Path, emulator: SlackEmulator
+) -> None:
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "guardian.yaml").write_text((lab.directory / "guardian.yaml").read_text())
+    (config / "policy.yaml").write_text(
+        "version: guardian/v1\n"
+        f"policy: {{playbooks: [../playbooks], store: {{url: 'sqlite:///{tmp_path}/g.db'}}}}\n"
+        f"slack: {{channel: {CHANNEL}, api_url: '{emulator.base_url}'}}\n"
+    )
+    (tmp_path / "playbooks").mkdir()
+    (tmp_path / "playbooks" / "pause.yaml").write_text(PLAYBOOK)
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(lab.directory / "kubeconfig"),
+        "SLACK_BOT_TOKEN": BOT,
+        "SLACK_APP_TOKEN": APP,
+    }
+    daemon = subprocess.Popen(
+        [str(ROOT / ".venv" / "bin" / "guardian"), "slack", "-c", str(config), "--interval", "2s"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        emulator.wait_connected(timeout=30)
+        emulator.slash("playbooks", "U_CAROL", CHANNEL)
+        emulator.wait_for(lambda: len(emulator.responses) == 1)
+        assert emulator.responses[0]["text"] == "pause-agent: pause"
+        store = Store.open(f"sqlite:///{tmp_path}/g.db")
+        emulator.wait_for(lambda: any(r.kind == "evaluation" for r in store.history()), timeout=30)
+    finally:
+        daemon.terminate()
+        out, err = daemon.communicate(timeout=30)
+    assert daemon.returncode == 0, err
+    assert f"answering Slack (Socket Mode), channel {CHANNEL}" in out
+    assert BOT not in out + err and APP not in out + err
