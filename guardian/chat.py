@@ -224,7 +224,10 @@ class ChatOps:
         refusal = self._channel_refusal(click.channel, click.user, verb, click.value)
         if refusal:
             return refusal
-        return self._decide(verb, click.value, click.user)
+        try:
+            return self._decide(verb, click.value, click.user)
+        except GuardianError as exc:
+            return f"{verb}: {exc.message}"
 
     def _decide(self, verb: str, execution_id: str, user: str) -> str | None:
         try:

@@ -562,9 +562,11 @@ def _cmd_slack(args: argparse.Namespace) -> int:
         while not stop.wait(interval):
             try:
                 cycle.tick()
+                runner.advance_all()
             except GuardianError as exc:
                 print(f"guardian: {exc.message}", file=sys.stderr, flush=True)
-            runner.advance_all()
+            except Exception as exc:  # the loop outlives one bad cycle
+                print(f"guardian: cycle failed: {type(exc).__name__}: {exc}", file=sys.stderr)
     finally:
         app.stop()
         prometheus.close()
