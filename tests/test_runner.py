@@ -395,3 +395,28 @@ def test_a_plan_beyond_the_blast_radius_fails_before_any_change(
     assert "blast radius: 5 changes would exceed the maximum of 3" in done.message
     assert store.applied_phases(ex.id) == []
     assert all(not n["spec"].get("unschedulable") for n in kube.list("/api/v1/nodes"))
+
+
+def test_a_step_past_its_timeout_fails_without_applying(
+    lab: Lab, kube: Kube, tmp_path: Path
+) -> None:
+    _agent(kube, "agent-slow")
+    store = Store.open(f"sqlite:///{tmp_path / 'timeout.db'}")
+    now = [datetime.now(UTC)]
+
+    def later(where: str) -> None:
+        if where == "planned 0":
+            now[0] += timedelta(seconds=61)  # the step waited too long after planning
+
+    slow = PAUSE.replace("approvers: {users: [alice, bob, carol]}\n", "").replace(
+        "    verify:", "    approval: auto\n    timeout: 1m\n    verify:"
+    )
+    runner = _runner(
+        lab, kube, store, _books(tmp_path, slow), clock=lambda: now[0], on_boundary=later
+    )
+    ex = runner.propose("pause-agent", _context("agent-slow"), "alice", "console")
+    done = runner.advance(ex.id)
+    assert (done.state, done.message) == ("failed", "pause: timed out after 60s")
+    assert store.applied_phases(ex.id) == []
+    strategy = kube.get(f"{DAEMONSETS}/agent-slow")["spec"]["updateStrategy"]
+    assert strategy["type"] == "RollingUpdate"
