@@ -16,6 +16,8 @@ Called by the CLI (``playbook run``, ``approvals``), the policy, and the daemon.
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -30,6 +32,8 @@ from guardian.errors import GuardianError
 from guardian.playbooks import template
 from guardian.playbooks.model import Playbook, Step
 from guardian.store import OPEN_STATES, Execution, Store
+
+log = logging.getLogger(__name__)
 
 KubeFor = Callable[[str | None], KubeAPI]
 """The API server for a kubeconfig context (``None``: the default one)."""
@@ -99,6 +103,8 @@ class Runner:
     sleep: Callable[[float], None] = time.sleep
     on_boundary: Callable[[str], None] = field(default=lambda where: None)
     """Called at every persisted boundary (``"applied 0/1"``...): a hook for logs and tests."""
+    _moving: set[str] = field(default_factory=set, init=False, repr=False)
+    _moving_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     # proposing and deciding ----------------------------------------------------------------
 
@@ -138,7 +144,10 @@ class Runner:
         try:
             ex = self.store.find(execution_id)
         except KeyError:
-            return Decision(False, f"no execution {execution_id!r}")
+            return Decision(
+                False,
+                f"no execution {execution_id!r} (give its ID or a unique prefix of 4 or more)",
+            )
         book = self.playbooks.get(ex.playbook)
         verb = "approve" if to == "approved" else "deny"
         reason = ""
@@ -157,7 +166,9 @@ class Runner:
             self.store.record("refused", now, ex.id, actor, via, action=verb, reason=reason)
             return Decision(False, reason)
         step = book.steps[ex.step]
-        if not self.store.transition(ex.id, "awaiting_approval", now, state=to):
+        if not self.store.transition(
+            ex.id, "awaiting_approval", now, at=(ex.step, ex.phase), state=to
+        ):
             reason = f"execution {ex.id} was already decided"
             self.store.record("refused", now, ex.id, actor, via, action=verb, reason=reason)
             return Decision(False, reason)
@@ -175,7 +186,9 @@ class Runner:
         return expired
 
     def _expire(self, ex: Execution, now: datetime) -> bool:
-        if not self.store.transition(ex.id, "awaiting_approval", now, state="expired"):
+        if not self.store.transition(
+            ex.id, "awaiting_approval", now, at=(ex.step, ex.phase), state="expired"
+        ):
             return False
         self.store.record("expired", now, ex.id, "guardian", "timer", step=ex.step)
         self.notifier.notify("expired", self.store.get(ex.id), {})
@@ -184,29 +197,56 @@ class Runner:
     # advancing -----------------------------------------------------------------------------
 
     def advance_all(self) -> list[Execution]:
-        """Advance every open execution this process can claim (resumes after a restart)."""
+        """Advance every open execution this process can claim (resumes after a restart).
+
+        One execution that raises is logged and left where it is; the others still move."""
         self.expire_due()
-        return [self.advance(ex.id) for ex in self.store.executions(OPEN_STATES)]
+        moved = []
+        for ex in self.store.executions(OPEN_STATES):
+            try:
+                moved.append(self.advance(ex.id))
+            except Exception:
+                log.exception("execution %s: advancing failed; it stays %s", ex.id, ex.state)
+        return moved
+
+    def paused(self) -> bool:
+        """True while the kill switch is on (``guardian pause``)."""
+        return self.store.setting("paused", "false") == "true"
 
     def advance(self, execution_id: str) -> Execution:
-        """Move the execution as far as it goes without a human; returns where it stopped."""
+        """Move the execution as far as it goes without a human; returns where it stopped.
+
+        Two threads of one process never move the same execution (the second returns at
+        once), two processes neither (a lease in the store), and every transition is a
+        compare-and-set on state, step and phase. The kill switch is read before each one."""
+        with self._moving_lock:
+            if execution_id in self._moving:
+                return self.store.get(execution_id)  # this process is already moving it
+            self._moving.add(execution_id)
+        try:
+            return self._advance(execution_id)
+        finally:
+            with self._moving_lock:
+                self._moving.discard(execution_id)
+
+    def _advance(self, execution_id: str) -> Execution:
         now = self.clock()
-        if self.store.setting("paused", "false") == "true":
+        if self.paused():
             return self.store.get(execution_id)  # kill switch: nothing moves
         if not self.store.claim(execution_id, self.owner, now, now + timedelta(seconds=self.lease)):
             return self.store.get(execution_id)  # another process is moving it
         try:
-            while True:
+            while not self.paused():
                 ex = self.store.get(execution_id)
-                moved = self._one(ex)
-                if not moved:
-                    return self.store.get(execution_id)
+                if not self._one(ex):
+                    break
                 self.store.claim(
                     execution_id,
                     self.owner,
                     self.clock(),
                     self.clock() + timedelta(seconds=self.lease),
                 )
+            return self.store.get(execution_id)
         finally:
             self.store.release(execution_id, self.owner)
 
@@ -238,16 +278,25 @@ class Runner:
                 step_name=step.name,
                 reason=f"{step.when} is not given",
             )
-            return self.store.transition(ex.id, "proposed", now, step=ex.step + 1, phase=0)
+            return self.store.transition(
+                ex.id, "proposed", now, at=(ex.step, ex.phase), step=ex.step + 1, phase=0
+            )
         if step.approval == "auto":
             self.store.record(
                 "approved", now, ex.id, "guardian", "auto", step=ex.step, step_name=step.name
             )
-            return self.store.transition(ex.id, "proposed", now, state="approved")
+            return self.store.transition(
+                ex.id, "proposed", now, at=(ex.step, ex.phase), state="approved"
+            )
         expires = now + timedelta(seconds=self.approval_timeout)
         plan = self._preview(ex, step)
         if not self.store.transition(
-            ex.id, "proposed", now, state="awaiting_approval", expires_at=expires
+            ex.id,
+            "proposed",
+            now,
+            at=(ex.step, ex.phase),
+            state="awaiting_approval",
+            expires_at=expires,
         ):
             return True
         self._audit(
@@ -306,7 +355,9 @@ class Runner:
                 target=plan.target,
             )
             self.on_boundary(f"planned {ex.step}")
-        return self.store.transition(ex.id, "approved", now, state="running", phase=0)
+        return self.store.transition(
+            ex.id, "approved", now, at=(ex.step, ex.phase), state="running", phase=0
+        )
 
     def _run_phase(self, ex: Execution, book: Playbook) -> bool:
         step = book.steps[ex.step]
@@ -318,7 +369,10 @@ class Runner:
         if (self.clock() - started).total_seconds() > step.timeout:
             return self._fail(ex, step, f"timed out after {step.timeout}s")
         batch = batches[ex.phase]
-        kube = self._kube(ex, step)
+        try:
+            kube = self._kube(ex, step)
+        except (GuardianError, template.TemplateError) as exc:
+            return self._fail(ex, step, f"kubeconfig: {_text(exc)}")
         if (ex.step, ex.phase) not in self.store.applied_phases(ex.id):
             try:
                 execute(kube, plan.only(batch))
@@ -348,7 +402,9 @@ class Runner:
             return self._fail(ex, step, "verify: " + "; ".join(problems))
         if ex.phase + 1 < len(batches):
             self._audit("verified", now, ex, step=ex.step, step_name=step.name, phase=ex.phase)
-            return self.store.transition(ex.id, "running", now, phase=ex.phase + 1)
+            return self.store.transition(
+                ex.id, "running", now, at=(ex.step, ex.phase), phase=ex.phase + 1
+            )
         self.store.save_step(
             ex.id,
             ex.step,
@@ -360,7 +416,14 @@ class Runner:
         self._audit("step_succeeded", now, ex, step=ex.step, step_name=step.name)
         self.notifier.notify("step_succeeded", self.store.get(ex.id), {"step": step.name})
         moved = self.store.transition(
-            ex.id, "running", now, state="proposed", step=ex.step + 1, phase=0, expires_at=None
+            ex.id,
+            "running",
+            now,
+            at=(ex.step, ex.phase),
+            state="proposed",
+            step=ex.step + 1,
+            phase=0,
+            expires_at=None,
         )
         self.on_boundary(f"done {ex.step}")
         return moved
@@ -432,7 +495,9 @@ class Runner:
 
     def _finish(self, ex: Execution, state: str, message: str) -> bool:
         now = self.clock()
-        if self.store.transition(ex.id, ex.state, now, state=state, message=message):
+        if self.store.transition(
+            ex.id, ex.state, now, at=(ex.step, ex.phase), state=state, message=message
+        ):
             self._audit(state, now, ex, message=message)
             self.notifier.notify(state, self.store.get(ex.id), {"message": message})
         return False

@@ -235,10 +235,15 @@ class Store:
         return _execution(row._mapping)
 
     def find(self, prefix: str) -> Execution:
-        """The execution whose ID starts with ``prefix`` (unique); ``KeyError`` otherwise."""
+        """The execution whose ID starts with ``prefix`` (unique, at least
+        ``MIN_PREFIX`` characters, taken literally); ``KeyError`` otherwise."""
+        if len(prefix) < MIN_PREFIX:
+            raise KeyError(prefix)
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(executions).where(executions.c.id.startswith(prefix)).limit(2)
+                select(executions)
+                .where(executions.c.id.startswith(prefix, autoescape=True))
+                .limit(2)
             ).all()
         if len(rows) != 1:
             raise KeyError(prefix)
@@ -261,18 +266,19 @@ class Store:
         execution_id: str,
         expected: str | Sequence[str],
         now: datetime,
+        at: tuple[int, int] | None = None,
         **values: Any,
     ) -> bool:
-        """Move the execution if its state is still ``expected``; False when it was not."""
+        """Move the execution if its state is still ``expected`` (and, given ``at``, it is
+        still at that (step, phase)); False when it was not: someone else moved it first."""
         wanted = [expected] if isinstance(expected, str) else list(expected)
         if "context" in values:
             values["context"] = _plain(values["context"])
+        where = [executions.c.id == execution_id, executions.c.state.in_(wanted)]
+        if at is not None:
+            where += [executions.c.step == at[0], executions.c.phase == at[1]]
         with self.engine.begin() as conn:
-            done = conn.execute(
-                update(executions)
-                .where(executions.c.id == execution_id, executions.c.state.in_(wanted))
-                .values(updated_at=now, **values)
-            )
+            done = conn.execute(update(executions).where(*where).values(updated_at=now, **values))
             return done.rowcount == 1
 
     def claim(self, execution_id: str, owner: str, now: datetime, until: datetime) -> bool:
@@ -460,6 +466,10 @@ class Store:
     def close(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()
+
+
+MIN_PREFIX = 4
+"""The shortest ID prefix ``find`` accepts."""
 
 
 def _execution(row: Any) -> Execution:

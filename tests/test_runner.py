@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -420,3 +421,71 @@ def test_a_step_past_its_timeout_fails_without_applying(
     assert store.applied_phases(ex.id) == []
     strategy = kube.get(f"{DAEMONSETS}/agent-slow")["spec"]["updateStrategy"]
     assert strategy["type"] == "RollingUpdate"
+
+
+def _label(kube: Kube, label: str, count: int) -> list[str]:
+    names = sorted(n["metadata"]["name"] for n in kube.list("/api/v1/nodes"))[-count:]
+    for name in names:
+        kube.patch(f"/api/v1/nodes/{name}", {"metadata": {"labels": {"guardian-test": label}}})
+    return names
+
+
+def _unlabel(kube: Kube, names: list[str]) -> None:
+    for name in names:
+        kube.patch(
+            f"/api/v1/nodes/{name}",
+            {"metadata": {"labels": {"guardian-test": None}}, "spec": {"unschedulable": None}},
+        )
+
+
+def test_a_second_thread_cannot_move_an_execution_this_process_is_moving(
+    lab: Lab, kube: Kube, tmp_path: Path
+) -> None:
+    """A button press arriving while the daemon's loop advances the same execution."""
+    names = _label(kube, "twice", 4)
+    store = Store.open(f"sqlite:///{tmp_path / 'twice.db'}")
+    book = FAILING.replace("guardian-test=undo", "guardian-test=twice").replace(
+        "vector(1) == 2", "vector(1) == 1"
+    )
+    meanwhile: list[str] = []
+
+    def click(where: str) -> None:
+        if where == "planned 0":
+            thread = threading.Thread(target=lambda: meanwhile.append(runner.advance(ex.id).state))
+            thread.start()
+            thread.join()
+
+    runner = _runner(lab, kube, store, _books(tmp_path, book), on_boundary=click)
+    ex = runner.propose("shed-then-check", {"params": {}}, "alice", "console")
+    assert runner.advance(ex.id).state == "succeeded"
+    assert meanwhile == ["approved"], "the second thread returned at once, moving nothing"
+    assert store.applied_phases(ex.id) == [(0, 0), (0, 1)]
+    kinds = [r.kind for r in store.history(ex.id)]
+    assert (kinds.count("applied"), kinds.count("step_succeeded")) == (2, 1)
+    _unlabel(kube, names)
+
+
+def test_the_kill_switch_stops_a_running_execution_between_phases(
+    lab: Lab, kube: Kube, tmp_path: Path
+) -> None:
+    names = _label(kube, "paused", 4)
+    store = Store.open(f"sqlite:///{tmp_path / 'paused.db'}")
+    book = FAILING.replace("guardian-test=undo", "guardian-test=paused").replace(
+        "vector(1) == 2", "vector(1) == 1"
+    )
+
+    def pause(where: str) -> None:
+        if where == "applied 0/0":
+            store.set_setting("paused", "true", datetime.now(UTC))
+
+    runner = _runner(lab, kube, store, _books(tmp_path, book), on_boundary=pause)
+    ex = runner.propose("shed-then-check", {"params": {}}, "alice", "console")
+    stopped = runner.advance(ex.id)
+    assert (stopped.state, stopped.phase) == ("running", 1), "verified, then stopped"
+    assert store.applied_phases(ex.id) == [(0, 0)]
+    cordoned = [n for n in names if kube.get(f"/api/v1/nodes/{n}")["spec"].get("unschedulable")]
+    assert len(cordoned) == 1
+    store.set_setting("paused", "false", datetime.now(UTC))
+    assert runner.advance(ex.id).state == "succeeded"
+    assert store.applied_phases(ex.id) == [(0, 0), (0, 1)]
+    _unlabel(kube, names)

@@ -99,3 +99,22 @@ def test_an_unreachable_database_is_unavailable_without_its_password() -> None:
         Store.open("postgresql+psycopg://guardian:s3cret@127.0.0.1:1/guardian")
     assert "s3cret" not in caught.value.message
     assert caught.value.message.startswith("store postgresql+psycopg://guardian@127.0.0.1:1/")
+
+
+def test_an_id_prefix_is_taken_literally_and_must_have_four_characters(store: Store) -> None:
+    now = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+    ex = store.create("book", "slo", "", "proposed", "alice", "console", {}, now)
+    assert store.find(ex.id[:4]).id == ex.id
+    for prefix in (ex.id[:3], "%", "____", ex.id[:3] + "_", ex.id[:3] + "%"):
+        with pytest.raises(KeyError):
+            store.find(prefix)
+
+
+def test_a_transition_at_a_step_and_phase_fails_once_the_execution_moved_on(
+    store: Store,
+) -> None:
+    now = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+    ex = store.create("book", "slo", "", "running", "alice", "console", {}, now)
+    assert store.transition(ex.id, "running", now, at=(0, 0), phase=1)
+    assert not store.transition(ex.id, "running", now, at=(0, 0), phase=1), "already at phase 1"
+    assert store.get(ex.id).phase == 1
