@@ -22,7 +22,7 @@ from guardian.actions.base import KubeAPI
 from guardian.clients.prometheus import PrometheusClient
 from guardian.config import Config, load_config
 from guardian.cycle import Cycle, target_of, trigger_context
-from guardian.errors import EXIT_BURNING, EXIT_OK, GuardianError, UsageError
+from guardian.errors import EXIT_BURNING, EXIT_OK, ConfigError, GuardianError, UsageError
 from guardian.pipeline import PrometheusSignals, evaluate, replay
 from guardian.playbooks import Playbook, load_playbooks
 from guardian.runner import Notifier, Runner, Silent, StepCheck
@@ -172,21 +172,32 @@ def _runner(
         books,
         kube_for,
         signals,
-        notifier=notifier(config, store, books),
+        notifier=notifier(config, store, books, required=owner is not None),
         owner=owner or f"console:{_actor(args)}@{socket.gethostname()}",
         approval_timeout=config.policy.approval_timeout,
         max_changes=config.policy.max_changes,
     )
 
 
-def notifier(config: Config, store: Store, books: dict[str, Playbook]) -> Notifier:
-    """Slack when the config has a ``slack`` section, else nobody (the console prints)."""
+def notifier(
+    config: Config, store: Store, books: dict[str, Playbook], required: bool = False
+) -> Notifier:
+    """Slack when the config has a ``slack`` section, else nobody (the console prints).
+
+    The console path must work without Slack: unless ``required`` (a daemon), a bot token
+    that cannot be read gives a warning and no Slack messages instead of an error."""
     if config.slack is None:
         return Silent()
     from guardian.chat import SlackNotifier
     from guardian.clients.slack import SlackClient
 
-    client = SlackClient.from_settings(config.slack)
+    try:
+        client = SlackClient.from_settings(config.slack)
+    except ConfigError as exc:
+        if required:
+            raise
+        print(f"guardian: warning: no Slack messages: {exc.message}", file=sys.stderr)
+        return Silent()
     return SlackNotifier(
         client, config.slack.channel, store, books, lambda slo: burn_chart(config, slo)
     )
@@ -560,13 +571,17 @@ def _cmd_slack(args: argparse.Namespace) -> int:
     print(f"guardian: answering Slack ({where}), channel {settings.channel}", flush=True)
     try:
         while not stop.wait(interval):
-            try:
-                cycle.tick()
-                runner.advance_all()
-            except GuardianError as exc:
-                print(f"guardian: {exc.message}", file=sys.stderr, flush=True)
-            except Exception as exc:  # the loop outlives one bad cycle
-                print(f"guardian: cycle failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+            for what, job in (("evaluation", cycle.tick), ("advancing", runner.advance_all)):
+                try:
+                    job()
+                except GuardianError as exc:
+                    print(f"guardian: {what}: {exc.message}", file=sys.stderr, flush=True)
+                except Exception as exc:  # the loop outlives one bad cycle
+                    print(
+                        f"guardian: {what} failed: {type(exc).__name__}: {exc}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
     finally:
         app.stop()
         prometheus.close()

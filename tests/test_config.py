@@ -405,3 +405,51 @@ def test_the_slack_example_merges_with_the_shipped_config(tmp_path: Path) -> Non
         "files:write",
         "usergroups:read",
     }
+
+
+def test_a_slack_secret_file_wins_over_the_default_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from guardian.clients.slack import secret
+    from guardian.errors import ConfigError
+
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-from-env")
+    token = tmp_path / "token"
+    token.write_text("xoxb-from-file\n")
+    assert secret("SLACK_BOT_TOKEN", str(token), "bot_token") == "xoxb-from-file"
+    assert secret("SLACK_BOT_TOKEN", None, "bot_token") == "xoxb-from-env"
+    token.write_text("\n")
+    with pytest.raises(ConfigError) as caught:
+        secret("SLACK_BOT_TOKEN", str(token), "bot_token")
+    assert caught.value.message == (
+        f"slack: bot_token_file: {token} is empty; write the bot_token into it"
+    )
+
+
+def test_the_console_works_without_a_slack_token_and_the_daemon_refuses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    from guardian.commands import notifier
+    from guardian.errors import ConfigError
+    from guardian.runner import Silent
+    from guardian.store import Store
+
+    for file in (ROOT / "config").glob("*.yaml"):
+        shutil.copy(file, tmp_path / file.name)
+    shutil.copy(ROOT / "examples" / "slack" / "slack.yaml", tmp_path / "slack.yaml")
+    (tmp_path / "policy.yaml").write_text(
+        (tmp_path / "policy.yaml").read_text().replace("../playbooks", str(ROOT / "playbooks"))
+    )
+    config = load_config(tmp_path)
+    monkeypatch.delenv("SLACK_BOT_TOKEN", raising=False)
+    store = Store.open(f"sqlite:///{tmp_path / 'store.db'}")
+    assert isinstance(notifier(config, store, {}), Silent)
+    assert capsys.readouterr().err == (
+        "guardian: warning: no Slack messages: slack: bot_token_env: environment variable "
+        "SLACK_BOT_TOKEN is not set (set it, or give bot_token_file)\n"
+    )
+    with pytest.raises(ConfigError):
+        notifier(config, store, {}, required=True)
+    store.close()

@@ -38,17 +38,24 @@ DENY = "guardian_deny"
 
 
 def secret(env: str | None, file: str | None, what: str) -> str:
-    """A token or secret from an environment variable or a file; never from the config."""
+    """A token or secret from a file (a mounted Secret) or else an environment variable;
+    never from the config. A file given wins over the environment variable's default."""
+    if file:
+        try:
+            value = Path(file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"slack: {what}_file: cannot read {file}: {exc.strerror}") from None
+        if not value:
+            raise ConfigError(f"slack: {what}_file: {file} is empty; write the {what} into it")
+        return value
     if env:
         value = os.environ.get(env, "").strip()
         if not value:
-            raise ConfigError(f"slack: {what}_env: environment variable {env} is not set")
+            raise ConfigError(
+                f"slack: {what}_env: environment variable {env} is not set "
+                f"(set it, or give {what}_file)"
+            )
         return value
-    if file:
-        try:
-            return Path(file).read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(f"slack: {what}_file: cannot read {file}: {exc.strerror}") from None
     raise ConfigError(f"slack: {what}: give {what}_env or {what}_file")
 
 
@@ -64,7 +71,13 @@ class SlackClient:
         token = secret(settings.bot_token_env, settings.bot_token_file, "bot_token")
         return cls(WebClient(token=token, base_url=settings.api_url, timeout=10))
 
-    def post(self, channel: str, text: str, blocks: list[Any], thread_ts: str | None = None) -> str:
+    def post(
+        self,
+        channel: str,
+        text: str,
+        blocks: list[Any] | None = None,
+        thread_ts: str | None = None,
+    ) -> str:
         """Post a message (in a thread when ``thread_ts``); returns its ``ts``."""
         answer = self._call(
             self.web.chat_postMessage,
