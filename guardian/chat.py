@@ -55,11 +55,16 @@ class SlackNotifier:
     """PNG of the SLO's recent burn rates, or None."""
 
     def notify(self, event: str, execution: Execution, detail: Mapping[str, Any]) -> None:
-        """Post or update the execution's message; never raises for Slack's failures."""
+        """Post or update the execution's message; never raises: a notification that fails
+        is logged and audited, and the execution moves on."""
         try:
             self._notify(event, execution, detail)
-        except GuardianError as exc:
-            log.warning("slack: %s for execution %s: %s", event, execution.id, exc.message)
+        except Exception as exc:
+            error = exc.message if isinstance(exc, GuardianError) else f"internal error: {exc!r}"
+            if isinstance(exc, GuardianError):
+                log.warning("slack: %s for execution %s: %s", event, execution.id, error)
+            else:
+                log.exception("slack: %s for execution %s failed", event, execution.id)
             self.store.record(
                 "notify_failed",
                 datetime.now(UTC),
@@ -67,7 +72,7 @@ class SlackNotifier:
                 "guardian",
                 "slack",
                 event=event,
-                error=exc.message,
+                error=error,
             )
 
     def _notify(self, event: str, ex: Execution, detail: Mapping[str, Any]) -> None:
@@ -86,7 +91,7 @@ class SlackNotifier:
             self.client.update(where[0], where[1], text, blocks)
         line = _thread_line(event, detail)
         if line:
-            self.client.post(where[0], line, [], thread_ts=where[1])
+            self.client.post(where[0], line, thread_ts=where[1])
 
 
 def render(
@@ -228,12 +233,15 @@ class ChatOps:
             return self._decide(verb, click.value, click.user)
         except GuardianError as exc:
             return f"{verb}: {exc.message}"
+        except Exception:
+            log.exception("slack: %s of %s by %s failed", verb, click.value, click.user)
+            return f"{verb}: internal error (guardian's log has the details)"
 
     def _decide(self, verb: str, execution_id: str, user: str) -> str | None:
         try:
             ex = self.store.find(execution_id)
         except KeyError:
-            return f"no execution {execution_id!r}"
+            return f"no execution {execution_id!r} (give its ID or a unique prefix of 4 or more)"
         groups = self._groups(user, self.playbooks.get(ex.playbook))
         decide = self.runner.approve if verb == "approve" else self.runner.deny
         decision = decide(ex.id, user, "slack", groups)
@@ -292,6 +300,9 @@ class ChatOps:
             return handler(command.user, words[1:])
         except GuardianError as exc:
             return f"{verb}: {exc.message}"
+        except Exception:
+            log.exception("slack: /guardian %s by %s failed", verb, command.user)
+            return f"{verb}: internal error (guardian's log has the details)"
 
     def _status(self, user: str, args: list[str]) -> str:
         evaluation = self.evaluate()
