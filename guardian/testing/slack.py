@@ -154,6 +154,9 @@ class SlackEmulator:
         return {"ok": True, "url": f"ws://127.0.0.1:{self.ws_port}/link"}
 
     def _api_chat_postMessage(self, params: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+        problems = block_problems(_blocks(params.get("blocks")))
+        if problems:
+            return {"ok": False, "error": "invalid_blocks", "errors": problems}
         ts = f"{time.time():.0f}.{next(self._ts):06d}"
         message = Message(
             params["channel"],
@@ -167,6 +170,9 @@ class SlackEmulator:
         return {"ok": True, "channel": message.channel, "ts": ts}
 
     def _api_chat_update(self, params: dict[str, Any]) -> dict[str, Any]:
+        problems = block_problems(_blocks(params.get("blocks")))
+        if problems:
+            return {"ok": False, "error": "invalid_blocks", "errors": problems}
         with self._lock:
             message = self.messages.get(params["ts"])
             if message is None or message.channel != params["channel"]:
@@ -356,3 +362,38 @@ def _blocks(value: Any) -> list[dict[str, Any]]:
         parsed: list[dict[str, Any]] = json.loads(value)
         return parsed
     return list(value or [])
+
+
+LIMITS = {"blocks": 50, "section": 3000, "header": 150, "button": 75, "value": 2000, "id": 255}
+"""Block Kit's documented limits that guardian's messages come near."""
+
+
+def block_problems(blocks: list[dict[str, Any]]) -> list[str]:
+    """What Slack would reject in ``blocks`` (``invalid_blocks``), one line each."""
+    problems = []
+    if len(blocks) > LIMITS["blocks"]:
+        problems.append(f"{len(blocks)} blocks; at most {LIMITS['blocks']}")
+    for index, block in enumerate(blocks):
+        kind = block.get("type")
+        text = (block.get("text") or {}).get("text", "")
+        if (
+            kind == "section"
+            and not 1 <= len(text) <= LIMITS["section"]
+            and not block.get("fields")
+        ):
+            problems.append(f"[{index}] section text of {len(text)} characters")
+        if kind == "header" and not 1 <= len(text) <= LIMITS["header"]:
+            problems.append(f"[{index}] header text of {len(text)} characters")
+        if kind not in ("section", "header", "actions", "context", "divider", "image"):
+            problems.append(f"[{index}] unknown block type {kind!r}")
+        for element in block.get("elements") or []:
+            if element.get("type") != "button":
+                continue
+            label = element.get("text", {}).get("text", "")
+            if not 1 <= len(label) <= LIMITS["button"]:
+                problems.append(f"[{index}] button text of {len(label)} characters")
+            if len(element.get("value", "")) > LIMITS["value"]:
+                problems.append(f"[{index}] button value too long")
+            if not 1 <= len(element.get("action_id", "")) <= LIMITS["id"]:
+                problems.append(f"[{index}] button action_id missing or too long")
+    return problems
