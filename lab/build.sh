@@ -39,7 +39,7 @@ kube_replaces() {
 }
 
 build_kube() {
-  local want=(kube-apiserver kube-controller-manager kube-scheduler)
+  local want=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
   local missing=()
   for b in "${want[@]}"; do [ -x "$bin/$b" ] || missing+=("$b"); done
   [ ${#missing[@]} -eq 0 ] && return 0
