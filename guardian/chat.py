@@ -75,6 +75,14 @@ class SlackNotifier:
                 error=error,
             )
 
+    def announce(self, slo: str, text: str) -> None:
+        """A message without an execution (blind mode, a ticket); never raises."""
+        try:
+            self.client.post(self.channel, f"{slo}: {text}")
+        except Exception as exc:
+            error = exc.message if isinstance(exc, GuardianError) else repr(exc)
+            log.warning("slack: announcement for %s failed: %s", slo, error)
+
     def _notify(self, event: str, ex: Execution, detail: Mapping[str, Any]) -> None:
         text, blocks = render(ex, self.playbooks.get(ex.playbook), detail, self.store, event)
         where = self.store.message(ex.id)
@@ -222,6 +230,8 @@ class ChatOps:
     suspects: Callable[[], Sequence[Mapping[str, Any]]]
     context_for: Callable[[Playbook, dict[str, str]], tuple[dict[str, Any], str]]
     """The trigger context of a run asked for by hand, and its SLO."""
+    leading: Callable[[], bool] = field(default=lambda: True)
+    """False on a daemon that is not the leader: decisions are recorded, the leader acts."""
 
     def on_click(self, click: Click) -> str | None:
         """Approve or deny from a button; returns what only the clicking user should see."""
@@ -247,7 +257,7 @@ class ChatOps:
         decision = decide(ex.id, user, "slack", groups)
         if not decision.ok:
             return decision.message
-        if verb == "approve":
+        if verb == "approve" and self.leading():
             self.runner.advance(ex.id)
         return None
 
@@ -382,7 +392,8 @@ class ChatOps:
         if self.store.setting("paused", "false") == "true":
             return "guardian is paused (kill switch): /guardian resume first"
         ex = self.runner.propose(book.name, context, user, "slack", slo)
-        ex = self.runner.advance(ex.id)
+        if self.leading():
+            ex = self.runner.advance(ex.id)
         return f"execution {ex.id} of {book.name}: {ex.state.replace('_', ' ')}"
 
     def _approve(self, user: str, args: list[str]) -> str:

@@ -19,7 +19,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from guardian import __version__, commands
+from guardian import __version__, commands, daemon
 from guardian.backtest import episodes
 from guardian.clients.prometheus import PrometheusClient
 from guardian.config import Config, load_config
@@ -123,6 +123,7 @@ def _parser() -> argparse.ArgumentParser:
     act.set_defaults(handler=_cmd_act)
 
     commands.add_parsers(sub, _config_arg, _format_arg)
+    daemon.add_parsers(sub, _config_arg)
 
     schema = sub.add_parser("schema", help="print the JSON Schema of guardian/v1 config files")
     schema.set_defaults(handler=_cmd_schema)

@@ -17,6 +17,7 @@ from typing import Any
 from guardian.actions.base import KubeAPI
 from guardian.config import Config
 from guardian.errors import DataUnavailable, UsageError
+from guardian.evaluation import Evaluation
 from guardian.pipeline import QuerySource, evaluate, slo_context
 from guardian.playbooks import Playbook
 from guardian.policy import Decision, Run, decide
@@ -79,7 +80,10 @@ class Cycle:
 
     def tick(self, now: datetime | None = None) -> list[Decision]:
         """Evaluate every SLO, decide, propose; returns the decisions."""
-        at = now or datetime.now(UTC)
+        return self.act(self.evaluate(), now)
+
+    def evaluate(self) -> Evaluation:
+        """Every SLO now (what a follower does too, for its metrics); writes nothing."""
         config = self.config
         evaluation, _ = evaluate(
             config.slos,
@@ -88,6 +92,12 @@ class Cycle:
             config.prometheus.source,
             config.prometheus.parallel_queries,
         )
+        return evaluation
+
+    def act(self, evaluation: Evaluation, now: datetime | None = None) -> list[Decision]:
+        """Audit status changes, decide, propose and start runs (the leader's part)."""
+        at = now or datetime.now(UTC)
+        config = self.config
         for result in evaluation.slos:
             key = f"status:{result.name}"
             if self.store.setting(key) != result.status:
@@ -156,6 +166,8 @@ class Cycle:
                 playbook=decision.playbook,
                 reason=decision.reason,
             )
+            if decision.kind == "notify":
+                self.runner.notifier.announce(decision.slo, decision.reason)
 
 
 def target_of(context: dict[str, Any]) -> str:

@@ -55,12 +55,18 @@ class Notifier(Protocol):
     def notify(self, event: str, execution: Execution, detail: Mapping[str, Any]) -> None:
         """``event`` happened to ``execution`` (proposed, awaiting_approval, step, final)."""
 
+    def announce(self, slo: str, text: str) -> None:
+        """A notification without an execution (blind mode, a ticket)."""
+
 
 class Silent:
-    """A notifier that tells no one (console use: the CLI prints instead)."""
+    """A notifier that tells no one but the log (console use: the CLI prints instead)."""
 
     def notify(self, event: str, execution: Execution, detail: Mapping[str, Any]) -> None:
         del event, execution, detail
+
+    def announce(self, slo: str, text: str) -> None:
+        log.warning("%s: %s", slo, text)
 
 
 @dataclass(frozen=True)
@@ -103,6 +109,8 @@ class Runner:
     sleep: Callable[[float], None] = time.sleep
     on_boundary: Callable[[str], None] = field(default=lambda where: None)
     """Called at every persisted boundary (``"applied 0/1"``...): a hook for logs and tests."""
+    stopping: threading.Event = field(default_factory=threading.Event)
+    """Set on shutdown: the step in flight finishes (every phase), no other step starts."""
     _moving: set[str] = field(default_factory=set, init=False, repr=False)
     _moving_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
@@ -218,7 +226,8 @@ class Runner:
 
         Two threads of one process never move the same execution (the second returns at
         once), two processes neither (a lease in the store), and every transition is a
-        compare-and-set on state, step and phase. The kill switch is read before each one."""
+        compare-and-set on state, step and phase. The kill switch is read before each one;
+        on shutdown (``stopping``) the step in flight finishes and no other starts."""
         with self._moving_lock:
             if execution_id in self._moving:
                 return self.store.get(execution_id)  # this process is already moving it
@@ -238,6 +247,8 @@ class Runner:
         try:
             while not self.paused():
                 ex = self.store.get(execution_id)
+                if self.stopping.is_set() and ex.state != "running":
+                    break  # shutting down: finish the step in flight, start no other
                 if not self._one(ex):
                     break
                 self.store.claim(
@@ -429,8 +440,19 @@ class Runner:
         return moved
 
     def _audit(self, kind: str, now: datetime, ex: Execution, **detail: Any) -> None:
-        """An audit row written by the runner itself."""
+        """An audit row written by the runner itself, and a log line with the execution."""
         self.store.record(kind, now, ex.id, "guardian", "runner", **detail)
+        shown = {
+            k: v for k, v in detail.items() if k in ("step_name", "phase", "message", "problem")
+        }
+        log.info(
+            "execution %s (%s): %s %s",
+            ex.id,
+            ex.playbook,
+            kind,
+            " ".join(f"{k}={v}" for k, v in shown.items()),
+            extra={"execution": ex.id},
+        )
 
     def _kube(self, ex: Execution, step: Step) -> KubeAPI:
         context = template.render(step.context, ex.context) if step.context else None
@@ -449,7 +471,12 @@ class Runner:
                 problems.extend(self._signals(ex, step))
             return problems
 
-        return verify_until(check, within, sleep=self.sleep)
+        def sleep(seconds: float) -> None:  # keep the execution's lease while waiting
+            self.sleep(seconds)
+            now = self.clock()
+            self.store.claim(ex.id, self.owner, now, now + timedelta(seconds=self.lease))
+
+        return verify_until(check, within, sleep=sleep)
 
     def _signals(self, ex: Execution, step: Step) -> list[str]:
         assert step.verify is not None

@@ -31,11 +31,12 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    func,
     insert,
     select,
     update,
 )
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
 from guardian.errors import DataUnavailable
 
@@ -411,6 +412,23 @@ class Store:
                     detail=_plain(detail),
                 )
             )
+
+    def counts(self) -> tuple[dict[str, int], dict[str, int]]:
+        """Executions by state, and audit rows by kind (for metrics)."""
+        with self.engine.connect() as conn:
+            states = conn.execute(
+                select(executions.c.state, func.count()).group_by(executions.c.state)
+            ).all()
+            kinds = conn.execute(select(audit.c.kind, func.count()).group_by(audit.c.kind)).all()
+        return {str(k): int(n) for k, n in states}, {str(k): int(n) for k, n in kinds}
+
+    def ping(self) -> None:
+        """Raise ``DataUnavailable`` unless the database answers."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(select(1))
+        except SQLAlchemyError as exc:
+            raise DataUnavailable(f"store: {type(exc).__name__}") from None
 
     def history(self, execution_id: str | None = None, limit: int = 200) -> list[AuditRow]:
         """Audit rows, oldest first (the last ``limit`` of them)."""

@@ -12,6 +12,7 @@ reported at once and never retried.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -74,7 +75,20 @@ class Kube:
     def from_kubeconfig(
         cls, path: str | None = None, context: str | None = None, qps: float = 5, burst: int = 10
     ) -> Kube:
-        """A client for ``context`` of the kubeconfig at ``path`` (or $KUBECONFIG)."""
+        """A client for ``context`` of the kubeconfig at ``path`` (or $KUBECONFIG); inside a
+        pod with neither, the pod's service account."""
+        if (
+            path is None
+            and not os.environ.get("KUBECONFIG")
+            and not os.path.exists(os.path.expanduser("~/.kube/config"))
+            and os.environ.get("KUBERNETES_SERVICE_HOST")
+        ):
+            configuration = k8s.Configuration()
+            try:
+                k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+            except k8s_config.ConfigException as exc:
+                raise ConfigError(f"in-cluster config: {exc}") from None
+            return cls(k8s.ApiClient(configuration), TokenBucket(qps, burst))
         try:
             api_client = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
                 config_file=path, context=context

@@ -197,12 +197,19 @@ class SlackApp:
         self.app.action(DENY)(clicked)
         self.app.command("/guardian")(commanded)
 
-    def start(self) -> None:
-        """Connect (Socket Mode) or start serving ``POST /slack/events`` (HTTP mode)."""
+    def wsgi(self) -> Callable[..., Any]:
+        """The WSGI app answering ``POST /slack/events`` (signatures checked), to mount."""
+        return SlackRequestHandler(self.app)
+
+    def start(self, serve: bool = True) -> None:
+        """Connect (Socket Mode) or start serving ``POST /slack/events`` (HTTP mode; with
+        ``serve=False`` the caller mounts ``wsgi()`` on its own server)."""
         if self.settings.mode == "socket":
             token = secret(self.settings.app_token_env, self.settings.app_token_file, "app_token")
             self._socket = SocketModeHandler(self.app, token, logger=log)
             self._socket.connect()  # type: ignore[no-untyped-call]
+            return
+        if not serve:
             return
         host, _, port = self.settings.listen.rpartition(":")
         handler = SlackRequestHandler(self.app)

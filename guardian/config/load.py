@@ -24,6 +24,7 @@ from guardian.config.model import (
     ApiserverLatencySLI,
     Config,
     CorednsErrorsSLI,
+    DaemonSettings,
     LatencySLI,
     PolicySettings,
     PrometheusSettings,
@@ -184,6 +185,7 @@ def _merge(root: str, loaded: list[_Loaded]) -> Config:
     evaluation = _single_section(root, loaded, "evaluation", errors)
     policy = _policy(loaded, errors)
     slack = _slack(loaded, errors)
+    daemon = _daemon(loaded, errors)
     sets = _window_sets(loaded, errors)
     slos = _slos(loaded, sets, evaluation, errors)
     if errors:
@@ -196,6 +198,28 @@ def _merge(root: str, loaded: list[_Loaded]) -> Config:
         files=tuple(item.path for item in loaded),
         policy=policy,
         slack=slack,
+        daemon=daemon,
+    )
+
+
+def _daemon(loaded: list[_Loaded], errors: list[ConfigError]) -> DaemonSettings:
+    found = [(item.path, item.spec.daemon) for item in loaded if item.spec.daemon is not None]
+    for path, _ in found[1:]:
+        errors.append(ConfigError(f"{path}: daemon: already given in {found[0][0]}; keep one"))
+    if not found:
+        return DaemonSettings()
+    spec = found[0][1]
+    assert spec is not None
+    return DaemonSettings(
+        interval=parse_duration(spec.interval),
+        progress_interval=parse_duration(spec.progress_interval),
+        listen=spec.listen,
+        lease_name=spec.lease.name,
+        lease_namespace=spec.lease.namespace,
+        lease_duration=parse_duration(spec.lease.duration),
+        renew_deadline=parse_duration(spec.lease.renew_deadline),
+        retry_period=parse_duration(spec.lease.retry_period),
+        log_format=spec.log_format,
     )
 
 

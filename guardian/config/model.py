@@ -151,6 +151,21 @@ class SlackSettings:
 
 
 @dataclass(frozen=True)
+class DaemonSettings:
+    """How ``guardian run`` schedules its jobs, serves HTTP and elects a leader (seconds)."""
+
+    interval: int = 30
+    progress_interval: int = 5
+    listen: str = "127.0.0.1:8080"
+    lease_name: str = "guardian"
+    lease_namespace: str | None = None
+    lease_duration: int = 15
+    renew_deadline: int = 10
+    retry_period: int = 2
+    log_format: Literal["auto", "json", "text"] = "auto"
+
+
+@dataclass(frozen=True)
 class Config:
     """Everything loaded from one file or one directory."""
 
@@ -160,6 +175,7 @@ class Config:
     files: tuple[str, ...] = ()
     policy: PolicySettings = PolicySettings()
     slack: SlackSettings | None = None
+    daemon: DaemonSettings = DaemonSettings()
 
     def slo(self, name: str) -> SLO:
         """The SLO called ``name``; ``KeyError`` if there is none."""

@@ -323,6 +323,57 @@ class SlackSpec(_Spec):
         return value
 
 
+class LeaseSpec(_Spec):
+    """Leader election: only the holder of this Lease decides and acts."""
+
+    name: str = Field("guardian", description="Lease name")
+    namespace: str | None = Field(
+        None, description="Lease namespace (default: the pod's namespace, else 'default')"
+    )
+    duration: Duration = Field("15s", description="A lost leader is replaced after this long")
+    renew_deadline: Duration = Field("10s", description="A leader gives up after failing so long")
+    retry_period: Duration = Field("2s", description="How often candidates try and leaders renew")
+
+    @model_validator(mode="after")
+    def _order(self) -> LeaseSpec:
+        duration, renew, retry = (
+            parse_duration(self.duration),
+            parse_duration(self.renew_deadline),
+            parse_duration(self.retry_period),
+        )
+        if not duration > renew > 1.2 * retry >= 1.2:
+            raise ValueError(
+                "need duration > renew_deadline > 1.2 × retry_period and retry_period >= 1s "
+                f"(got {self.duration}, {self.renew_deadline}, {self.retry_period})"
+            )
+        return self
+
+
+class DaemonSpec(_Spec):
+    """`guardian run`: the schedule, the HTTP port and leader election."""
+
+    interval: Duration = Field("30s", description="Evaluate every SLO this often")
+    progress_interval: Duration = Field(
+        "5s", description="Move open executions and expire approvals this often"
+    )
+    listen: str = Field(
+        "127.0.0.1:8080",
+        description="host:port of /healthz, /readyz, /metrics (and /slack/events in http mode)",
+    )
+    lease: LeaseSpec = LeaseSpec()
+    log_format: Literal["auto", "json", "text"] = Field(
+        "auto", description="auto: text on a terminal, JSON lines otherwise"
+    )
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ValueError(f"must be host:port like 127.0.0.1:8080 (got {value!r})")
+        return value
+
+
 class FileSpec(_Spec):
     """One configuration file; a directory of them is merged by the loader."""
 
@@ -331,6 +382,7 @@ class FileSpec(_Spec):
     evaluation: EvaluationSpec | None = None
     policy: PolicySpec | None = None
     slack: SlackSpec | None = None
+    daemon: DaemonSpec | None = None
     window_sets: dict[str, list[WindowPairSpec]] = Field(default_factory=dict)
     slos: list[SLOSpec] = Field(default_factory=list)
 

@@ -1,0 +1,329 @@
+"""``guardian run`` as processes against the lab: leader election, failover, SIGTERM, reload,
+Prometheus down, health and metrics."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from guardian.clients.kube import Kube
+from guardian.store import Store
+from guardian.testing.postgres import PostgresServer
+from guardian.testing.slack import SlackEmulator
+from tests.lab_fixture import ROOT, Lab, eventually
+from tests.store_fixture import fresh_url
+
+pytestmark = pytest.mark.lab
+
+LEASE = {"duration": 6, "renew_deadline": 4, "retry_period": 1}
+BOT, APP = "xoxb-daemon-bot-token", "xapp-daemon-app-token"
+
+SHED = """\
+version: guardian/v1
+name: slow-shed
+trigger: {{labels: {{tier: nowhere}}}}
+steps:
+  - name: cordon
+    action: shed-nodes
+    params: {{selector: "guardian-test={label}", count: 2, min_nodes: 0,
+             max_share_per_step: 0.25, order: name}}
+    approval: required
+    verify: {{promql: 'vector(time()) > {until:.0f}', within: 2m}}
+  - name: again
+    action: shed-nodes
+    params: {{selector: "guardian-test={label}", count: 1, min_nodes: 0, order: name}}
+    approval: auto
+"""
+
+
+class Daemon:
+    """One ``guardian run`` process, its log in a file."""
+
+    def __init__(self, config: Path, identity: str, env: dict[str, str], log: Path) -> None:
+        self.identity = identity
+        self.log = log
+        self.process = subprocess.Popen(
+            [
+                str(ROOT / ".venv" / "bin" / "guardian"),
+                "run",
+                "-c",
+                str(config),
+                "--listen",
+                "127.0.0.1:0",
+                "--identity",
+                identity,
+                "--log-format",
+                "json",
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=log.open("w"),
+        )
+        self.port = 0
+        eventually(self._port, 30, f"{identity} serves http")
+
+    def _port(self) -> bool:
+        found = re.search(r"serving http on port (\d+)", self.text())
+        self.port = int(found.group(1)) if found else 0
+        assert self.process.poll() is None, self.text()[-3000:]
+        return bool(found)
+
+    def text(self) -> str:
+        return self.log.read_text() if self.log.exists() else ""
+
+    def get(self, path: str) -> requests.Response:
+        return requests.get(f"http://127.0.0.1:{self.port}{path}", timeout=10)
+
+    def leading(self) -> bool:
+        try:
+            return "leader" in self.get("/readyz").text.splitlines()[0]
+        except requests.RequestException:
+            return False
+
+    def metric(self, name: str) -> float:
+        for line in self.get("/metrics").text.splitlines():
+            if line.startswith(name + " ") or line.startswith(name + "{"):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        return self.process.wait(timeout=timeout)
+
+
+@pytest.fixture
+def rig(lab: Lab, tmp_path: Path, postgres: PostgresServer) -> Iterator[dict[str, Any]]:
+    url = fresh_url("postgresql", postgres, tmp_path)
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "guardian.yaml").write_text((lab.directory / "guardian.yaml").read_text())
+    (tmp_path / "playbooks").mkdir()
+    name = "guardian-" + re.sub(r"[^a-z0-9-]", "-", tmp_path.name.lower())[-30:].strip("-")
+    (config / "daemon.yaml").write_text(
+        "version: guardian/v1\n"
+        f"policy: {{playbooks: [../playbooks], store: {{url: '{url}'}}}}\n"
+        "daemon:\n"
+        "  interval: 2s\n"
+        "  progress_interval: 1s\n"
+        f"  lease: {{name: {name}, namespace: default, duration: {LEASE['duration']}s,\n"
+        f"          renew_deadline: {LEASE['renew_deadline']}s,"
+        f" retry_period: {LEASE['retry_period']}s}}\n"
+    )
+    env = {**os.environ, "KUBECONFIG": str(lab.directory / "kubeconfig")}
+    env.pop("SLACK_BOT_TOKEN", None)
+    kube = Kube.from_kubeconfig(str(lab.directory / "kubeconfig"), qps=50, burst=100)
+    store = Store.open(url)
+    daemons: list[Daemon] = []
+
+    def start(identity: str) -> Daemon:
+        daemon = Daemon(config, identity, env, tmp_path / f"{identity}.log")
+        daemons.append(daemon)
+        return daemon
+
+    yield {
+        "config": config,
+        "playbooks": tmp_path / "playbooks",
+        "env": env,
+        "kube": kube,
+        "store": store,
+        "start": start,
+        "lease": name,
+        "lab": lab,
+    }
+    for daemon in daemons:
+        if daemon.process.poll() is None:
+            daemon.stop(signal.SIGKILL)
+    store.close()
+
+
+def _guardian(rig: dict[str, Any], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "guardian"), *args, "-c", str(rig["config"])],
+        env=rig["env"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def _label(kube: Kube, label: str, count: int) -> list[str]:
+    names = sorted(n["metadata"]["name"] for n in kube.list("/api/v1/nodes"))[-count:]
+    for name in names:
+        kube.patch(f"/api/v1/nodes/{name}", {"metadata": {"labels": {"guardian-test": label}}})
+    return names
+
+
+def _release_nodes(kube: Kube, names: list[str]) -> None:
+    for name in names:
+        kube.patch(
+            f"/api/v1/nodes/{name}",
+            {"metadata": {"labels": {"guardian-test": None}}, "spec": {"unschedulable": None}},
+        )
+
+
+def _cordoned(kube: Kube, names: list[str]) -> list[str]:
+    return [n for n in names if kube.get(f"/api/v1/nodes/{n}")["spec"].get("unschedulable")]
+
+
+def _propose_and_approve(rig: dict[str, Any]) -> str:
+    proposed = _guardian(rig, "playbook", "run", "slow-shed", "--as", "alice")
+    assert proposed.returncode == 0, proposed.stderr
+    store: Store = rig["store"]
+    (execution,) = store.executions(["awaiting_approval"])
+    approved = _guardian(rig, "approvals", "approve", execution.id, "--no-run", "--as", "bob")
+    assert approved.returncode == 0, approved.stderr
+    return execution.id
+
+
+def test_the_leader_killed_mid_execution_is_replaced_and_no_step_runs_twice(
+    rig: dict[str, Any],
+) -> None:
+    kube, store = rig["kube"], rig["store"]
+    names = _label(kube, "failover", 4)
+    (rig["playbooks"] / "shed.yaml").write_text(
+        SHED.format(label="failover", until=time.time() + 25)
+    )
+    first, second = rig["start"]("replica-a"), rig["start"]("replica-b")
+    eventually(lambda: first.leading() or second.leading(), 30, "a leader is elected")
+    leader, follower = (first, second) if first.leading() else (second, first)
+    assert not follower.leading() and follower.get("/readyz").status_code == 200
+    assert (leader.metric("guardian_leader"), follower.metric("guardian_leader")) == (1.0, 0.0)
+
+    execution = _propose_and_approve(rig)
+    eventually(lambda: store.applied_phases(execution) == [(0, 0)], 60, "phase 1 applied")
+    killed = time.monotonic()
+    leader.stop(signal.SIGKILL)
+    eventually(follower.leading, 30, "the follower takes the lease")
+    takeover = time.monotonic() - killed
+    eventually(lambda: store.get(execution).state == "succeeded", 90, "the run finishes")
+    finished = time.monotonic() - killed
+
+    assert takeover <= LEASE["duration"] + LEASE["retry_period"] + 1, takeover
+    assert store.applied_phases(execution) == [(0, 0), (0, 1), (1, 0)]
+    kinds = [r.kind for r in store.history(execution)]
+    assert kinds.count("applied") == 3 and kinds.count("planned") == 2
+    assert len(_cordoned(kube, names)) == 3, "2 by the first step, 1 by the second"
+    print(f"failover: lease taken {takeover:.1f}s after kill -9, run done after {finished:.1f}s")
+    _release_nodes(kube, names)
+
+
+def test_sigterm_lets_the_step_in_flight_finish_and_releases_the_lease(
+    rig: dict[str, Any],
+) -> None:
+    kube, store = rig["kube"], rig["store"]
+    names = _label(kube, "sigterm", 4)
+    (rig["playbooks"] / "shed.yaml").write_text(
+        SHED.format(label="sigterm", until=time.time() + 12)
+    )
+    daemon = rig["start"]("replica-term")
+    eventually(daemon.leading, 30, "the only replica leads")
+    execution = _propose_and_approve(rig)
+    eventually(lambda: store.applied_phases(execution) == [(0, 0)], 60, "phase 1 applied")
+    asked = time.monotonic()
+    assert daemon.stop(signal.SIGTERM, timeout=120) == 0, daemon.text()[-3000:]
+    took = time.monotonic() - asked
+    stopped = store.get(execution)
+    assert (stopped.state, stopped.step) == ("proposed", 1), "step 1 finished, step 2 waits"
+    assert store.applied_phases(execution) == [(0, 0), (0, 1)]
+    assert "lease released" in daemon.text()
+    assert (
+        kube.exists(f"/apis/coordination.k8s.io/v1/namespaces/default/leases/{rig['lease']}")
+        is False
+    )
+    assert 0 < took < 60, took
+
+    again = rig["start"]("replica-term-2")
+    eventually(lambda: store.get(execution).state == "succeeded", 60, "the next replica resumes")
+    assert store.applied_phases(execution) == [(0, 0), (0, 1), (1, 0)]
+    assert len(_cordoned(kube, names)) == 3
+    assert again.stop() == 0
+    _release_nodes(kube, names)
+
+
+def test_a_bad_config_is_refused_and_a_good_one_reloads(rig: dict[str, Any]) -> None:
+    good = SHED.format(label="reload", until=0)
+    (rig["playbooks"] / "shed.yaml").write_text(good)
+    daemon = rig["start"]("replica-reload")
+    eventually(daemon.leading, 30, "leader")
+    (rig["playbooks"] / "shed.yaml").write_text(good.replace("shed-nodes", "shed-nodez", 1))
+    eventually(lambda: "refused, the running config stays" in daemon.text(), 30, "refused")
+    line = next(x for x in daemon.text().splitlines() if "refused, the running" in x)
+    assert "action: unknown action 'shed-nodez'" in line
+    assert daemon.get("/readyz").status_code == 200
+    assert daemon.metric('guardian_config_reloads_total{result="refused"}') == 1.0
+    listing = _guardian(rig, "playbook", "list")
+    assert listing.returncode == 2, "the CLI refuses the same file"
+
+    (rig["playbooks"] / "shed.yaml").write_text(good.replace("slow-shed", "slower-shed"))
+    eventually(lambda: "reload (files changed): " in daemon.text(), 30, "reloaded")
+    daemon.process.send_signal(signal.SIGHUP)
+    eventually(lambda: "reload (SIGHUP): " in daemon.text(), 30, "reloaded on SIGHUP")
+    assert daemon.metric('guardian_config_reloads_total{result="ok"}') == 2.0
+    assert daemon.stop() == 0
+
+
+def test_prometheus_down_means_blind_no_action_a_notification_then_recovery(
+    rig: dict[str, Any],
+) -> None:
+    store: Store = rig["store"]
+    lab: Lab = rig["lab"]
+    emulator = SlackEmulator(BOT, APP, "signing-secret")
+    with emulator:
+        (rig["config"] / "slack.yaml").write_text(
+            f"version: guardian/v1\nslack: {{channel: C_SRE, api_url: '{emulator.base_url}'}}\n"
+        )
+        rig["env"].update(SLACK_BOT_TOKEN=BOT, SLACK_APP_TOKEN=APP)
+        (rig["playbooks"] / "shed.yaml").write_text(SHED.format(label="blind", until=0))
+        daemon = rig["start"]("replica-blind")
+        eventually(daemon.leading, 30, "leader")
+        eventually(lambda: daemon.get("/readyz").status_code == 200, 30, "ready")
+        lab_cmd = [str(ROOT / "lab" / "lab"), "fault", "prometheus"]
+        lab_env = {**os.environ, "GUARDIAN_LAB_DIR": str(lab.directory)}
+        subprocess.run([*lab_cmd, "kill"], env=lab_env, check=True, capture_output=True)
+        try:
+            eventually(lambda: daemon.get("/readyz").status_code == 503, 30, "not ready")
+            assert "prometheus: " in daemon.get("/readyz").text
+            eventually(
+                lambda: any(
+                    "blind" in m.text and "apiserver-read-latency" in m.text
+                    for m in emulator.messages.values()
+                ),
+                30,
+                "a blind-mode notification in Slack",
+            )
+            blind = [
+                r
+                for r in store.history()
+                if r.kind == "evaluation" and r.detail.get("status") == "no_data"
+            ]
+            assert blind, "every SLO went blind"
+            assert store.executions() == [], "no action while blind"
+            assert daemon.get("/healthz").status_code == 200, "alive though blind"
+        finally:
+            subprocess.run([*lab_cmd, "start"], env=lab_env, check=True, capture_output=True)
+        eventually(lambda: daemon.get("/readyz").status_code == 200, 60, "ready again")
+        eventually(
+            lambda: any(
+                r.kind == "evaluation"
+                and r.detail.get("slo") == "apiserver-read-latency"
+                and r.detail.get("status") == "ok"
+                and r.seq > blind[-1].seq
+                for r in store.history()
+            ),
+            90,
+            "the SLO is evaluated again",
+        )
+        assert store.executions() == []
+        assert daemon.stop() == 0
+        assert BOT not in daemon.text() and APP not in daemon.text()
