@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from types import SimpleNamespace
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 from kubernetes import client as k8s
