@@ -4,7 +4,8 @@
 DaemonSet in namespace ``telemetry`` and a load process. The load process follows which agent
 pods are Running (a namespaced, label-selected LIST every 2 s) and, for each, sends
 cluster-wide LISTs of pods and nodes without ``resourceVersion`` (served from etcd) at
-``--per-pod-qps``, authenticated as the user ``telemetry-agent`` (group ``telemetry``). Pausing
+``--per-pod-qps``, authenticated as the agents' ServiceAccount ``telemetry/telemetry-agent``
+(a bound token from the TokenRequest API, as a pod would have). Pausing
 the rollout, quarantining or deleting the DaemonSet removes Running agents and the load falls.
 ``lab load --stop`` stops the load process and deletes the DaemonSet.
 """
@@ -23,7 +24,6 @@ from typing import Any
 import requests
 
 import components
-from pki import telemetry_token
 from state import LabState, alive
 
 NAMESPACE = "telemetry"
@@ -96,6 +96,7 @@ def _objects(filler: int) -> list[tuple[str, dict[str, Any]]]:
     }
     return [
         ("/api/v1/namespaces", {"metadata": {"name": NAMESPACE}}),
+        (f"/api/v1/namespaces/{NAMESPACE}/serviceaccounts", {"metadata": {"name": NAME}}),
         (
             "/apis/rbac.authorization.k8s.io/v1/clusterroles",
             {
@@ -118,9 +119,7 @@ def _objects(filler: int) -> list[tuple[str, dict[str, Any]]]:
                     "kind": "ClusterRole",
                     "name": NAME,
                 },
-                "subjects": [
-                    {"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "telemetry"}
-                ],
+                "subjects": [{"kind": "ServiceAccount", "name": NAME, "namespace": NAMESPACE}],
             },
         ),
         (
@@ -150,7 +149,10 @@ def _objects(filler: int) -> list[tuple[str, dict[str, Any]]]:
                         "type": "RollingUpdate",
                         "rollingUpdate": {"maxUnavailable": "25%"},
                     },
-                    "template": {"metadata": {"labels": {"app": NAME}}, "spec": pod_spec},
+                    "template": {
+                        "metadata": {"labels": {"app": NAME}},
+                        "spec": {**pod_spec, "serviceAccountName": NAME},
+                    },
                 },
             },
         ),
@@ -192,7 +194,7 @@ def run(directory: Path, per_pod_qps: float, workers: int) -> None:
     assert state is not None
     base = f"https://127.0.0.1:{state.ports['kube-apiserver']}"
     agent = requests.Session()
-    agent.headers["Authorization"] = f"Bearer {telemetry_token(directory / 'pki')}"
+    agent.headers["Authorization"] = f"Bearer {_agent_token(state)}"
     ca = str(directory / "pki" / "ca.crt")  # per request: $REQUESTS_CA_BUNDLE would win
     counters = Counters()
     running = 0
@@ -242,6 +244,18 @@ def run(directory: Path, per_pod_qps: float, workers: int) -> None:
             sent += 1
             credit -= 1
         time.sleep(0.01)
+
+
+def _agent_token(state: LabState) -> str:
+    """A bound token of the agents' ServiceAccount (what each agent pod would mount)."""
+    answer = components.api(
+        state,
+        "POST",
+        f"/api/v1/namespaces/{NAMESPACE}/serviceaccounts/{NAME}/token",
+        json={"spec": {"expirationSeconds": 86400}},
+    )
+    answer.raise_for_status()
+    return str(answer.json()["status"]["token"])
 
 
 def _running_agents(state: LabState) -> int:
