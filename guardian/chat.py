@@ -108,8 +108,10 @@ def render(
     detail: Mapping[str, Any],
     store: Store,
     event: str,
+    as_of: datetime | None = None,
 ) -> tuple[str, list[dict[str, Any]]]:
-    """The execution's message: fallback text and Block Kit blocks."""
+    """The execution's message: fallback text and Block Kit blocks (with the decisions
+    recorded until ``as_of``, default all)."""
     title = f"{ex.playbook} for {ex.slo or 'a manual run'}: {ex.state.replace('_', ' ')}"
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": title[:150]}},
@@ -148,7 +150,7 @@ def render(
         f"step {r.detail.get('step_name', r.detail.get('step'))} {r.kind} by "
         f"{_who(r.actor, r.via)} at {r.at:%H:%M:%S} UTC"
         for r in store.history(ex.id)
-        if r.kind in ("approved", "denied")
+        if r.kind in ("approved", "denied") and (as_of is None or r.at <= as_of)
     ]
     context = [f"execution `{ex.id}` asked by {_who(ex.requested_by, ex.requested_via)}"]
     context += decisions

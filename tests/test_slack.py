@@ -313,6 +313,7 @@ def test_a_burn_becomes_an_approval_and_a_signed_click_stops_the_storm(
     rig, emu = storm_rig, storm_rig.emulator
     env = {**os.environ, "GUARDIAN_LAB_DIR": str(lab.directory)}
     load = [str(ROOT / "lab" / "lab"), "load"]
+    began = time.monotonic()
     started = subprocess.run(
         [*load, "--filler-pods", "300"], env=env, capture_output=True, text=True, check=False
     )
@@ -335,11 +336,21 @@ def test_a_burn_becomes_an_approval_and_a_signed_click_stops_the_storm(
         assert "1. DaemonSet telemetry/telemetry-agent" in text
         assert "quarantine: nodeSelector guardian.io/quarantine=true matches no node" in text
 
+        asked = time.monotonic() - began
+        print(
+            "approval message as posted:", _json({"text": message.text, "blocks": message.blocks})
+        )
         url = f"http://127.0.0.1:{rig.app.port}/slack/events"
         click = {"payload": _json(emu.click_payload(APPROVE, execution.id, "U_BOB", CHANNEL))}
         status, _ = emu.signed_post(url, click)
         assert status == 200
+        clicked = time.monotonic() - began
         emu.wait_for(lambda: rig.store.get(execution.id).state == "succeeded", timeout=120)
+        done = time.monotonic() - began
+        print(
+            f"burn to approval message {asked:.1f}s; signed click at {clicked:.1f}s; "
+            f"applied and verified at {done:.1f}s (seconds from lab load)"
+        )
         selector = rig.kube.get("/apis/apps/v1/namespaces/telemetry/daemonsets/telemetry-agent")[
             "spec"
         ]["template"]["spec"]["nodeSelector"]

@@ -224,7 +224,9 @@ def _slack_preview(ex: Execution, store: Store, root: Path) -> None:
     plan = (
         {"target": record.plan["target"], "changes": record.plan["changes"]} if record.plan else {}
     )
-    text, blocks = render(ex, books[PLAYBOOK], {"plan": plan}, store, "awaiting_approval")
+    text, blocks = render(
+        ex, books[PLAYBOOK], {"plan": plan}, store, "awaiting_approval", as_of=ex.updated_at
+    )
     out = ROOT / "out"
     out.mkdir(exist_ok=True)
     (out / "approval-message.json").write_text(
