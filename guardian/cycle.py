@@ -151,6 +151,11 @@ class Cycle:
         return decisions
 
     def _record(self, decision: Decision, at: datetime) -> None:
+        announced = f"announced:{decision.slo}"
+        if self.store.setting(announced) != decision.kind:
+            self.store.set_setting(announced, decision.kind, at)
+            if decision.kind == "notify":  # once per episode, not on every new reason
+                self.runner.notifier.announce(decision.slo, decision.reason)
         key = f"decision:{decision.slo}"
         text = f"{decision.kind}:{decision.playbook or ''}:{decision.reason}"
         if self.store.setting(key) != text:
@@ -166,8 +171,6 @@ class Cycle:
                 playbook=decision.playbook,
                 reason=decision.reason,
             )
-            if decision.kind == "notify":
-                self.runner.notifier.announce(decision.slo, decision.reason)
 
 
 def target_of(context: dict[str, Any]) -> str:

@@ -136,8 +136,10 @@ def setup_logging(fmt: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)
-    for noisy in ("apscheduler", "urllib3", "kubernetes", "slack_bolt", "slack_sdk"):
+    for noisy in ("kubernetes", "slack_bolt", "slack_sdk"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    for reported in ("apscheduler", "urllib3"):  # guardian logs what matters of these itself
+        logging.getLogger(reported).setLevel(logging.ERROR)
 
 
 # metrics ------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ Prometheus down, health and metrics."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -48,7 +49,14 @@ steps:
 class Daemon:
     """One ``guardian run`` process, its log in a file."""
 
-    def __init__(self, config: Path, identity: str, env: dict[str, str], log: Path) -> None:
+    def __init__(
+        self,
+        config: Path,
+        identity: str,
+        env: dict[str, str],
+        log: Path,
+        extra: list[str] | None = None,
+    ) -> None:
         self.identity = identity
         self.log = log
         self.process = subprocess.Popen(
@@ -63,6 +71,7 @@ class Daemon:
                 identity,
                 "--log-format",
                 "json",
+                *(extra or []),
             ],
             env=env,
             stdout=subprocess.DEVNULL,
@@ -124,9 +133,18 @@ def rig(lab: Lab, tmp_path: Path, postgres: PostgresServer) -> Iterator[dict[str
     kube = Kube.from_kubeconfig(str(lab.directory / "kubeconfig"), qps=50, burst=100)
     store = Store.open(url)
     daemons: list[Daemon] = []
+    labelled: list[str] = []
 
-    def start(identity: str) -> Daemon:
-        daemon = Daemon(config, identity, env, tmp_path / f"{identity}.log")
+    def nodes(label: str, count: int) -> list[str]:
+        names = _label(kube, label, count)
+        labelled.extend(names)
+        return names
+
+    def start(
+        identity: str, extra: list[str] | None = None, kubeconfig: Path | None = None
+    ) -> Daemon:
+        own = {**env, "KUBECONFIG": str(kubeconfig)} if kubeconfig else env
+        daemon = Daemon(config, identity, own, tmp_path / f"{identity}.log", extra)
         daemons.append(daemon)
         return daemon
 
@@ -139,10 +157,12 @@ def rig(lab: Lab, tmp_path: Path, postgres: PostgresServer) -> Iterator[dict[str
         "start": start,
         "lease": name,
         "lab": lab,
+        "nodes": nodes,
     }
     for daemon in daemons:
         if daemon.process.poll() is None:
             daemon.stop(signal.SIGKILL)
+    _release_nodes(kube, sorted(set(labelled)))
     store.close()
 
 
@@ -190,7 +210,7 @@ def test_the_leader_killed_mid_execution_is_replaced_and_no_step_runs_twice(
     rig: dict[str, Any],
 ) -> None:
     kube, store = rig["kube"], rig["store"]
-    names = _label(kube, "failover", 4)
+    names = rig["nodes"]("failover", 4)
     (rig["playbooks"] / "shed.yaml").write_text(
         SHED.format(label="failover", until=time.time() + 25)
     )
@@ -214,15 +234,22 @@ def test_the_leader_killed_mid_execution_is_replaced_and_no_step_runs_twice(
     kinds = [r.kind for r in store.history(execution)]
     assert kinds.count("applied") == 3 and kinds.count("planned") == 2
     assert len(_cordoned(kube, names)) == 3, "2 by the first step, 1 by the second"
+    assert follower.metric('guardian_executions{state="succeeded"}') == 1.0
+    assert follower.metric('guardian_approvals_total{decision="approved"}') == 2.0, "bob, auto"
+    assert follower.metric("guardian_kubernetes_requests_total") > 0
+    assert "guardian_burn_rate{" in follower.get("/metrics").text
+    lines = [json.loads(line) for line in follower.text().splitlines()]
+    mine = [line for line in lines if line.get("execution") == execution]
+    assert mine and all({"time", "level", "logger", "message"} <= set(m) for m in mine)
+    assert any("applied" in m["message"] for m in mine), "the new leader logs what it applied"
     print(f"failover: lease taken {takeover:.1f}s after kill -9, run done after {finished:.1f}s")
-    _release_nodes(kube, names)
 
 
 def test_sigterm_lets_the_step_in_flight_finish_and_releases_the_lease(
     rig: dict[str, Any],
 ) -> None:
     kube, store = rig["kube"], rig["store"]
-    names = _label(kube, "sigterm", 4)
+    names = rig["nodes"]("sigterm", 4)
     (rig["playbooks"] / "shed.yaml").write_text(
         SHED.format(label="sigterm", until=time.time() + 12)
     )
@@ -248,7 +275,6 @@ def test_sigterm_lets_the_step_in_flight_finish_and_releases_the_lease(
     assert store.applied_phases(execution) == [(0, 0), (0, 1), (1, 0)]
     assert len(_cordoned(kube, names)) == 3
     assert again.stop() == 0
-    _release_nodes(kube, names)
 
 
 def test_a_bad_config_is_refused_and_a_good_one_reloads(rig: dict[str, Any]) -> None:
@@ -327,3 +353,204 @@ def test_prometheus_down_means_blind_no_action_a_notification_then_recovery(
         assert store.executions() == []
         assert daemon.stop() == 0
         assert BOT not in daemon.text() and APP not in daemon.text()
+
+
+FLOWCONTROL = "/apis/flowcontrol.apiserver.k8s.io/v1"
+
+
+def _sa_token(kube: Kube, namespace: str, name: str) -> str:
+    token: str = kube.create(
+        f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token",
+        {"spec": {"expirationSeconds": 3600}},
+    )["status"]["token"]
+    return token
+
+
+def _apf_counts(lab: Lab, schema: str) -> tuple[float, float]:
+    """Requests the API server dispatched and rejected for ``schema``, from its /metrics."""
+    dispatched = rejected = 0.0
+    for line in lab.api("GET", "/metrics").text.splitlines():
+        if f'flow_schema="{schema}"' not in line:
+            continue
+        if line.startswith("apiserver_flowcontrol_dispatched_requests_total{"):
+            dispatched += float(line.rsplit(" ", 1)[1])
+        elif line.startswith("apiserver_flowcontrol_rejected_requests_total{"):
+            rejected += float(line.rsplit(" ", 1)[1])
+    return dispatched, rejected
+
+
+def _tight_priority_level(kube: Kube) -> None:
+    """ServiceAccounts guardian-429 (guardian's ClusterRole, and its Lease) and flood-429
+    (LIST nodes), whose requests for core and apps objects share one seat: the excess is
+    rejected with 429. The Lease stays outside, so only bucket-limited calls are counted."""
+    from guardian.testing.manifests import apply_manifests
+
+    apply_manifests(kube, ROOT / "deploy" / "rbac" / "guardian-rbac.yaml")
+    for name in ("guardian-429", "flood-429"):
+        kube.create("/api/v1/namespaces/default/serviceaccounts", {"metadata": {"name": name}})
+    rbac = "/apis/rbac.authorization.k8s.io/v1"
+    kube.create(
+        f"{rbac}/clusterroles",
+        {
+            "metadata": {"name": "flood-429"},
+            "rules": [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["list"]}],
+        },
+    )
+    kube.create(
+        f"{rbac}/namespaces/default/roles",
+        {
+            "metadata": {"name": "guardian-429-lease"},
+            "rules": [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+                       "verbs": ["get", "create", "update", "delete"]}],
+        },
+    )  # fmt: skip
+    for where, kind, role, account in (
+        ("clusterrolebindings", "ClusterRole", "guardian", "guardian-429"),
+        ("clusterrolebindings", "ClusterRole", "flood-429", "flood-429"),
+        ("namespaces/default/rolebindings", "Role", "guardian-429-lease", "guardian-429"),
+    ):
+        kube.create(
+            f"{rbac}/{where}",
+            {
+                "metadata": {"name": f"{role}-{account}"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": role},
+                "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": "default"}],
+            },
+        )
+    kube.create(
+        f"{FLOWCONTROL}/prioritylevelconfigurations",
+        {
+            "metadata": {"name": "tight-429"},
+            "spec": {
+                "type": "Limited",
+                "limited": {
+                    "nominalConcurrencyShares": 1,
+                    "lendablePercent": 0,
+                    "borrowingLimitPercent": 0,
+                    "limitResponse": {"type": "Reject"},
+                },
+            },
+        },
+    )
+    for precedence, name in ((90, "guardian-429"), (91, "flood-429")):
+        kube.create(
+            f"{FLOWCONTROL}/flowschemas",
+            {
+                "metadata": {"name": name},
+                "spec": {
+                    "priorityLevelConfiguration": {"name": "tight-429"},
+                    "matchingPrecedence": precedence,
+                    "rules": [
+                        {
+                            "subjects": [
+                                {"kind": "ServiceAccount",
+                                 "serviceAccount": {"name": name, "namespace": "default"}}
+                            ],
+                            "resourceRules": [
+                                {"verbs": ["*"], "apiGroups": ["", "apps"],
+                                 "resources": ["*"], "clusterScope": True,
+                                 "namespaces": ["*"]}
+                            ],
+                        }
+                    ],
+                },
+            },
+        )  # fmt: skip
+
+
+def test_under_429s_guardian_s_own_request_rate_stays_under_its_bucket(
+    rig: dict[str, Any],
+) -> None:
+    """guardian's requests share a one-seat priority level with a flood: the API server
+    rejects many of them; every retry still waits for the token bucket."""
+    import threading
+
+    kube, store, lab = rig["kube"], rig["store"], rig["lab"]
+    qps, burst = 2.0, 2
+    _tight_priority_level(kube)
+    names = rig["nodes"]("flood", 10)
+    (rig["playbooks"] / "shed.yaml").write_text(
+        SHED.format(label="flood", until=0)
+        .replace("count: 2", "count: 10")
+        .replace("max_share_per_step: 0.25", "max_share_per_step: 1.0")
+    )
+    server = f"https://127.0.0.1:{lab.ports['kube-apiserver']}"
+    ca = str(lab.directory / "pki" / "ca.crt")
+    kubeconfig = rig["config"].parent / "sa.kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\n"
+        f"clusters: [{{name: lab, cluster: {{server: '{server}',"
+        f" certificate-authority: '{ca}'}}}}]\n"
+        f"users: [{{name: sa, user: {{token: '{_sa_token(kube, 'default', 'guardian-429')}'}}}}]\n"
+        "contexts: [{name: sa, context: {cluster: lab, user: sa}}]\ncurrent-context: sa\n"
+    )
+    flood_token = _sa_token(kube, "default", "flood-429")
+    stop = threading.Event()
+    flooded: list[int] = []
+
+    def flood() -> None:
+        session = requests.Session()
+        session.headers["Authorization"] = f"Bearer {flood_token}"
+        while not stop.is_set():
+            answer = session.get(f"{server}/api/v1/nodes", verify=ca, timeout=10)
+            flooded.append(answer.status_code)
+
+    threads = [threading.Thread(target=flood, daemon=True)]
+    daemon = rig["start"]("replica-429", ["--qps", str(qps), "--burst", str(burst)], kubeconfig)
+    try:
+        eventually(daemon.leading, 30, "leader as guardian-429")
+        for thread in threads:
+            thread.start()
+        before = _apf_counts(lab, "guardian-429")
+        began = time.monotonic()
+        execution = _propose_and_approve(rig)
+        eventually(lambda: store.get(execution).state == "succeeded", 180, "the run finishes")
+        took = time.monotonic() - began
+        after = _apf_counts(lab, "guardian-429")
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=15)
+    sent = (after[0] - before[0]) + (after[1] - before[1])
+    rejected = after[1] - before[1]
+    print(
+        f"429s: guardian sent {sent:.0f} requests in {took:.1f}s ({sent / took:.2f}/s, bucket "
+        f"{qps}/s burst {burst}); the API server rejected {rejected:.0f}; the flood got "
+        f"{flooded.count(429)} 429s of {len(flooded)}; guardian counted "
+        f"{daemon.metric('guardian_kubernetes_requests_total'):.0f} requests, "
+        f"{daemon.metric('guardian_kubernetes_retries_total'):.0f} retries"
+    )
+    assert rejected > 0, "the API server answered guardian with 429s"
+    assert daemon.metric("guardian_kubernetes_retries_total") >= rejected
+    assert sent <= qps * took + burst, "retries waited for the bucket too"
+    assert len(_cordoned(kube, names)) == 10
+    assert daemon.stop() == 0
+    for path in (
+        f"{FLOWCONTROL}/flowschemas/guardian-429",
+        f"{FLOWCONTROL}/flowschemas/flood-429",
+        f"{FLOWCONTROL}/prioritylevelconfigurations/tight-429",
+    ):
+        kube.delete(path)
+
+
+def test_slack_http_mode_shares_the_daemon_s_port(rig: dict[str, Any]) -> None:
+    secret = "daemon-signing-secret"
+    with SlackEmulator(BOT, APP, secret) as emulator:
+        (rig["config"] / "slack.yaml").write_text(
+            "version: guardian/v1\n"
+            f"slack: {{channel: C_SRE, mode: http, api_url: '{emulator.base_url}'}}\n"
+        )
+        rig["env"].update(SLACK_BOT_TOKEN=BOT, SLACK_SIGNING_SECRET=secret)
+        (rig["playbooks"] / "shed.yaml").write_text(SHED.format(label="http", until=0))
+        daemon = rig["start"]("replica-http")
+        url = f"http://127.0.0.1:{daemon.port}/slack/events"
+        form = emulator.slash_payload("playbooks", "U_CAROL", "C_SRE")
+        status, _ = emulator.signed_post(url, form)
+        assert status == 200
+        emulator.wait_for(lambda: len(emulator.responses) == 1, timeout=30)
+        assert emulator.responses[0]["text"] == "slow-shed: cordon, again"
+        forged, _ = emulator.signed_post(url, form, secret="not-the-secret")
+        assert forged == 401
+        assert daemon.get("/healthz").status_code == 200, "one port for both"
+        assert daemon.stop() == 0
+        assert secret not in daemon.text() and BOT not in daemon.text()

@@ -61,7 +61,7 @@ class Rig:
     cycle: Cycle
 
     def message(self) -> Any:
-        roots = [m for m in self.emulator.messages.values() if m.thread_ts is None]
+        roots = [m for m in self.emulator.messages.values() if m.thread_ts is None and m.blocks]
         assert len(roots) == 1, roots
         return roots[0]
 

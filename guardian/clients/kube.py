@@ -88,15 +88,16 @@ class Kube:
                 k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
             except k8s_config.ConfigException as exc:
                 raise ConfigError(f"in-cluster config: {exc}") from None
-            return cls(k8s.ApiClient(configuration), TokenBucket(qps, burst))
+            return cls(_api_client(configuration), TokenBucket(qps, burst))
+        configuration = k8s.Configuration()
         try:
-            api_client = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
-                config_file=path, context=context
+            k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
+                config_file=path, context=context, client_configuration=configuration
             )
         except (k8s_config.ConfigException, OSError) as exc:
             where = path or "$KUBECONFIG or ~/.kube/config"
             raise ConfigError(f"{where}: cannot load kubeconfig: {exc}") from None
-        return cls(api_client, TokenBucket(qps, burst))
+        return cls(_api_client(configuration), TokenBucket(qps, burst))
 
     @classmethod
     def from_token(
@@ -108,7 +109,7 @@ class Kube:
         configuration.api_key = {"authorization": token}
         configuration.api_key_prefix = {"authorization": "Bearer"}
         configuration.ssl_ca_cert = ca_file
-        return cls(k8s.ApiClient(configuration), TokenBucket(qps, burst))
+        return cls(_api_client(configuration), TokenBucket(qps, burst))
 
     def get(self, path: str, query: dict[str, str] | None = None) -> JSON:
         """GET one object (or one page)."""
@@ -226,6 +227,14 @@ class Kube:
             raise _classify(method, path, response.status, raw, response.headers)
         decoded: JSON = json.loads(raw) if raw else {}
         return decoded
+
+
+def _api_client(configuration: Any) -> Any:
+    """An API client whose connection pool retries nothing by itself: urllib3 would otherwise
+    resend a GET answered 429 with Retry-After, past guardian's token bucket. Every retry is
+    guardian's own (``Kube.request``), and waits for a token."""
+    configuration.retries = urllib3.util.Retry(total=0, respect_retry_after_header=False)
+    return k8s.ApiClient(configuration)
 
 
 def _classify(method: str, path: str, status: int, body: Any, headers: Any) -> KubernetesError:

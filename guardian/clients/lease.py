@@ -75,6 +75,7 @@ class Leadership:
 
     def _campaign(self) -> None:
         duration, renew, retry = self._timings
+        failure = ""
         while not self._lock.stopped:
             config = electionconfig.Config(  # type: ignore[no-untyped-call]
                 self._lock, duration, renew, retry, self._started, self._stopped
@@ -82,8 +83,18 @@ class Leadership:
             try:
                 election = leaderelection.LeaderElection(config)  # type: ignore[no-untyped-call]
                 election.run()  # type: ignore[no-untyped-call]
-            except Exception:  # the election outlives one bad answer
-                log.exception("lease %s/%s: election failed; retrying", self.namespace, self.name)
+                failure = ""
+            except Exception as exc:  # the election outlives one bad answer
+                text = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                if text != failure:  # once per kind of failure, not every retry
+                    log.warning(
+                        "lease %s/%s: election failed (%s); retrying every %ds",
+                        self.namespace,
+                        self.name,
+                        text[:300],
+                        retry,
+                    )
+                failure = text
             self.leading.clear()
             if not self._lock.stopped:
                 threading.Event().wait(retry)
