@@ -2,14 +2,14 @@
 
 Input: a config file or directory (with its ``daemon:`` section), a kubeconfig or the pod's
 service account. Output: APScheduler jobs — evaluation every ``interval`` (coalesced, one
-at a time, misfires logged), and progress (approval expiry and moving executions) every
+at a time, misfires logged), approval expiry and execution progress, each every
 ``progress_interval``; leader election on a Kubernetes Lease, so that only the leader
 decides and acts while followers keep evaluating for their metrics; one HTTP port with
 ``/healthz``, ``/readyz``, ``/metrics`` and, in Slack's HTTP mode, ``/slack/events``; logs as
 JSON lines (text on a terminal). SIGHUP, or a change in a config or playbook file (a
 mounted ConfigMap), reloads after validating; a bad new config is refused with one log
-line and the running one stays. SIGTERM lets the step in flight reach its next persisted
-boundary, releases the Lease and exits 0.
+line and the running one stays. SIGTERM lets the step in flight finish (no other starts),
+releases the Lease and exits 0.
 """
 
 from __future__ import annotations
@@ -350,6 +350,14 @@ class Daemon:
             **common,
         )
         self.scheduler.add_job(
+            self.expiry_job,
+            "interval",
+            seconds=settings.progress_interval,
+            id="expiry",
+            misfire_grace_time=settings.progress_interval,
+            **common,
+        )
+        self.scheduler.add_job(
             self.watch_job, "interval", seconds=RELOAD_CHECK, id="watch", **common
         )
         self.scheduler.start()
@@ -447,6 +455,15 @@ class Daemon:
         """Expire approvals and move open executions (the leader only)."""
         if self.leading and not self.runner.stopping.is_set():
             self.runner.advance_all()
+
+    def expiry_job(self) -> None:
+        """Expire approvals past their deadline (the leader only; not held up by a long step
+        in the progress job)."""
+        if self.leading:
+            for execution in self.runner.expire_due():
+                log.info(
+                    "execution %s: approval expired", execution, extra={"execution": execution}
+                )
 
     def watch_job(self) -> None:
         """Reload when a config or playbook file changed (a mounted ConfigMap updates)."""
