@@ -1,11 +1,16 @@
-"""A loopback HTTP proxy in front of the real Prometheus that fails the first requests."""
+"""Misbehaving HTTP servers on loopback: a proxy in front of the real Prometheus that fails
+requests, and a server that answers every query with a chosen odd answer (a bad body, a
+trickle of one byte a second, silence, a redirect)."""
 
 from __future__ import annotations
 
 import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 
@@ -95,3 +100,101 @@ class FailingProxy:
     ) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What ``OddPrometheus`` sends back to one request."""
+
+    body: bytes = b""
+    status: int = 200
+    content_type: str = "application/json"
+    headers: tuple[tuple[str, str], ...] = ()
+    trickle: float = 0.0
+    """Seconds between body bytes (after the headers); 0 sends the body at once."""
+    hang: bool = False
+    """Read the request, then never answer."""
+    repeat: int = 1
+    """Send the body this many times."""
+    declare_length: bool = True
+    """Send Content-Length; without it the body ends when the connection closes."""
+
+
+class OddPrometheus:
+    """A real HTTP server on 127.0.0.1 that answers each query with ``answer(promql)``."""
+
+    def __init__(self, answer: Answer | Callable[[str], Answer]) -> None:
+        self.answer = answer if callable(answer) else (lambda _: answer)
+        self.queries: list[str] = []
+        self.port = free_port()
+        self._stop = threading.Event()
+        odd = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                form = urllib.parse.parse_qs(raw.decode("utf-8", "replace"))
+                promql = form.get("query", [""])[0]
+                odd.queries.append(promql)
+                self._send(odd.answer(promql))
+
+            def do_GET(self) -> None:
+                self.do_POST()
+
+            def _send(self, answer: Answer) -> None:
+                if answer.hang:
+                    odd._stop.wait()
+                    return
+                self.send_response(answer.status)
+                self.send_header("Content-Type", answer.content_type)
+                for name, value in answer.headers:
+                    self.send_header(name, value)
+                if answer.declare_length:
+                    self.send_header("Content-Length", str(len(answer.body) * answer.repeat))
+                self.end_headers()
+                try:
+                    for _ in range(answer.repeat):
+                        self._write(answer)
+                except OSError:
+                    return  # the client hung up, as it should when it gives up
+
+            def _write(self, answer: Answer) -> None:
+                if not answer.trickle:
+                    self.wfile.write(answer.body)
+                    return
+                for index in range(len(answer.body)):
+                    if odd._stop.wait(answer.trickle):
+                        return
+                    self.wfile.write(answer.body[index : index + 1])
+                    self.wfile.flush()
+
+            def log_message(self, format: str, *args: object) -> None:
+                return
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._server.daemon_threads = True
+        self._server.block_on_close = False
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> OddPrometheus:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._stop.set()
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def elapsed(since: float) -> float:
+    """Seconds on the monotonic clock since ``since``."""
+    return time.monotonic() - since

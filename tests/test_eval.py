@@ -259,8 +259,9 @@ def test_an_answer_that_is_not_prometheus_json_is_unavailable(config_path: Path)
     page = b"<html>login required</html>"
     with FailingProxy(config.prometheus.url, failures=5, status=200, payload=page) as proxy:
         client = PrometheusClient(replace(config.prometheus, url=proxy.url), sleep=lambda _: None)
-        with pytest.raises(PrometheusUnavailable, match="not Prometheus JSON"):
+        with pytest.raises(PrometheusUnavailable, match=r"bad answer .*: not JSON"):
             client.instant("vector(1)")
+        assert proxy.requests == 1, "a bad answer is not retried"
 
 
 def test_invalid_promql_is_a_config_error_not_retried(config_path: Path) -> None:

@@ -1,35 +1,45 @@
-"""Prometheus client: PromQL in, samples out, through prometheus-api-client.
+"""Prometheus client: PromQL in, checked samples out, over HTTP with one deadline per query.
 
 Input: ``PrometheusSettings`` and PromQL strings. Output: ``InstantSample`` / ``RangeSeries``
-lists. Called by ``guardian.pipeline`` (evaluation, backtest) and by the CLI. The SDK's own
-urllib3 retries are switched off; transient failures (connection errors, timeouts, 429, 5xx)
-are retried once here with tenacity, then raised as ``PrometheusUnavailable``. A query
-Prometheus rejects as invalid (400) is a ``ConfigError``: the PromQL came from the user.
+lists. Called by ``guardian.pipeline`` (evaluation, backtest) and by the CLI.
+
+Each query has one deadline, ``prometheus.timeout``, for the whole exchange: connecting, the
+headers, and every byte of the body (read in chunks against a monotonic clock, so a server
+that trickles one byte a second is cut at the deadline, not after each quiet read). Transient
+failures (connection errors, 429, 5xx) are retried once, inside the same deadline, with
+tenacity; nothing else retries. Answers are capped at ``MAX_ANSWER_BYTES`` and checked field
+by field: anything that is not the Prometheus answer asked for (no ``data``, ``status:
+error``, a matrix for a vector, a value that is not a number, not JSON) is a
+``PrometheusUnavailable`` naming what is wrong; so is a redirect, which is never followed.
+A query Prometheus rejects as invalid (400) is a ``ConfigError``: the PromQL came from the
+user. Values are passed on as read, NaN and infinities included: the pipeline judges them.
 """
 
 from __future__ import annotations
 
-import ast
 import json
 import os
-import re
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn, TypeVar
+from urllib.parse import urlsplit
 
 import requests
 import tenacity
-from prometheus_api_client import PrometheusConnect
-from prometheus_api_client.exceptions import PrometheusApiClientException
-from urllib3.util.retry import Retry
+import urllib3
 
 from guardian.config.model import PrometheusSettings
 from guardian.errors import ConfigError, PrometheusUnavailable
 
-# Queries longer than this go in a form body: a URL of a thousand SLOs would be too long.
-_MAX_URL_QUERY = 6000
+MAX_ANSWER_BYTES = 50 * 1024 * 1024
+"""Largest answer read; a bigger one is a bad answer, not a reason to run out of memory."""
+
+_CHUNK = 64 * 1024
+ResultType = Literal["vector", "matrix"]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -49,11 +59,15 @@ class RangeSeries:
 
 
 class _Transient(Exception):
-    """Worth one more try."""
+    """Worth one more try, if the deadline leaves time for it."""
+
+
+class _BadAnswer(Exception):
+    """Prometheus answered, but not with what was asked for; never retried."""
 
 
 class PrometheusClient:
-    """A small, synchronous PromQL client with one retry for transient failures.
+    """A small, synchronous PromQL client: one deadline per query, one retry inside it.
 
     Safe to share between threads (the pipeline runs window queries in parallel).
     """
@@ -63,37 +77,25 @@ class PrometheusClient:
         settings: PrometheusSettings,
         sleep: Callable[[float], None] = tenacity.nap.sleep,
         retry_wait: float = 0.5,
+        max_answer_bytes: int = MAX_ANSWER_BYTES,
     ) -> None:
         self.settings = settings
         self.queries = 0
+        self.max_answer_bytes = max_answer_bytes
         self._count_lock = threading.Lock()
         self._headers = _headers(settings)
         self._auth = _basic_auth(settings)
+        self._sleep = sleep
+        self._retry_wait = retry_wait
         session = requests.Session()
         session.verify = _verify(settings)
         self._session = session
-        self._api = PrometheusConnect(
-            url=settings.url,
-            headers=self._headers,
-            retry=Retry(total=0, raise_on_status=False),
-            auth=self._auth,
-            session=session,
-            timeout=settings.timeout,
-            method="POST",
-        )
-        self._retrying = tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(2),
-            wait=tenacity.wait_fixed(retry_wait),
-            retry=tenacity.retry_if_exception_type(_Transient),
-            sleep=sleep,
-            reraise=True,
-        )
 
     def instant(self, promql: str, at: datetime | None = None) -> list[InstantSample]:
         """Evaluate ``promql`` at ``at`` (now when ``None``)."""
         params = {} if at is None else {"time": f"{at.timestamp():.3f}"}
-        result = self._call("query", promql, params)
-        return [InstantSample(dict(item["metric"]), float(item["value"][1])) for item in result]
+        data = self._call("query", promql, params)
+        return self._checked(lambda: _instant(data))
 
     def range(self, promql: str, start: datetime, end: datetime, step: int) -> list[RangeSeries]:
         """Evaluate ``promql`` at every ``step`` seconds from ``start`` to ``end``."""
@@ -102,11 +104,8 @@ class PrometheusClient:
             "end": f"{end.timestamp():.3f}",
             "step": str(step),
         }
-        result = self._call("query_range", promql, params)
-        return [
-            RangeSeries(dict(item["metric"]), [(float(t), float(v)) for t, v in item["values"]])
-            for item in result
-        ]
+        data = self._call("query_range", promql, params)
+        return self._checked(lambda: _range(data))
 
     def ping(self) -> None:
         """Raise ``PrometheusUnavailable`` unless Prometheus answers a trivial query."""
@@ -116,83 +115,221 @@ class PrometheusClient:
         """Release the HTTP connections."""
         self._session.close()
 
-    def _call(self, endpoint: str, promql: str, params: dict[str, str]) -> list[Any]:
+    def _checked(self, read: Callable[[], T]) -> T:
         try:
-            result: list[Any] = self._retrying.copy()(self._once, endpoint, promql, params)
+            return read()
+        except _BadAnswer as exc:
+            raise PrometheusUnavailable(self._bad(str(exc))) from None
+
+    def _bad(self, detail: str) -> str:
+        return f"bad answer from Prometheus at {self.settings.url}: {detail}"
+
+    def _call(self, endpoint: str, promql: str, params: dict[str, str]) -> dict[str, Any]:
+        timeout = self.settings.timeout
+        deadline = time.monotonic() + timeout
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(2) | tenacity.stop_before_delay(timeout),
+            wait=tenacity.wait_fixed(self._retry_wait),
+            retry=tenacity.retry_if_exception_type(_Transient),
+            sleep=self._sleep,
+            reraise=True,
+        )
+        try:
+            data: dict[str, Any] = retrying(self._once, endpoint, promql, params, deadline)
         except _Transient as exc:
             raise PrometheusUnavailable(
                 f"cannot query Prometheus at {self.settings.url}: {exc}"
             ) from None
-        return result
+        except _BadAnswer as exc:
+            raise PrometheusUnavailable(self._bad(str(exc))) from None
+        return data
 
-    def _once(self, endpoint: str, promql: str, params: dict[str, str]) -> list[Any]:
+    def _once(
+        self, endpoint: str, promql: str, params: dict[str, str], deadline: float
+    ) -> dict[str, Any]:
         with self._count_lock:
             self.queries += 1
+        remaining = self._remaining(deadline)
         try:
-            if len(promql) <= _MAX_URL_QUERY:
-                return self._via_sdk(endpoint, promql, params)
             response = self._session.post(
                 f"{self.settings.url}/api/v1/{endpoint}",
                 data={"query": promql, **params},
                 headers=self._headers,
                 auth=self._auth,
-                timeout=self.settings.timeout,
+                timeout=(remaining, remaining),
                 # explicit: requests prefers $REQUESTS_CA_BUNDLE over session.verify
                 verify=self._session.verify,
+                stream=True,
+                allow_redirects=False,
             )
         except requests.Timeout:
-            raise _Transient(f"no answer within {self.settings.timeout}s") from None
+            raise _Transient(self._late()) from None
         except requests.ConnectionError as exc:
             raise _Transient(_connection_reason(exc)) from None
-        except ValueError:  # includes requests' JSONDecodeError
-            raise _Transient("the answer is not Prometheus JSON") from None
         except requests.RequestException as exc:
             raise _Transient(f"{type(exc).__name__}: {str(exc)[:200]}") from None
-        return _result(response)
+        with response:
+            if response.is_redirect:
+                raise _BadAnswer(_redirect(response))
+            body = self._body(response, deadline)
+        return _document(response, body)
 
-    def _via_sdk(self, endpoint: str, promql: str, params: dict[str, str]) -> list[Any]:
-        try:
-            if endpoint == "query":
-                data: list[Any] = self._api.custom_query(promql, params=params)
-            else:
-                data = self._api.custom_query_range(
-                    promql,
-                    start_time=datetime.fromtimestamp(float(params["start"])),
-                    end_time=datetime.fromtimestamp(float(params["end"])),
-                    step=params["step"],
-                )
-        except PrometheusApiClientException as exc:
-            _raise_for(str(exc))
-        if data and isinstance(data[0], int | float):
-            return [{"metric": {}, "value": data}]
-        return data
+    def _remaining(self, deadline: float) -> float:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise _Transient(self._late())
+        return remaining
+
+    def _late(self) -> str:
+        return f"no complete answer within {self.settings.timeout}s"
+
+    def _body(self, response: requests.Response, deadline: float) -> bytes:
+        """The whole body, read chunk by chunk until ``deadline``, at most the size cap."""
+        cap = self.max_answer_bytes
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > cap:
+            raise _BadAnswer(_too_large(cap))
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            _read_timeout(response, self._remaining(deadline))
+            try:
+                chunk = response.raw.read1(_CHUNK, decode_content=True)
+            except (urllib3.exceptions.ReadTimeoutError, TimeoutError):
+                raise _Transient(self._late()) from None
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
+                raise _Transient(f"the answer broke off: {type(exc).__name__}") from None
+            if not chunk:
+                return b"".join(chunks)
+            size += len(chunk)
+            if size > cap:
+                raise _BadAnswer(_too_large(cap))
+            chunks.append(chunk)
 
 
-def _result(response: requests.Response) -> list[Any]:
-    if response.status_code == 200:
-        try:
-            body = response.json()
-        except ValueError:
-            raise _Transient("the answer is not Prometheus JSON") from None
-        data: list[Any] = body["data"]["result"]
-        if body["data"].get("resultType") == "scalar":
-            return [{"metric": {}, "value": data}]
-        return data
-    _raise_status(response.status_code, _error_text(response.text))
+def _read_timeout(response: requests.Response, seconds: float) -> None:
+    """Let no single socket read outlive the deadline."""
+    connection = getattr(response.raw, "connection", None)
+    sock = getattr(connection, "sock", None)
+    if sock is not None:
+        sock.settimeout(seconds)
 
 
-def _raise_for(message: str) -> NoReturn:
-    """Classify the SDK's ``HTTP Status Code 503 (b'...')`` message."""
-    match = re.match(r"HTTP Status Code (\d+) \((.*)\)$", message, re.DOTALL)
-    if match is None:
-        raise _Transient(message[:200])
-    body = match.group(2)
+def _too_large(cap: int) -> str:
+    return f"the answer is larger than {cap / 1024 / 1024:g} MB"
+
+
+def _redirect(response: requests.Response) -> str:
+    target = urlsplit(response.headers.get("Location", ""))
+    where = f"{target.scheme}://{target.netloc.rpartition('@')[2]}{target.path}"
+    if not target.netloc:
+        where = target.path or "(no Location)"
+    return (
+        f"HTTP {response.status_code}, a redirect to {where[:200]}; guardian follows no "
+        "redirects: set prometheus.url to the address that answers"
+    )
+
+
+def _document(response: requests.Response, body: bytes) -> dict[str, Any]:
+    """The ``data`` object of a successful answer; raises for anything else."""
+    status = response.status_code
+    if status != 200:
+        _raise_status(status, _error_text(body))
     try:
-        text = ast.literal_eval(body)
-        body = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
-    except (ValueError, SyntaxError):
-        pass
-    _raise_status(int(match.group(1)), _error_text(body))
+        doc = json.loads(body)
+    except (ValueError, RecursionError):
+        kind = response.headers.get("Content-Type", "none").split(";")[0]
+        raise _BadAnswer(f"not JSON (Content-Type: {kind})") from None
+    if not isinstance(doc, dict):
+        raise _BadAnswer("not a JSON object")
+    if doc.get("status") != "success":
+        if doc.get("status") == "error":
+            raise _BadAnswer(f"status error: {_one_line(doc.get('error'))}")
+        raise _BadAnswer(f'status is {_json(doc.get("status"))}, not "success"')
+    data = doc.get("data")
+    if not isinstance(data, dict) or "result" not in data:
+        raise _BadAnswer("no data.result")
+    return data
+
+
+def _instant(data: dict[str, Any]) -> list[InstantSample]:
+    kind, result = _result(data, "vector")
+    if kind == "scalar":
+        return [InstantSample({}, _point(result, "data.result")[1])]
+    return [
+        InstantSample(
+            _labels(item, f"data.result[{i}]"),
+            _point(_field(item, "value", f"data.result[{i}]"), f"data.result[{i}].value")[1],
+        )
+        for i, item in enumerate(result)
+    ]
+
+
+def _range(data: dict[str, Any]) -> list[RangeSeries]:
+    _, result = _result(data, "matrix")
+    series: list[RangeSeries] = []
+    for i, item in enumerate(result):
+        where = f"data.result[{i}]"
+        values = _field(item, "values", where)
+        if not isinstance(values, list):
+            raise _BadAnswer(f"{where}.values is not a list of [time, value]")
+        points = [_point(v, f"{where}.values[{j}]") for j, v in enumerate(values)]
+        series.append(RangeSeries(_labels(item, where), points))
+    return series
+
+
+def _result(data: dict[str, Any], wanted: ResultType) -> tuple[str, Any]:
+    kind = data.get("resultType")
+    allowed = ("vector", "scalar") if wanted == "vector" else ("matrix",)
+    if kind not in allowed:
+        raise _BadAnswer(f"data.resultType is {_json(kind)}, not {wanted}")
+    result = data["result"]
+    if kind != "scalar" and not isinstance(result, list):
+        raise _BadAnswer("data.result is not a list")
+    return str(kind), result
+
+
+def _field(item: Any, name: str, where: str) -> Any:
+    if not isinstance(item, dict) or name not in item:
+        raise _BadAnswer(f"{where}.{name} is missing")
+    return item[name]
+
+
+def _labels(item: Any, where: str) -> dict[str, str]:
+    metric = _field(item, "metric", where)
+    if not isinstance(metric, dict) or not all(isinstance(v, str) for v in metric.values()):
+        raise _BadAnswer(f"{where}.metric is not an object of strings")
+    return dict(metric)
+
+
+def _point(raw: Any, where: str) -> tuple[float, float]:
+    if not isinstance(raw, list) or len(raw) != 2:
+        raise _BadAnswer(f"{where} is not [time, value]")
+    stamp, value = raw
+    if isinstance(stamp, bool) or not isinstance(stamp, int | float):
+        raise _BadAnswer(f"{where}[0] is not a time: {_json(stamp)}")
+    return float(stamp), _number(value, f"{where}[1]")
+
+
+def _number(raw: Any, where: str) -> float:
+    """A sample value: Prometheus writes them as strings ("1.5", "NaN", "+Inf")."""
+    if isinstance(raw, int | float) and not isinstance(raw, bool):
+        return float(raw)
+    if isinstance(raw, str):
+        try:
+            return float(raw)
+        except ValueError:
+            pass
+    raise _BadAnswer(f"{where} is not a number: {_json(raw)}")
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value)[:60]
+
+
+def _one_line(value: Any) -> str:
+    lines = str(value).strip().splitlines()
+    return lines[0][:300] if lines else ""
 
 
 def _raise_status(status: int, detail: str) -> NoReturn:
@@ -203,14 +340,14 @@ def _raise_status(status: int, detail: str) -> NoReturn:
     raise PrometheusUnavailable(f"Prometheus answered HTTP {status}: {detail}")
 
 
-def _error_text(body: str) -> str:
+def _error_text(body: bytes) -> str:
+    text = body.decode("utf-8", "replace")
     try:
-        parsed = json.loads(body)
-        text = str(parsed.get("error", "")) if isinstance(parsed, dict) else body
-    except ValueError:
-        text = body
-    lines = text.strip().splitlines()
-    return lines[0][:300] if lines else ""
+        parsed = json.loads(text)
+        text = str(parsed.get("error", "")) if isinstance(parsed, dict) else text
+    except (ValueError, RecursionError):
+        pass
+    return _one_line(text)
 
 
 def _connection_reason(exc: requests.ConnectionError) -> str:
