@@ -119,6 +119,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     act.add_argument("--qps", type=float, default=5.0, help="API requests per second (default 5)")
     act.add_argument("--burst", type=int, default=10, help="token bucket burst (default 10)")
+    act.add_argument(
+        "-c",
+        "--config",
+        help="config whose policy.protected_subjects and policy.max_changes apply "
+        "(default: the built-in protections and at most 200 changes)",
+    )
     _format_arg(act)
     act.set_defaults(handler=_cmd_act)
 
@@ -283,7 +289,7 @@ def _catalogue() -> dict[str, Any]:
 def _cmd_act(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    from guardian.actions import execute
+    from guardian.actions import Guardrails, execute
     from guardian.actions.base import verify_until
     from guardian.clients.kube import Kube
 
@@ -297,8 +303,13 @@ def _cmd_act(args: argparse.Namespace) -> int:
         message = str((first.get("ctx") or {}).get("error", first["msg"]))
         raise UsageError(f"--set {where}: {message}") from None
     wait = _duration(args.wait, "--wait") if args.wait not in ("0", "0s") else 0
+    guardrails = Guardrails()
+    if args.config:
+        policy = load_config(args.config).policy
+        guardrails = Guardrails(policy.protected_subjects, policy.max_changes)
     kube = Kube.from_kubeconfig(args.kubeconfig, args.context, args.qps, args.burst)
-    plan = action.plan(kube, params)
+    plan = action.plan(kube, params, guardrails)
+    guardrails.check(plan)
     outcome = execute(kube, plan, dry_run=args.dry_run)
     if not args.dry_run:
         outcome.problems = verify_until(lambda: action.verify(kube, plan), wait)
@@ -315,6 +326,8 @@ def _cmd_act(args: argparse.Namespace) -> int:
         print(json.dumps(doc, indent=2))
     else:
         print(f"{args.action} {plan.target}{' (dry run: nothing changed)' if args.dry_run else ''}")
+        for note in plan.notes:
+            print(f"note: {note}")
         print(plan.diff())
         for line in outcome.applied:
             print(f"{'checked' if args.dry_run else 'applied'}: {line}")

@@ -281,7 +281,13 @@ def _schedulable(kube: Kube) -> int:
 def test_shed_nodes_cordons_in_batches_and_the_floor_holds(kube: Kube) -> None:
     from guardian.actions.shed_nodes import ShedNodesParams
 
-    params = ShedNodesParams(percent=50, min_nodes=NODES - 3, max_share_per_step=0.05, order="name")
+    params = ShedNodesParams(
+        percent=50,
+        min_nodes=NODES - 3,
+        max_share_per_step=0.05,
+        max_share_per_run=0.2,
+        order="name",
+    )
     action = CATALOGUE["shed-nodes"]
     plan = action.plan(kube, params)
     assert [c.batch for c in plan.changes] == [0, 1, 2]
@@ -301,7 +307,10 @@ def test_a_stop_between_batches_leaves_the_rest_alone(kube: Kube) -> None:
     from guardian.actions.shed_nodes import ShedNodesParams
 
     plan = CATALOGUE["shed-nodes"].plan(
-        kube, ShedNodesParams(count=4, min_nodes=1, max_share_per_step=0.1, order="name")
+        kube,
+        ShedNodesParams(
+            count=4, min_nodes=1, max_share_per_step=0.1, max_share_per_run=0.2, order="name"
+        ),
     )
     outcome = execute(kube, plan, between_batches=lambda b: False)
     assert outcome.problems == ["stopped after batch 1"]

@@ -110,10 +110,24 @@ def test_shed_by_scaling_a_machine_deployment_above_the_floor(kube: Kube) -> Non
     params = ShedNodesParams(percent=80, min_nodes=4, machine_deployment="default/crd-case")
     plan = CATALOGUE["shed-nodes"].plan(kube, params)
     assert [c.description for c in plan.changes] == [
-        "scale MachineDeployment default/crd-case 10 → 4"
+        "scale MachineDeployment default/crd-case 10 → 9"
+    ], "at most a tenth per run by default"
+    floor = params.model_copy(update={"max_share_per_run": 0.5, "min_nodes": 6})
+    plan = CATALOGUE["shed-nodes"].plan(kube, floor)
+    assert [c.description for c in plan.changes] == [
+        "scale MachineDeployment default/crd-case 10 → 6"
+    ]
+    assert plan.notes == (
+        "10 replicas; shedding 4 (asked 8, floor 6, at most 5 per run)",
+        "floor holds: 4 fewer than asked",
+    )
+    share = params.model_copy(update={"max_share_per_run": 0.5})
+    plan = CATALOGUE["shed-nodes"].plan(kube, share)
+    assert [c.description for c in plan.changes] == [
+        "scale MachineDeployment default/crd-case 10 → 5"
     ]
     execute(kube, plan)
-    assert kube.get(path)["spec"]["replicas"] == 4
+    assert kube.get(path)["spec"]["replicas"] == 5
     undo(kube, plan)
     assert kube.get(path)["spec"]["replicas"] == 10
 

@@ -472,7 +472,7 @@ def test_under_429s_guardian_s_own_request_rate_stays_under_its_bucket(
     (rig["playbooks"] / "shed.yaml").write_text(
         SHED.format(label="flood", until=0)
         .replace("count: 2", "count: 10")
-        .replace("max_share_per_step: 0.25", "max_share_per_step: 1.0")
+        .replace("max_share_per_step: 0.25", "max_share_per_step: 1.0, max_share_per_run: 0.5")
     )
     server = f"https://127.0.0.1:{lab.ports['kube-apiserver']}"
     ca = str(lab.directory / "pki" / "ca.crt")

@@ -387,7 +387,10 @@ def test_a_plan_beyond_the_blast_radius_fails_before_any_change(
 ) -> None:
     store = Store.open(f"sqlite:///{tmp_path / 'radius.db'}")
     books = _books(
-        tmp_path, FAILING.replace("guardian-test=undo", "").replace("count: 2", "count: 5")
+        tmp_path,
+        FAILING.replace("guardian-test=undo", "").replace(
+            "count: 2", "count: 5, max_share_per_run: 0.25"
+        ),
     )
     runner = _runner(lab, kube, store, books, max_changes=3)
     ex = runner.propose("shed-then-check", {"params": {}}, "alice", "console")

@@ -1,15 +1,44 @@
-"""The action catalogue: name → parameters model, ``plan`` and ``verify``."""
+"""The action catalogue: name → parameters model, ``plan`` and ``verify``.
+
+``plan(kube, params, guardrails)`` takes the configured ``Guardrails`` (protected subjects,
+blast radius) as an optional third argument; without it the built-in limits still hold.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel
 
 from guardian.actions import pause_rollout, scale_apiserver, shed_nodes, throttle_client
-from guardian.actions.base import KubeAPI, Outcome, Plan, execute, undo
+from guardian.actions.base import (
+    BUILT_IN,
+    Guardrails,
+    KubeAPI,
+    Outcome,
+    Plan,
+    Refused,
+    execute,
+    undo,
+)
+
+
+class Planner(Protocol):
+    """An action's ``plan``: parameters (and the configured guardrails) → a ``Plan``."""
+
+    def __call__(self, kube: KubeAPI, params: Any, guardrails: Guardrails = ..., /) -> Plan: ...
+
+
+def _unguarded(plan: Callable[[KubeAPI, Any], Plan]) -> Planner:
+    """A ``plan`` that has no configurable guardrail of its own."""
+
+    def planner(kube: KubeAPI, params: Any, guardrails: Guardrails = BUILT_IN, /) -> Plan:
+        del guardrails
+        return plan(kube, params)
+
+    return planner
 
 
 @dataclass(frozen=True)
@@ -18,7 +47,7 @@ class Action:
 
     name: str
     params: type[BaseModel]
-    plan: Callable[[KubeAPI, Any], Plan]
+    plan: Planner
     verify: Callable[[KubeAPI, Plan], list[str]]
     summary: str
 
@@ -27,21 +56,21 @@ CATALOGUE: dict[str, Action] = {
     "pause-rollout": Action(
         "pause-rollout",
         pause_rollout.PauseRolloutParams,
-        pause_rollout.plan,
+        _unguarded(pause_rollout.plan),
         pause_rollout.verify,
         "pause a Deployment/StatefulSet/DaemonSet/Rollout (rollback, quarantine)",
     ),
     "scale-apiserver": Action(
         "scale-apiserver",
         scale_apiserver.ScaleApiserverParams,
-        scale_apiserver.plan,
+        _unguarded(scale_apiserver.plan),
         scale_apiserver.verify,
         "add API-server replicas to a hosted control plane, never above a maximum",
     ),
     "shed-nodes": Action(
         "shed-nodes",
         shed_nodes.ShedNodesParams,
-        shed_nodes.plan,
+        _unguarded(shed_nodes.plan),
         shed_nodes.verify,
         "cordon, drain or delete nodes in batches above a floor, or scale a MachineDeployment",
     ),
@@ -54,4 +83,14 @@ CATALOGUE: dict[str, Action] = {
     ),
 }
 
-__all__ = ["CATALOGUE", "Action", "Outcome", "Plan", "execute", "undo"]
+__all__ = [
+    "CATALOGUE",
+    "Action",
+    "Guardrails",
+    "Outcome",
+    "Plan",
+    "Planner",
+    "Refused",
+    "execute",
+    "undo",
+]

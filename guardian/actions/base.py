@@ -18,7 +18,7 @@ from typing import Any, Literal, Protocol
 
 import yaml
 
-from guardian.errors import PermanentKubernetesError
+from guardian.errors import PermanentKubernetesError, UsageError
 
 JSON = dict[str, Any]
 Op = Literal["create", "patch", "delete", "post"]
@@ -40,6 +40,33 @@ class KubeAPI(Protocol):
     def patch(self, path: str, body: Any, kind: str = "merge", dry_run: bool = False) -> JSON: ...
 
     def delete(self, path: str, dry_run: bool = False) -> JSON: ...
+
+
+class Refused(UsageError):
+    """The action would touch something guardian never touches (exit 2); nothing was sent."""
+
+
+@dataclass(frozen=True)
+class Guardrails:
+    """What configuration adds to the built-in limits of every action (never removes)."""
+
+    protected_subjects: tuple[str, ...] = ()
+    """Extra ``user:``, ``group:`` or ``serviceaccount:NS/NAME`` entries throttle-client
+    refuses, beside the built-in ones (``guardian.actions.protected``)."""
+    max_changes: int = 200
+    """Blast radius: requests one plan (one run) may change at most."""
+
+    def check(self, plan: Plan) -> None:
+        """Refuse ``plan`` when it changes more than ``max_changes`` objects."""
+        if len(plan.changes) > self.max_changes:
+            raise Refused(
+                f"{plan.action}: blast radius: {len(plan.changes)} changes would exceed the "
+                f"maximum of {self.max_changes} (policy.max_changes); ask for fewer"
+            )
+
+
+BUILT_IN = Guardrails()
+"""The guardrails without configuration: the built-in limits only."""
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,10 @@ Input: ``ThrottleClientParams`` (a service account, user or group). Output: a ``
 creates a PriorityLevelConfiguration (``Limited``, few shares, nothing lent, excess rejected
 with 429 or queued briefly) and a FlowSchema matching every request of that subject ahead of
 the built-in schemas. Undo deletes both. The Kubernetes-native "block the traffic that
-drowns the API servers".
+drowns the API servers". A protected subject (``guardian.actions.protected``: kubelets,
+control-plane components, kube-system service accounts, everyone, guardian itself, and what
+``policy.protected_subjects`` adds) is refused with ``Refused`` before anything is sent, in a
+plan, a dry run and a playbook run alike.
 """
 
 from __future__ import annotations
@@ -12,9 +15,10 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from guardian.actions.base import JSON, Change, KubeAPI, Plan, dig
+from guardian.actions import protected
+from guardian.actions.base import BUILT_IN, JSON, Change, Guardrails, KubeAPI, Plan, Refused, dig
 
 API = "/apis/flowcontrol.apiserver.k8s.io/v1"
 # Below every built-in schema that could match an ordinary client (system-nodes is 500),
@@ -32,6 +36,12 @@ class ThrottleClientParams(BaseModel):
     namespace: str | None = Field(None, description="Required for a service account")
     shares: int = Field(1, ge=1, le=100, description="nominalConcurrencyShares")
     queue: bool = Field(False, description="Queue a little instead of rejecting at once")
+
+    @model_validator(mode="after")
+    def _namespace(self) -> ThrottleClientParams:
+        if self.subject == "serviceaccount" and not self.namespace:
+            raise ValueError("namespace: required for a service account")
+        return self
 
 
 def names(params: ThrottleClientParams) -> str:
@@ -53,8 +63,41 @@ def _subject(params: ThrottleClientParams) -> JSON:
     return {"kind": "Group", "group": {"name": params.name}}
 
 
-def plan(kube: KubeAPI, params: ThrottleClientParams) -> Plan:
-    """The priority level and flow schema to create."""
+def target(params: ThrottleClientParams) -> str:
+    """The subject as plans and messages name it: ``serviceaccount NS/NAME``, ``user NAME``."""
+    return f"{params.subject} {params.namespace + '/' if params.namespace else ''}{params.name}"
+
+
+def refusal(
+    params: ThrottleClientParams,
+    identity: protected.Identity | None,
+    extra: tuple[str, ...] = (),
+) -> str | None:
+    """The one-line reason ``params`` names a protected subject, or ``None``."""
+    if params.subject == "serviceaccount":
+        kind: protected.Kind = "user"
+        name = f"{protected.SA_USER}{params.namespace or ''}:{params.name}"
+    else:
+        kind, name = ("user" if params.subject == "user" else "group"), params.name
+    reason = protected.protected(kind, name, identity, extra)
+    if reason is None:
+        return None
+    return (
+        f"throttle-client: subject {target(params)} is protected ({reason}); "
+        "guardian never throttles it"
+    )
+
+
+def plan(kube: KubeAPI, params: ThrottleClientParams, guardrails: Guardrails = BUILT_IN) -> Plan:
+    """The priority level and flow schema to create; ``Refused`` for a protected subject.
+
+    Guardian's own identity is asked of the API server (one SelfSubjectReview) only when the
+    subject is not already refused by the lists."""
+    reason = refusal(params, None, guardrails.protected_subjects)
+    identity, unknown = (None, "") if reason else protected.whoami(kube)
+    reason = reason or refusal(params, identity, guardrails.protected_subjects)
+    if reason:
+        raise Refused(reason)
     name = names(params)
     response: JSON = {"type": "Reject"}
     if params.queue:
@@ -101,10 +144,10 @@ def plan(kube: KubeAPI, params: ThrottleClientParams) -> Plan:
             ],
         },
     }
-    target = f"{params.subject} {params.namespace + '/' if params.namespace else ''}{params.name}"
+    subject = target(params)
     return Plan(
         "throttle-client",
-        target,
+        subject,
         (
             Change(
                 "create",
@@ -124,13 +167,14 @@ def plan(kube: KubeAPI, params: ThrottleClientParams) -> Plan:
                 "create",
                 f"{API}/flowschemas",
                 schema,
-                f"create flow schema {name} (precedence {PRECEDENCE}) for {target}",
+                f"create flow schema {name} (precedence {PRECEDENCE}) for {subject}",
                 after=schema,
                 undo=Change(
                     "delete", f"{API}/flowschemas/{name}", None, f"delete flow schema {name}"
                 ),
             ),
         ),
+        (unknown,) if unknown else (),
     )
 
 

@@ -263,6 +263,7 @@ def _policy(loaded: list[_Loaded], errors: list[ConfigError]) -> PolicySettings:
         approval_timeout=parse_duration(spec.approval_timeout),
         max_changes=spec.max_changes,
         notify=spec.notify,
+        protected_subjects=tuple(spec.protected_subjects),
     )
 
 

@@ -130,6 +130,8 @@ class PolicySettings:
     approval_timeout: int = 900
     max_changes: int = 200
     notify: Literal["page", "ticket", "none"] = "ticket"
+    protected_subjects: tuple[str, ...] = ()
+    """Added to throttle-client's built-in protected subjects (never replaces them)."""
 
 
 @dataclass(frozen=True)

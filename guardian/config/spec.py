@@ -287,6 +287,23 @@ class PolicySpec(_Spec):
     notify: Literal["page", "ticket", "none"] = Field(
         "ticket", description="Lowest severity that notifies (page: only pages)"
     )
+    protected_subjects: list[str] = Field(
+        default_factory=list,
+        description="More subjects throttle-client never throttles, beside the built-in ones "
+        "(system:masters, system:nodes, system:kube-*, kube-system service accounts, guardian "
+        "itself...): user:NAME, group:NAME or serviceaccount:NAMESPACE/NAME; * matches anything",
+    )
+
+    @field_validator("protected_subjects")
+    @classmethod
+    def _protected(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            if not re.fullmatch(r"(user|group):\S+|serviceaccount:[^/\s]+/\S+", entry):
+                raise ValueError(
+                    "entries must be user:NAME, group:NAME or serviceaccount:NAMESPACE/NAME "
+                    f"(got {entry[:80]!r})"
+                )
+        return value
 
 
 class SlackSpec(_Spec):
