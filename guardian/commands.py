@@ -131,16 +131,18 @@ def _actor(args: argparse.Namespace) -> str:
 
 
 def open_store(config: Config) -> Store:
-    """The store the config names (``url_env`` wins when set)."""
+    """The store the config names (``url_env`` wins when set); a store that cannot be
+    opened is a one-line ``StoreUnavailable`` (exit 3) naming it with its password masked
+    and saying which setting to correct."""
     policy = config.policy
-    url = policy.store_url
+    url, source = policy.store_url, "policy.store.url"
     if policy.store_url_env:
-        url = os.environ.get(policy.store_url_env, "")
+        url, source = os.environ.get(policy.store_url_env, ""), f"${policy.store_url_env}"
         if not url:
             raise UsageError(
                 f"policy: store: url_env: environment variable {policy.store_url_env} is not set"
             )
-    return Store.open(url)
+    return Store.open(url, source)
 
 
 def playbooks_of(config: Config) -> dict[str, Playbook]:

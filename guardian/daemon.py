@@ -54,7 +54,7 @@ from guardian.evaluation import Evaluation
 from guardian.pipeline import PrometheusSignals
 from guardian.playbooks import Playbook
 from guardian.runner import Runner
-from guardian.store import Store
+from guardian.store import Store, masked
 
 log = logging.getLogger("guardian")
 
@@ -362,11 +362,12 @@ class Daemon:
         )
         self.scheduler.start()
         log.info(
-            "guardian %s: serving http on port %d, lease %s/%s",
+            "guardian %s: serving http on port %d, lease %s/%s, store %s",
             self.identity,
             self.port,
             self.leadership.namespace,
             self.leadership.name,
+            masked(self.store.engine.url),
         )
 
     def _start_slack(self) -> None:

@@ -7,7 +7,8 @@
     │   └── ConfigErrors           several ConfigErrors found in one pass
     ├── UsageError                 bad command-line arguments (exit 2)
     ├── DataUnavailable            a dependency cannot answer (exit 3)
-    │   └── PrometheusUnavailable  Prometheus unreachable, timing out, or answering 5xx
+    │   ├── PrometheusUnavailable  Prometheus unreachable, timing out, or answering 5xx
+    │   └── StoreUnavailable       the store cannot be opened, is not guardian's, or fails
     └── KubernetesError            (used by the actions stage)
         ├── TransientKubernetesError  409, 429, 5xx, timeouts: retried
         └── PermanentKubernetesError  403, 404, 422: reported, never retried
@@ -62,6 +63,11 @@ class DataUnavailable(GuardianError):
 
 class PrometheusUnavailable(DataUnavailable):
     """Prometheus is unreachable, too slow, or answers with an error."""
+
+
+class StoreUnavailable(DataUnavailable):
+    """The store's URL is unusable, its database is not guardian's, or it does not answer;
+    the message names the store with its password masked, and the fix."""
 
 
 class KubernetesError(GuardianError):

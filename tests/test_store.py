@@ -98,7 +98,7 @@ def test_an_unreachable_database_is_unavailable_without_its_password() -> None:
     with pytest.raises(DataUnavailable) as caught:
         Store.open("postgresql+psycopg://guardian:s3cret@127.0.0.1:1/guardian")
     assert "s3cret" not in caught.value.message
-    assert caught.value.message.startswith("store postgresql+psycopg://guardian@127.0.0.1:1/")
+    assert caught.value.message.startswith("store postgresql+psycopg://guardian:***@127.0.0.1:1/")
 
 
 def test_an_id_prefix_is_taken_literally_and_must_have_four_characters(store: Store) -> None:

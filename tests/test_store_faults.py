@@ -1,0 +1,258 @@
+"""Store faults: each is one line naming the store (password masked), what is wrong and the
+fix, exit 3 from every command that opens the store, and the file left byte for byte."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from guardian import cli
+from guardian.errors import StoreUnavailable
+from guardian.store import Store
+from guardian.testing.postgres import PostgresServer
+from tests.store_fixture import guardian, store_config
+
+FIX_URL = "sqlite:///PATH or postgresql+psycopg://USER@HOST:PORT/DATABASE"
+LEFT = "guardian left it as it is"
+SOURCE = "$GUARDIAN_STORE_URL"
+
+
+@dataclass
+class Fault:
+    """A store URL that fails, the file it points at (kept unchanged), and the message."""
+
+    url: str
+    message: str
+    file: Path | None = None
+
+
+def _guardian_db(path: Path, journal: str = "wal") -> Path:
+    store = Store.open(f"sqlite:///{path}")
+    store.record("pause", datetime.now(UTC), None, "alice", "console")
+    store.close()
+    if journal != "wal":
+        with sqlite3.connect(path) as conn:
+            conn.execute(f"PRAGMA journal_mode={journal}")
+    return path
+
+
+def _garbage(tmp: Path) -> Fault:
+    db = tmp / "guardian.db"
+    db.write_bytes(b"this is no database, it is someone's notes\n" * 200)
+    return Fault(
+        f"sqlite:///{db}",
+        f"store sqlite:///{db}: the file is not a SQLite database; correct {SOURCE} to "
+        f"guardian's database or a new file ({LEFT})",
+        db,
+    )
+
+
+def _truncated(tmp: Path) -> Fault:
+    db = _guardian_db(tmp / "guardian.db")
+    whole = db.read_bytes()
+    db.write_bytes(whole[: len(whole) // 2])
+    return Fault(
+        f"sqlite:///{db}",
+        f"store sqlite:///{db}: the file is truncated ({len(whole) // 2} of {len(whole)} "
+        f"bytes); restore it from a backup, or correct {SOURCE} to a new file ({LEFT})",
+        db,
+    )
+
+
+def _foreign_columns(tmp: Path) -> Fault:
+    db = tmp / "guardian.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE settings (key TEXT PRIMARY KEY, val TEXT)")
+        conn.execute("INSERT INTO settings VALUES ('theme', 'dark')")
+    return Fault(
+        f"sqlite:///{db}",
+        f"store sqlite:///{db}: table settings lacks guardian's columns value, updated_at: "
+        f"not guardian's database, or one of another version; correct {SOURCE} to guardian's "
+        f"database or an empty one ({LEFT})",
+        db,
+    )
+
+
+def _another_app(tmp: Path) -> Fault:
+    db = tmp / "shop.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)")
+        conn.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, total REAL)")
+        conn.execute("INSERT INTO users VALUES (1, 'ada')")
+    return Fault(
+        f"sqlite:///{db}",
+        f"store sqlite:///{db}: the database holds other tables (orders, users) and none of "
+        f"guardian's; correct {SOURCE} to guardian's database or an empty one ({LEFT})",
+        db,
+    )
+
+
+def _locked(tmp: Path) -> Fault:
+    db = _guardian_db(tmp / "guardian.db", journal="delete")
+    return Fault(
+        f"sqlite:///{db}?timeout=1",
+        f"store sqlite:///{db}?timeout=1: database is locked; another process held it past "
+        "the 1 s busy timeout; try again once it is done",
+        db,
+    )
+
+
+def _missing_directory(tmp: Path) -> Fault:
+    db = tmp / "no" / "such" / "guardian.db"
+    return Fault(
+        f"sqlite:///{db}",
+        f"store sqlite:///{db}: unable to open database file; check that the directory "
+        "exists and guardian may write there",
+    )
+
+
+def _url(url: str, message: str) -> Callable[[Path], Fault]:
+    return lambda tmp: Fault(url, message)
+
+
+FAULTS: dict[str, Callable[[Path], Fault]] = {
+    "garbage file": _garbage,
+    "truncated file": _truncated,
+    "guardian's table names, other columns": _foreign_columns,
+    "another app's database": _another_app,
+    "held by another writer past the busy timeout": _locked,
+    "a directory that does not exist": _missing_directory,
+    "bad port": _url(
+        "postgresql+psycopg://u@127.0.0.1:99999/db",
+        "store postgresql+psycopg://u@127.0.0.1:99999/db: port 99999 is out of range; use a "
+        f"port from 1 to 65535 in {SOURCE}",
+    ),
+    "unknown backend": _url(
+        "mysql+nosuch://",
+        "store mysql+nosuch://: guardian keeps its store in SQLite or PostgreSQL, not mysql; "
+        f"correct {SOURCE} to {FIX_URL}",
+    ),
+    "unknown driver": _url(
+        "postgresql+nosuch://u@127.0.0.1/db",
+        "store postgresql+nosuch://u@127.0.0.1/db: no database driver postgresql+nosuch "
+        f"(NoSuchModuleError); correct {SOURCE} to {FIX_URL}",
+    ),
+    "malformed URL": _url(
+        "not a url",
+        f"store: {SOURCE} is not a SQLAlchemy URL (not shown: it may hold a password); "
+        f"write it as {FIX_URL}",
+    ),
+    "a port that is no number, a password in front": _url(
+        "postgresql+psycopg://u:Sx9@Tz8@127.0.0.1:12ab/db",
+        f"store: {SOURCE} is not a SQLAlchemy URL (not shown: it may hold a password); "
+        f"write it as {FIX_URL}",
+    ),
+}
+
+HOLD = (
+    "import sqlite3, sys, time\n"
+    "conn = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+    "conn.execute('BEGIN EXCLUSIVE')\n"
+    "print('held', flush=True)\n"
+    "time.sleep(120)\n"
+)
+
+
+@pytest.fixture
+def holder() -> Iterator[Callable[[Path], None]]:
+    """``hold(path)``: a second process takes ``BEGIN EXCLUSIVE`` on the database."""
+    started: list[subprocess.Popen[str]] = []
+
+    def hold(path: Path) -> None:
+        process = subprocess.Popen(
+            [sys.executable, "-c", HOLD, str(path)], stdout=subprocess.PIPE, text=True
+        )
+        started.append(process)
+        assert process.stdout is not None and process.stdout.readline() == "held\n"
+
+    yield hold
+    for process in started:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture(params=list(FAULTS))
+def fault(
+    request: pytest.FixtureRequest, tmp_path: Path, holder: Callable[[Path], None]
+) -> Iterator[Fault]:
+    made = FAULTS[request.param](tmp_path)
+    if made.file is not None and "timeout=" in made.url:
+        holder(made.file)
+    before = made.file.read_bytes() if made.file is not None else None
+    listing = sorted(p.name for p in tmp_path.iterdir())
+    yield made
+    if made.file is not None:
+        assert made.file.read_bytes() == before, "the store file was changed"
+        assert sorted(p.name for p in tmp_path.iterdir()) == listing, "files were added"
+
+
+def test_store_open_refuses_each_fault_with_one_exact_line(fault: Fault) -> None:
+    with pytest.raises(StoreUnavailable) as caught:
+        Store.open(fault.url, SOURCE)
+    assert caught.value.message == fault.message
+    assert caught.value.exit_code == 3
+
+
+@pytest.mark.parametrize("command", [["approvals", "list"], ["history"]])
+def test_commands_that_open_the_store_say_one_line_and_exit_3(
+    fault: Fault,
+    command: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = store_config(tmp_path.parent / f"{tmp_path.name}-config")
+    monkeypatch.setenv("GUARDIAN_STORE_URL", fault.url)
+    assert cli.main([*command, "-c", str(config)]) == 3
+    out, err = capsys.readouterr()
+    assert (out, err) == ("", f"guardian: {fault.message}\n")
+
+
+def test_guardian_run_stops_at_start_up_with_one_line_and_exit_3(
+    fault: Fault, tmp_path: Path
+) -> None:
+    config = store_config(tmp_path.parent / f"{tmp_path.name}-config")
+    done = guardian("run", "-c", str(config), env={"GUARDIAN_STORE_URL": fault.url})
+    assert (done.returncode, done.stdout, done.stderr) == (3, "", f"guardian: {fault.message}\n")
+
+
+def test_a_writer_holding_a_wal_store_lets_readers_on_and_writers_fail_in_one_line(
+    tmp_path: Path, holder: Callable[[Path], None]
+) -> None:
+    db = _guardian_db(tmp_path / "guardian.db")
+    holder(db)
+    config = store_config(tmp_path.parent / f"{tmp_path.name}-config")
+    env = {"GUARDIAN_STORE_URL": f"sqlite:///{db}?timeout=1"}
+    reading = guardian("history", "-c", str(config), env=env)
+    assert reading.returncode == 0, reading.stderr
+    assert " pause " in reading.stdout
+    writing = guardian("pause", "-c", str(config), "--as", "alice", env=env)
+    assert (writing.returncode, writing.stderr) == (
+        3,
+        f"guardian: store sqlite:///{db}?timeout=1: database is locked; another process held "
+        "it past the 1 s busy timeout; try again once it is done\n",
+    )
+
+
+def test_a_store_that_goes_away_while_open_fails_in_one_line(tmp_path: Path) -> None:
+    with PostgresServer() as server:
+        store = Store.open(server.url, SOURCE)
+        store.executions()
+    with pytest.raises(StoreUnavailable) as caught:
+        store.executions()
+    message = caught.value.message
+    assert message.startswith(f"store {server.url}: ") and "\n" not in message
+    assert message.endswith(
+        "; check that PostgreSQL runs at that host and port and accepts guardian"
+    )
+    with pytest.raises(StoreUnavailable) as pinged:
+        store.ping()  # what /readyz shows
+    assert pinged.value.message.startswith(f"store {server.url}: ")
+    store.close()
