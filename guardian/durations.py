@@ -2,7 +2,8 @@
 
 Used by the configuration loader (input) and by every stage that writes a duration into
 PromQL, rule names or reports (output). Durations are whole seconds here: guardian never
-needs finer windows, and PromQL rule names must stay stable.
+needs finer windows, and PromQL rule names must stay stable. None is longer than
+``MAX_SECONDS``, so every one fits a ``timedelta`` and a date it is added to.
 """
 
 from __future__ import annotations
@@ -19,26 +20,36 @@ _UNITS: dict[str, int] = {
 }
 _PART = re.compile(r"(\d+)(y|w|d|h|ms|m|s)")
 
+MAX_SECONDS = 10 * _UNITS["y"]
+"""The longest duration guardian reads: 10y."""
 
-def parse_duration(text: str) -> int:
+
+def parse_duration(text: str, at_most: int = MAX_SECONDS) -> int:
     """Return the number of seconds in a Prometheus duration such as ``1h30m``.
 
-    Raises ``ValueError`` with a sentence fit for an error message otherwise.
+    Raises ``ValueError`` with a sentence fit for an error message otherwise, also when the
+    duration is longer than ``at_most`` seconds.
     """
     text = text.strip()
+    shown = repr(text) if len(text) <= 40 else repr(text[:35]) + "…"
     pos = 0
     total = 0
     for match in _PART.finditer(text):
         if match.start() != pos:
             break
         if match.group(2) == "ms":
-            raise ValueError(f"must be whole seconds (got {text!r})")
-        total += int(match.group(1)) * _UNITS[match.group(2)]
+            raise ValueError(f"must be whole seconds (got {shown})")
+        digits = match.group(1)
+        count = int(digits) if len(digits) <= 15 else MAX_SECONDS + 1
+        total += count * _UNITS[match.group(2)]
         pos = match.end()
     if not text or pos != len(text):
-        raise ValueError(f"must be a duration like 30s, 5m, 1h or 30d (got {text!r})")
+        raise ValueError(f"must be a duration like 30s, 5m, 1h or 30d (got {shown})")
     if total <= 0:
-        raise ValueError(f"must be longer than 0s (got {text!r})")
+        raise ValueError(f"must be longer than 0s (got {shown})")
+    if total > min(at_most, MAX_SECONDS):
+        limit = format_duration(min(at_most, MAX_SECONDS))
+        raise ValueError(f"must be at most {limit} (got {shown})")
     return total
 
 

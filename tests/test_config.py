@@ -172,7 +172,7 @@ CASES: list[tuple[str, Mutation, str]] = [
         lambda doc: doc.update(
             window_sets={"f": [{"severity": "page", "long": "1h", "short": "5m", "factor": 0}]}
         ),
-        "window_sets: f[0]: factor: must be > 0 (got 0)",
+        "window_sets: f[0]: factor: must be a finite number > 0 (got 0)",
     ),
     (
         "rcodes may not be empty",

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
@@ -32,6 +31,7 @@ from guardian.config.model import (
     SlackSettings,
     WindowPair,
 )
+from guardian.config.read import read_yaml, shown
 from guardian.config.spec import (
     API_VERSION,
     EvaluationSpec,
@@ -41,7 +41,7 @@ from guardian.config.spec import (
     SLOSpec,
     WindowPairSpec,
 )
-from guardian.durations import parse_duration
+from guardian.durations import format_duration, parse_duration
 from guardian.errors import ConfigError, ConfigErrors
 
 
@@ -88,23 +88,19 @@ def _parse_file(file: Path) -> FileSpec:
 
 
 def read_document(file: Path) -> dict[str, Any]:
-    """One ``guardian/v1`` YAML document as a mapping; ``ConfigErrors`` naming the file else."""
-    try:
-        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigErrors([ConfigError(f"{file}: {where}not valid YAML: {problem}")]) from None
-    except OSError as exc:
-        raise ConfigErrors([ConfigError(f"{file}: cannot read: {exc.strerror}")]) from None
+    """One ``guardian/v1`` YAML document as a mapping; ``ConfigErrors`` naming the file else.
+
+    The file is read as ``guardian.config.read`` says: a regular file of at most 1 MiB, UTF-8,
+    with aliases, nesting and duplicate keys checked before anything is built.
+    """
+    raw = read_yaml(file)
     if not isinstance(raw, dict):
         raise ConfigErrors(
             [ConfigError(f"{file}: must be a mapping starting with 'version: {API_VERSION}'")]
         )
     if raw.get("version") != API_VERSION:
-        got = raw.get("version")
-        raise ConfigErrors([ConfigError(f"{file}: version: must be {API_VERSION} (got {got!r})")])
+        got = shown(raw.get("version"))
+        raise ConfigErrors([ConfigError(f"{file}: version: must be {API_VERSION} (got {got})")])
     return raw
 
 
@@ -125,11 +121,12 @@ def _breadcrumb(loc: tuple[int | str, ...], raw: Any) -> str:
             if parts[-1].startswith("slos[") and isinstance(node, dict):
                 name = node.get("name")
                 if isinstance(name, str):
-                    parts[-1] += f" {name!r}"
+                    parts[-1] += f" {shown(name, 70)}"
             continue
         if item in ("function-after[_duration(), str]",) or not isinstance(item, str | int):
             continue
-        parts.append(str(item))
+        text = str(item)
+        parts.append(text if len(text) <= 40 else text[:39] + "…")
         node = node.get(item) if isinstance(node, dict) else None
     return ": ".join(parts)
 
@@ -153,7 +150,7 @@ _EXPECT = {
 def _message(err: ErrorDetails) -> str:
     kind = err["type"]
     ctx = err.get("ctx") or {}
-    got = err.get("input")
+    got = shown(err.get("input"))
     if kind == "missing":
         return "is required"
     if kind == "extra_forbidden":
@@ -162,7 +159,7 @@ def _message(err: ErrorDetails) -> str:
         return str(ctx.get("error", err["msg"]))
     if kind == "literal_error":
         expected = ", ".join(re.findall(r"'([^']*)'", str(ctx.get("expected", ""))))
-        return f"must be one of {expected} (got {got!r})"
+        return f"must be one of {expected} (got {got})"
     if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
         sign = {
             "greater_than_equal": ">=",
@@ -171,12 +168,12 @@ def _message(err: ErrorDetails) -> str:
             "less_than": "<",
         }[kind]
         bound = next(iter(ctx.values()), "")
-        return f"must be {sign} {bound} (got {got!r})"
+        return f"must be {sign} {bound} (got {got})"
     if kind == "too_short":
-        return f"must not be empty (got {got!r})"
+        return f"must not be empty (got {got})"
     if kind in _EXPECT:
-        return f"{_EXPECT[kind]} (got {got!r})"
-    return f"{err['msg']} (got {got!r})"
+        return f"{_EXPECT[kind]} (got {got})"
+    return f"{err['msg']} (got {got})"
 
 
 def _merge(root: str, loaded: list[_Loaded]) -> Config:
@@ -291,6 +288,7 @@ def _window_sets(
     origin: dict[str, str] = {}
     for item in loaded:
         for name, pairs in item.spec.window_sets.items():
+            label = name if len(name) <= 40 else name[:39] + "…"
             if name in builtin_windows.BUILTIN:
                 errors.append(
                     ConfigError(f"{item.path}: window_sets: {name}: is built in; pick another name")
@@ -298,7 +296,7 @@ def _window_sets(
             elif name in origin:
                 errors.append(
                     ConfigError(
-                        f"{item.path}: window_sets: {name}: already defined in {origin[name]}"
+                        f"{item.path}: window_sets: {label}: already defined in {origin[name]}"
                     )
                 )
             else:
@@ -337,11 +335,23 @@ def _slos(
                 known = ", ".join(sorted(sets))
                 errors.append(
                     ConfigError(
-                        f"{where}: windows: unknown window set {spec.windows!r} (known: {known})"
+                        f"{where}: windows: unknown window set {shown(spec.windows, 40)} "
+                        f"(known: {known})"
                     )
                 )
                 continue
-            slos.append(_slo(spec, sets[spec.windows], defaults, item.path))
+            slo = _slo(spec, sets[spec.windows], defaults, item.path)
+            longest = max(pair.long for pair in slo.windows)
+            if longest > slo.period:
+                errors.append(
+                    ConfigError(
+                        f"{where}: windows: {spec.windows} has a {format_duration(longest)} "
+                        f"window, longer than the period {spec.period}; pick a shorter window "
+                        "set or a longer period"
+                    )
+                )
+                continue
+            slos.append(slo)
     return slos
 
 

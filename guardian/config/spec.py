@@ -8,11 +8,16 @@ formats pydantic's errors into breadcrumb lines. Checks that need more than one 
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Callable
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
+from guardian.config.read import shown
 from guardian.durations import parse_duration
 
 API_VERSION = "guardian/v1"
@@ -25,19 +30,42 @@ _LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
 def _duration(value: object) -> str:
     if not isinstance(value, str):
-        raise ValueError(f"must be a duration like 30s, 5m, 1h or 30d (got {value!r})")
+        raise ValueError(f"must be a duration like 30s, 5m, 1h or 30d (got {shown(value)})")
     parse_duration(value)
+    return value
+
+
+def at_most(limit: str) -> Callable[[object], str]:
+    """A validator for a duration no longer than ``limit`` (e.g. ``"10m"``)."""
+    seconds = parse_duration(limit)
+
+    def check(value: object) -> str:
+        if not isinstance(value, str):
+            raise ValueError(f"must be a duration like 30s, 5m, 1h or 30d (got {shown(value)})")
+        parse_duration(value, at_most=seconds)
+        return value
+
+    return check
+
+
+def _listen(value: str) -> str:
+    """``host:port`` with a port from 1 to 65535."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or len(port) > 5:
+        raise ValueError(f"must be host:port like 127.0.0.1:8080 (got {shown(value)})")
+    if not 1 <= int(port) <= 65535:
+        raise ValueError(f"port: must be from 1 to 65535 (got {int(port)})")
     return value
 
 
 def _selector(value: object) -> str:
     if not isinstance(value, str):
         raise ValueError(
-            f'must be label matchers like cluster="prod", job="apiserver" (got {value!r})'
+            f'must be label matchers like cluster="prod", job="apiserver" (got {shown(value)})'
         )
     if value.strip() and not _SELECTOR.match(value):
         raise ValueError(
-            f'must be label matchers like cluster="prod", job="apiserver" (got {value!r})'
+            f'must be label matchers like cluster="prod", job="apiserver" (got {shown(value)})'
         )
     return value.strip().rstrip(",")
 
@@ -61,7 +89,9 @@ class PrometheusSpec(_Spec):
     """How to reach Prometheus (or Thanos, Mimir, Cortex: anything with its query API)."""
 
     url: str = Field(description="Base URL, e.g. http://prometheus.monitoring:9090")
-    timeout: Duration = Field("10s", description="Timeout of one query")
+    timeout: Annotated[str, BeforeValidator(at_most("10m"))] = Field(
+        "10s", description="Timeout of one query"
+    )
     bearer_token_file: str | None = Field(None, description="File holding a bearer token")
     bearer_token_env: str | None = Field(None, description="Environment variable holding it")
     basic_auth: BasicAuthSpec | None = None
@@ -81,8 +111,23 @@ class PrometheusSpec(_Spec):
     @classmethod
     def _url(cls, value: str) -> str:
         if not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError(f"must be an http:// or https:// URL (got {value!r})")
+            raise ValueError(f"must be an http:// or https:// URL (got {shown(value)})")
+        if "@" in value.split("/")[2]:
+            raise ValueError(
+                "holds a user or password; use basic_auth with a password_file instead"
+            )
         return value.rstrip("/")
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if name.lower() in ("authorization", "proxy-authorization", "cookie"):
+                raise ValueError(
+                    f"{shown(name, 40)} holds a credential; use bearer_token_file, "
+                    "bearer_token_env or basic_auth instead"
+                )
+        return value
 
     @model_validator(mode="after")
     def _one_auth(self) -> PrometheusSpec:
@@ -95,7 +140,7 @@ class PrometheusSpec(_Spec):
 class EvaluationSpec(_Spec):
     """Defaults that apply to every SLO unless the SLO says otherwise."""
 
-    max_staleness: Duration = Field(
+    max_staleness: Annotated[str, BeforeValidator(at_most("1d"))] = Field(
         "2m", description="Newest sample older than this makes the SLO no_data"
     )
     min_events: int = Field(
@@ -122,8 +167,8 @@ class WindowPairSpec(_Spec):
             raise ValueError(
                 f"budget_fraction: must be > 0 and <= 1 (got {self.budget_fraction:g})"
             )
-        if self.factor is not None and self.factor <= 0:
-            raise ValueError(f"factor: must be > 0 (got {self.factor:g})")
+        if self.factor is not None and not (math.isfinite(self.factor) and self.factor > 0):
+            raise ValueError(f"factor: must be a finite number > 0 (got {self.factor:g})")
         if parse_duration(self.short) >= parse_duration(self.long):
             raise ValueError(
                 f"short: must be shorter than long (got short {self.short}, long {self.long})"
@@ -134,10 +179,10 @@ class WindowPairSpec(_Spec):
 class ApiserverThresholdsSpec(_Spec):
     """Latency a request may take and still be good, per scope (reads) and for writes."""
 
-    resource: Duration = "1s"
-    namespace: Duration = "5s"
-    cluster: Duration = "30s"
-    write: Duration = "1s"
+    resource: Annotated[str, BeforeValidator(at_most("1h"))] = "1s"
+    namespace: Annotated[str, BeforeValidator(at_most("1h"))] = "5s"
+    cluster: Annotated[str, BeforeValidator(at_most("1h"))] = "30s"
+    write: Annotated[str, BeforeValidator(at_most("1h"))] = "1s"
 
 
 class ApiserverLatencySpec(_Spec):
@@ -188,7 +233,7 @@ class LatencySpec(_Spec):
         try:
             float(text)
         except ValueError:
-            raise ValueError(f'must be a bucket boundary like "0.5" (got {value!r})') from None
+            raise ValueError(f'must be a bucket boundary like "0.5" (got {shown(value)})') from None
         return text
 
 
@@ -214,7 +259,7 @@ class SLOSpec(_Spec):
 
     name: str
     objective: float = Field(description="Target in percent, e.g. 99.9")
-    period: Duration = "30d"
+    period: Annotated[str, BeforeValidator(at_most("365d"))] = "30d"
     description: str = ""
     labels: dict[str, str] = Field(default_factory=dict)
     sli: SLISpec
@@ -226,7 +271,7 @@ class SLOSpec(_Spec):
     def _name(cls, value: str) -> str:
         if not _NAME.match(value) or len(value) > 63:
             raise ValueError(
-                f"must be lower-case letters, digits and '-', at most 63 (got {value!r})"
+                f"must be lower-case letters, digits and '-', at most 63 (got {shown(value)})"
             )
         return value
 
@@ -243,8 +288,8 @@ class SLOSpec(_Spec):
         for key in value:
             if not _LABEL.match(key) or key in ("slo", "window", "severity", "long", "short"):
                 raise ValueError(
-                    f"{key!r} is not a usable label name (reserved: slo, window, severity, "
-                    "long, short)"
+                    f"{shown(key, 40)} is not a usable label name (reserved: slo, window, "
+                    "severity, long, short)"
                 )
         return value
 
@@ -264,11 +309,24 @@ class StoreSpec(_Spec):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        if not re.match(r"^(sqlite|postgresql)(\+\w+)?://", value):
-            raise ValueError(f"must be a sqlite:/// or postgresql+psycopg:// URL (got {value!r})")
-        if re.match(r"^\w+(\+\w+)?://[^/@:]*:[^/@]*@", value):
-            raise ValueError("must not hold a password; put the URL in url_env instead")
+        try:
+            url = make_url(value)
+        except (ArgumentError, ValueError):
+            url = None
+        if url is not None and _holds_password(url.password, dict(url.query)):
+            raise ValueError(_PASSWORD)
+        if url is None or not re.match(r"^(sqlite|postgresql)(\+\w+)?://", value):
+            raise ValueError("must be a sqlite:/// or postgresql+psycopg:// URL")
         return value
+
+
+_PASSWORD = "holds a password; put the URL in an environment variable and name it in url_env"
+
+
+def _holds_password(password: object, query: dict[str, object]) -> bool:
+    """A password in the URL's user part or its query (``?password=``, any spelling)."""
+    names = {"password", "passwd", "pwd", "sslpassword"}
+    return password is not None or any(k.lower() in names for k in query)
 
 
 class PolicySpec(_Spec):
@@ -278,7 +336,7 @@ class PolicySpec(_Spec):
         default_factory=list, description="Playbook files or directories, relative to this file"
     )
     store: StoreSpec = StoreSpec()
-    approval_timeout: Duration = Field(
+    approval_timeout: Annotated[str, BeforeValidator(at_most("7d"))] = Field(
         "15m", description="A pending approval expires after this long"
     )
     max_changes: int = Field(
@@ -334,10 +392,7 @@ class SlackSpec(_Spec):
     @field_validator("listen")
     @classmethod
     def _listen(cls, value: str) -> str:
-        host, sep, port = value.rpartition(":")
-        if not sep or not host or not port.isdigit():
-            raise ValueError(f"must be host:port like 127.0.0.1:8080 (got {value!r})")
-        return value
+        return _listen(value)
 
 
 class LeaseSpec(_Spec):
@@ -347,9 +402,15 @@ class LeaseSpec(_Spec):
     namespace: str | None = Field(
         None, description="Lease namespace (default: the pod's namespace, else 'default')"
     )
-    duration: Duration = Field("15s", description="A lost leader is replaced after this long")
-    renew_deadline: Duration = Field("10s", description="A leader gives up after failing so long")
-    retry_period: Duration = Field("2s", description="How often candidates try and leaders renew")
+    duration: Annotated[str, BeforeValidator(at_most("10m"))] = Field(
+        "15s", description="A lost leader is replaced after this long"
+    )
+    renew_deadline: Annotated[str, BeforeValidator(at_most("10m"))] = Field(
+        "10s", description="A leader gives up after failing so long"
+    )
+    retry_period: Annotated[str, BeforeValidator(at_most("10m"))] = Field(
+        "2s", description="How often candidates try and leaders renew"
+    )
 
     @model_validator(mode="after")
     def _order(self) -> LeaseSpec:
@@ -369,8 +430,10 @@ class LeaseSpec(_Spec):
 class DaemonSpec(_Spec):
     """`guardian run`: the schedule, the HTTP port and leader election."""
 
-    interval: Duration = Field("30s", description="Evaluate every SLO this often")
-    progress_interval: Duration = Field(
+    interval: Annotated[str, BeforeValidator(at_most("1h"))] = Field(
+        "30s", description="Evaluate every SLO this often"
+    )
+    progress_interval: Annotated[str, BeforeValidator(at_most("10m"))] = Field(
         "5s", description="Move open executions and expire approvals this often"
     )
     listen: str = Field(
@@ -385,10 +448,7 @@ class DaemonSpec(_Spec):
     @field_validator("listen")
     @classmethod
     def _listen(cls, value: str) -> str:
-        host, sep, port = value.rpartition(":")
-        if not sep or not host or not port.isdigit():
-            raise ValueError(f"must be host:port like 127.0.0.1:8080 (got {value!r})")
-        return value
+        return _listen(value)
 
 
 class FileSpec(_Spec):
@@ -408,5 +468,5 @@ class FileSpec(_Spec):
     def _sets(cls, value: dict[str, list[WindowPairSpec]]) -> dict[str, list[WindowPairSpec]]:
         for name, pairs in value.items():
             if not pairs:
-                raise ValueError(f"{name!r} has no window pairs")
+                raise ValueError(f"{shown(name, 40)} has no window pairs")
         return value

@@ -8,6 +8,7 @@ unknown action 'shed' (known: pause-rollout, ...)``. Called by the CLI and the p
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from datetime import time
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from guardian.config.load import format_error, read_document
+from guardian.config.read import shown
 from guardian.durations import parse_duration
 from guardian.errors import ConfigError, ConfigErrors
 from guardian.playbooks import template
@@ -89,7 +91,7 @@ def _named(message: str, raw: dict[str, Any]) -> str:
         index = int(message[6 : message.index("]")])
         if index < len(steps) and isinstance(steps[index], dict) and "name" in steps[index]:
             end = message.index("]") + 1
-            return f"{message[:end]} {steps[index]['name']!r}{message[end:]}"
+            return f"{message[:end]} {shown(steps[index]['name'], 70)}{message[end:]}"
     return message
 
 
@@ -98,14 +100,16 @@ def _check(spec: PlaybookSpec, actions: Mapping[str, type[BaseModel]], slos: set
     for name in spec.trigger.slos:
         if slos and name not in slos:
             problems.append(
-                f"trigger: slos: unknown SLO {name!r} (known: {', '.join(sorted(slos))})"
+                f"trigger: slos: unknown SLO {shown(name, 70)} (known: {', '.join(sorted(slos))})"
             )
     for index, step in enumerate(spec.steps):
-        where = f"steps[{index}] {step.name!r}"
+        where = f"steps[{index}] {shown(step.name, 70)}"
         model = actions.get(step.action)
         if model is None:
             known = ", ".join(sorted(actions))
-            problems.append(f"{where}: action: unknown action {step.action!r} (known: {known})")
+            problems.append(
+                f"{where}: action: unknown action {shown(step.action, 70)} (known: {known})"
+            )
             continue
         problems.extend(f"{where}: {p}" for p in _check_params(step, model))
     return problems
@@ -116,22 +120,32 @@ def _check_params(step: StepSpec, model: type[BaseModel]) -> list[str]:
     for key in step.params:
         if key not in model.model_fields:
             known = ", ".join(model.model_fields)
-            problems.append(f"params: {key}: not a parameter of {step.action} (known: {known})")
+            problems.append(
+                f"params: {_cut(key)}: not a parameter of {step.action} (known: {known})"
+            )
     for path in [*template.paths([step.params, step.context]), *([step.when] if step.when else [])]:
         try:
             template.check(path)
         except template.TemplateError as exc:
-            problems.append(f"params: {exc}")
+            problems.append(f"params: {_cut(str(exc), 200)}")
     if problems:
         return problems
     if template.paths(step.params):
         required = [n for n, f in model.model_fields.items() if f.is_required()]
         return [f"params: {n}: is required" for n in required if n not in step.params]
     try:
-        model.model_validate(step.params)
+        checked = model.model_validate(step.params)
     except ValidationError as exc:
         return [f"params: {format_error(e, step.params)}" for e in exc.errors()]
-    return []
+    return [
+        f"params: {name}: must be a finite number (got {value})"
+        for name, value in checked
+        if isinstance(value, float) and not math.isfinite(value)
+    ]
+
+
+def _cut(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _model(spec: PlaybookSpec, source: str) -> Playbook:

@@ -8,11 +8,19 @@ catalogue (action names, parameter names) and the SLO config (trigger names).
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
-from guardian.config.spec import Duration
+from guardian.config.read import shown
+from guardian.config.spec import at_most
 
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 _CLOCK = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
@@ -52,7 +60,7 @@ class MaintenanceWindowSpec(_Spec):
     @classmethod
     def _clock(cls, value: str) -> str:
         if not _CLOCK.match(value):
-            raise ValueError(f"must be a time of day like 02:30 (got {value!r})")
+            raise ValueError(f"must be a time of day like 02:30 (got {shown(value)})")
         return value
 
     @field_validator("timezone")
@@ -64,7 +72,7 @@ class MaintenanceWindowSpec(_Spec):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(
-                f"must be an IANA time zone like Europe/Berlin (got {value!r})"
+                f"must be an IANA time zone like Europe/Berlin (got {shown(value)})"
             ) from None
         return value
 
@@ -72,7 +80,9 @@ class MaintenanceWindowSpec(_Spec):
 class GuardsSpec(_Spec):
     """When a triggered playbook still must not run."""
 
-    cooldown: Duration = Field("30m", description="Quiet time after a run for the same SLO")
+    cooldown: Annotated[str, BeforeValidator(at_most("7d"))] = Field(
+        "30m", description="Quiet time after a run for the same SLO"
+    )
     max_runs_per_hour: int = Field(2, ge=1, description="Runs proposed in any hour, at most")
     one_per_target: bool = Field(True, description="At most one open run per SLO and target")
     require_suspect: bool = Field(False, description="Only when a recent rollout is suspected")
@@ -86,7 +96,9 @@ class VerifySpec(_Spec):
         False, description="The triggering SLO's short-window burn rate is below where it was"
     )
     promql: str | None = Field(None, description="A PromQL expression that must return a result")
-    within: Duration = Field("2m", description="How long to wait for it")
+    within: Annotated[str, BeforeValidator(at_most("1d"))] = Field(
+        "2m", description="How long to wait for it"
+    )
 
 
 class StepSpec(_Spec):
@@ -99,7 +111,9 @@ class StepSpec(_Spec):
     )
     approval: Literal["required", "auto"] = "required"
     verify: VerifySpec | None = None
-    timeout: Duration = Field("10m", description="The step fails when it takes longer")
+    timeout: Annotated[str, BeforeValidator(at_most("1d"))] = Field(
+        "10m", description="The step fails when it takes longer"
+    )
     on_failure: Literal["stop", "undo"] = Field(
         "stop", description="stop: leave what was applied; undo: undo this run's steps"
     )
@@ -146,11 +160,13 @@ class PlaybookSpec(_Spec):
         names = [s.name for s in self.steps]
         for name in names:
             if names.count(name) > 1:
-                raise ValueError(f"steps: step name {name!r} is used twice")
+                raise ValueError(f"steps: step name {shown(name, 70)} is used twice")
         return self
 
 
 def _check_name(value: str) -> str:
     if not _NAME.match(value) or len(value) > 63:
-        raise ValueError(f"must be lower-case letters, digits and '-', at most 63 (got {value!r})")
+        raise ValueError(
+            f"must be lower-case letters, digits and '-', at most 63 (got {shown(value, 70)})"
+        )
     return value
