@@ -48,8 +48,9 @@ from guardian.clients.kube import Kube
 from guardian.clients.lease import Leadership
 from guardian.clients.prometheus import PrometheusClient
 from guardian.config import Config, load_config
+from guardian.config.read import read_bytes
 from guardian.cycle import Cycle, trigger_context
-from guardian.errors import EXIT_OK, GuardianError
+from guardian.errors import EXIT_OK, ConfigErrors, GuardianError
 from guardian.evaluation import Evaluation
 from guardian.pipeline import PrometheusSignals
 from guardian.playbooks import Playbook
@@ -486,14 +487,23 @@ class Daemon:
     # reload, health, stop ------------------------------------------------------------------
 
     def reload(self, why: str) -> bool:
-        """Load and check the config and playbooks again; keep the running ones on error."""
+        """Load and check the config and playbooks again; keep the running ones on error.
+
+        The files are read and checked (regular files, size, aliases, depth, every field)
+        before anything running is touched; this runs in the watch job's thread or the main
+        thread, never in the HTTP threads, so /healthz answers meanwhile.
+        """
         try:
             config = load_config(self.args.config)
             books = commands.playbooks_of(config)
-        except GuardianError as exc:
+        except Exception as exc:  # whatever the files hold, the running config stays
             self.metrics.reloads.labels("refused").inc()
-            first = exc.message.splitlines()[0]
-            more = len(exc.message.splitlines()) - 1
+            if isinstance(exc, GuardianError):
+                text = exc.message
+            else:
+                text = f"{type(exc).__name__}: {str(exc)[:200]}"
+            lines = text.splitlines() or [type(exc).__name__]
+            first, more = lines[0], len(lines) - 1
             log.error(
                 "reload (%s) refused, the running config stays: %s%s",
                 why,
@@ -576,13 +586,15 @@ def _watched(root: str, config: Config) -> list[Path]:
 
 
 def _fingerprint(files: list[Path]) -> str:
+    """A digest of the files' contents, read as the loader reads them: a FIFO, a device or a
+    file past the size cap is digested as its one-line refusal, never read."""
     digest = hashlib.sha256()
     for path in files:
         digest.update(str(path).encode())
         try:
-            digest.update(path.read_bytes())
-        except OSError:
-            digest.update(b"<missing>")
+            digest.update(read_bytes(path))
+        except ConfigErrors as exc:
+            digest.update(exc.message.encode())
     return digest.hexdigest()
 
 
