@@ -178,6 +178,7 @@ def _runner(
         owner=owner or f"console:{_actor(args)}@{socket.gethostname()}",
         approval_timeout=config.policy.approval_timeout,
         max_changes=config.policy.max_changes,
+        protected_subjects=config.policy.protected_subjects,
     )
 
 

@@ -282,6 +282,7 @@ class Daemon:
             owner=self.identity,
             approval_timeout=self.config.policy.approval_timeout,
             max_changes=self.config.policy.max_changes,
+            protected_subjects=self.config.policy.protected_subjects,
             lease=settings.lease_duration,
         )
         self.parts = self._parts(self.config, books)
@@ -517,6 +518,7 @@ class Daemon:
         self.runner.playbooks = books
         self.runner.approval_timeout = config.policy.approval_timeout
         self.runner.max_changes = config.policy.max_changes
+        self.runner.protected_subjects = config.policy.protected_subjects
         if getattr(self, "chat", None) is not None:
             self.chat.playbooks = books
         old = self.parts

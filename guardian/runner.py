@@ -27,7 +27,7 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from guardian.actions import CATALOGUE, Plan, execute, undo
-from guardian.actions.base import KubeAPI, verify_until
+from guardian.actions.base import Guardrails, KubeAPI, verify_until
 from guardian.errors import GuardianError
 from guardian.playbooks import template
 from guardian.playbooks.model import Playbook, Step
@@ -104,6 +104,8 @@ class Runner:
     lease to run out."""
     approval_timeout: int = 900
     max_changes: int = 200
+    protected_subjects: tuple[str, ...] = ()
+    """Added to the subjects throttle-client never throttles (``policy.protected_subjects``)."""
     lease: int = 60
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     sleep: Callable[[float], None] = time.sleep
@@ -331,7 +333,10 @@ class Runner:
         action = CATALOGUE[step.action]
         params = action.params.model_validate(template.render(step.params, ex.context))
         context = template.render(step.context, ex.context) if step.context else None
-        return action.plan(self.kube_for(context), params)
+        return action.plan(self.kube_for(context), params, self._guardrails())
+
+    def _guardrails(self) -> Guardrails:
+        return Guardrails(self.protected_subjects, self.max_changes)
 
     def _plan_step(self, ex: Execution, book: Playbook) -> bool:
         now = self.clock()
@@ -552,7 +557,8 @@ class Runner:
                 params = action.params.model_validate(template.render(step.params, context))
                 where = template.render(step.context, context) if step.context else None
                 kube = self.kube_for(where)
-                plan = action.plan(kube, params)
+                plan = action.plan(kube, params, self._guardrails())
+                self._guardrails().check(plan)
                 execute(kube, plan, dry_run=True)
             except (GuardianError, template.TemplateError, ValidationError) as exc:
                 checks.append(

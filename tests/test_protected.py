@@ -222,6 +222,35 @@ def test_throttle_offender_refuses_a_kube_system_rollout(nowhere: Kube, tmp_path
     assert "applied" not in [r.kind for r in store.history(ex.id)]
     assert nowhere.requests == 0
 
+    runner.protected_subjects = ("serviceaccount:monitoring/*",)  # policy.protected_subjects
+    context = {"offender": {"namespace": "monitoring", "name": "prometheus"}, "params": {}}
+    [check] = runner.dry_run("throttle-offender", context)
+    assert check.problems == (
+        _protected(
+            "serviceaccount monitoring/prometheus",
+            "listed in policy.protected_subjects as serviceaccount:monitoring/*",
+        ),
+    )
+
+
+def test_a_playbook_dry_run_keeps_the_blast_radius(nowhere: Kube, tmp_path: Path) -> None:
+    """The dry run refuses what the run would refuse: more changes than policy.max_changes."""
+    (tmp_path / "books").mkdir()
+    (tmp_path / "books" / "throttle.yaml").write_text(
+        "version: guardian/v1\nname: throttle-noisy\ntrigger: {labels: {tier: nowhere}}\n"
+        "steps:\n  - name: throttle\n    action: throttle-client\n"
+        "    params: {subject: group, name: noisy}\n"
+    )
+    params = {name: action.params for name, action in CATALOGUE.items()}
+    books = load_playbooks([tmp_path / "books"], params)
+    store = Store.open(f"sqlite:///{tmp_path / 'g.db'}")
+    runner = Runner(store, books, lambda context: nowhere, _NoSignals(), max_changes=1)
+    [check] = runner.dry_run("throttle-noisy", {"params": {}})
+    assert check.problems == (
+        "throttle-client: blast radius: 2 changes would exceed the maximum of 1 "
+        "(policy.max_changes); ask for fewer",
+    )
+
 
 # shed-nodes -----------------------------------------------------------------------------
 
