@@ -4,7 +4,8 @@ Input: the model's ``SLO`` values and a ``WindowData`` per (SLO, window), plus t
 each SLO's newest sample. Output: an immutable ``Evaluation``. Pure: no I/O. Called by
 ``guardian.pipeline`` for one instant and by ``guardian.backtest`` for every step of a range.
 
-Status order: ``no_data`` (missing, stale or unreachable data — never healthy) beats
+Status order: ``no_data`` (missing, stale, unreachable or impossible data such as a NaN
+ratio or a negative age — never healthy) beats
 ``page``, which beats ``ticket``, which beats ``ok``.
 """
 
@@ -18,7 +19,7 @@ from typing import Literal
 
 from guardian.config.model import SLO, Severity, WindowPair
 from guardian.durations import format_duration
-from guardian.queries import WindowData
+from guardian.queries import WindowData, age_problem
 
 Status = Literal["ok", "ticket", "page", "no_data"]
 
@@ -135,6 +136,9 @@ def _pair(
 
 def _missing_reason(slo: SLO, data: Mapping[int, WindowData], age: float | None) -> str:
     needed = sorted({w for p in slo.windows for w in (p.long, p.short)})
+    problems = [data[w].problem for w in needed if w in data and data[w].problem]
+    if problems or age_problem(age):
+        return problems[0] if problems else age_problem(age)
     absent = [format_duration(w) for w in needed if _ratio(data, w) is None]
     if absent:
         return f"no data for window {', '.join(absent)}"

@@ -26,6 +26,7 @@ from guardian.queries import (
     Source,
     build_queries,
     expects_age,
+    freshest,
     part_value,
     split,
     window_data,
@@ -155,8 +156,8 @@ def _result(
 ) -> SLOResult:
     """One SLO's result; a failed period query only loses the budget, not the alerts."""
     reasons = [failed[w] for w in windows_of(slo, with_period=False) if w in failed]
-    data = {window: window_data(slo, found) for window, found in parts.items()}
-    age = min((p["age"] for p in parts.values() if "age" in p), default=None)
+    data = {window: window_data(slo, found, window) for window, found in parts.items()}
+    age = freshest(p["age"] for p in parts.values() if "age" in p)
     if age is None and expects_age(slo, mode):
         age = math.inf
     return evaluate_slo(slo, data, age, reason=reasons[0] if reasons else "")

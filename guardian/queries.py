@@ -44,6 +44,8 @@ class WindowData:
 
     error_ratio: float | None
     events_per_second: float | None
+    problem: str = ""
+    """Why the numbers read cannot be trusted (NaN, infinite, out of range); empty if they can."""
 
 
 def windows_of(slo: SLO, with_period: bool = True) -> list[int]:
@@ -145,14 +147,19 @@ def part_value(value: float, offset: float) -> float:
     return offset - value if offset else value
 
 
-def window_data(slo: SLO, parts: Mapping[str, float]) -> WindowData:
-    """Turn the parts of one SLO in one window into its error ratio and event rate."""
+def window_data(slo: SLO, parts: Mapping[str, float], window: int) -> WindowData:
+    """Turn the parts of one SLO in one window into its error ratio and event rate.
+
+    A number that cannot be (NaN, an infinity, a negative rate, an error ratio above 1)
+    gives no ratio and a ``problem`` naming it: such data is blind, never healthy.
+    """
+    w = format_duration(window)
+    problem = next(filter(None, (_bad(parts, part, w) for part in _LABELS)), "")
+    if problem:
+        return WindowData(None, None, problem)
     total = parts.get("total")
     if "ratio" in parts:
-        ratio = _finite(parts["ratio"])
-        if ratio is None and total == 0:
-            ratio = 0.0
-        return WindowData(ratio, total)
+        return _recorded(parts["ratio"], total)
     errors = parts.get("errors")
     if errors is None and total is not None and sli_promql.absent_errors_mean_zero(slo.sli):
         errors = 0.0
@@ -160,10 +167,71 @@ def window_data(slo: SLO, parts: Mapping[str, float]) -> WindowData:
         return WindowData(None, total)
     if total == 0:
         return WindowData(0.0, 0.0)
-    return WindowData(errors / total, total)
+    ratio = max(errors, 0.0) / total
+    if ratio > 1 + _SLACK:
+        return WindowData(
+            None,
+            None,
+            f"Prometheus answered more errors than events for {w}: "
+            f"{_number(errors)}/s of {_number(total)}/s",
+        )
+    return WindowData(min(ratio, 1.0), total)
 
 
-def _finite(value: float | None) -> float | None:
-    if value is None or math.isnan(value):
-        return None
-    return value
+def freshest(ages: Iterable[float]) -> float | None:
+    """The age of the newest sample among ``ages``; NaN when any is NaN (never hidden by min)."""
+    found = list(ages)
+    if any(math.isnan(a) for a in found):
+        return math.nan
+    return min(found, default=None)
+
+
+def age_problem(age: float | None) -> str:
+    """Why ``age`` (seconds since the newest sample) cannot be trusted; empty when it can."""
+    if age is None:
+        return ""
+    if math.isnan(age):
+        return "Prometheus answered NaN for the age of the newest sample"
+    if age < -_CLOCK_SLACK:
+        return f"Prometheus answered {_number(age)}s for the age of the newest sample, below 0"
+    return ""
+
+
+_LABELS = {"ratio": "error ratio", "errors": "error rate", "total": "event rate"}
+_SLACK = 1e-9
+"""Rounding room: a latency SLI's errors are a difference of rates, exact only up to it."""
+_CLOCK_SLACK = 1.0
+"""An age may be this much below zero: query times are sent with millisecond precision."""
+
+
+def _bad(parts: Mapping[str, float], part: str, w: str) -> str:
+    value = parts.get(part)
+    if value is None:
+        return ""
+    label = f"the {w} {_LABELS[part]}"
+    if math.isnan(value):
+        # a recorded ratio of no events at all is 0/0: no errors, not a bad number
+        quiet = part == "ratio" and parts.get("total") == 0
+        return "" if quiet else f"Prometheus answered NaN for {label}"
+    if math.isinf(value):
+        return f"Prometheus answered {_number(value)} for {label}"
+    scale = max(parts.get("total") or 0.0, 1.0) if part == "errors" else 1.0
+    if value < -_SLACK * scale:
+        return f"Prometheus answered {_number(value)} for {label}, below 0"
+    if part == "ratio" and value > 1 + _SLACK:
+        return f"Prometheus answered {_number(value)} for {label}, above 1"
+    return ""
+
+
+def _recorded(ratio: float, total: float | None) -> WindowData:
+    if math.isnan(ratio):  # 0/0: _bad let it through only with a total of 0
+        return WindowData(0.0, total)
+    return WindowData(min(max(ratio, 0.0), 1.0), total)
+
+
+def _number(value: float) -> str:
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return f"{value:g}"

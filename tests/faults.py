@@ -133,7 +133,8 @@ class OddPrometheus:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                form = urllib.parse.parse_qs(raw.decode("utf-8", "replace"))
+                query = urllib.parse.urlsplit(self.path).query
+                form = urllib.parse.parse_qs(query + "&" + raw.decode("utf-8", "replace"))
                 promql = form.get("query", [""])[0]
                 odd.queries.append(promql)
                 self._send(odd.answer(promql))

@@ -7,7 +7,11 @@ a traceback; a query ends at its deadline however the server dribbles; redirects
 from __future__ import annotations
 
 import json
+import math
+import re
+import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,8 +19,11 @@ import pytest
 
 from guardian.cli import main
 from guardian.clients.prometheus import InstantSample, PrometheusClient
+from guardian.config import load_config
 from guardian.config.model import PrometheusSettings
 from guardian.errors import PrometheusUnavailable
+from guardian.evaluation import Evaluation
+from guardian.pipeline import evaluate
 from tests.faults import Answer, OddPrometheus, elapsed
 from tests.traffic import ratio_slo
 
@@ -242,3 +249,128 @@ def test_a_redirect_on_the_same_host_is_refused_too() -> None:
         _client(server.url).instant("vector(1)")
     assert len(server.queries) == 1
     assert "HTTP 302, a redirect to /prometheus/api/v1/query;" in caught.value.message
+
+
+# numbers that cannot be -----------------------------------------------------------------------
+
+AT = datetime(2024, 7, 1, tzinfo=UTC)
+DNS_SLO = "\n  - name: x\n    objective: 99\n    sli: {coredns_errors: {selector: 'job=\"x\"'}}"
+
+
+def _series(labels: dict[str, str], value: str) -> str:
+    return json.dumps({"metric": labels, "value": [AT.timestamp(), value]})
+
+
+def _raw(values: dict[str, dict[str, str]]) -> Callable[[str], Answer]:
+    """Per window (``5m``, or ``*`` for every other), the errors, total and age of SLO x."""
+
+    def answer(promql: str) -> Answer:
+        window = re.findall(r"\[(\d+[smhdw])\]", promql)[0]
+        chosen = {"errors": "0", "total": "10", "age": "5", **values.get("*", {})}
+        chosen.update(values.get(window, {}))
+        if "timestamp(" not in promql:
+            chosen.pop("age")
+        parts = [_series({"guardian": f"x:{p}"}, v) for p, v in chosen.items()]
+        return Answer(_ok(f"[{','.join(parts)}]"))
+
+    return answer
+
+
+def _rules(ratio: str, total: str) -> Callable[[str], Answer]:
+    def answer(promql: str) -> Answer:
+        w = re.findall(r"ratio_rate(\w+?)\|", promql)[0]
+        parts = [
+            _series({"__name__": f"slo:sli_error:ratio_rate{w}", "slo": "x"}, ratio),
+            _series({"__name__": f"slo:sli_total:rate{w}", "slo": "x"}, total),
+            _series({"guardian": "stamp", "slo": "x"}, str(AT.timestamp() - 5)),
+        ]
+        return Answer(_ok(f"[{','.join(parts)}]"))
+
+    return answer
+
+
+NUMBER_CORPUS: dict[str, tuple[Callable[[str], Answer], str]] = {
+    "NaN error rate": (
+        _raw({"5m": {"errors": "NaN"}}),
+        "Prometheus answered NaN for the 5m error rate",
+    ),
+    "NaN error rate, 1h only": (
+        _raw({"1h": {"errors": "NaN"}}),
+        "Prometheus answered NaN for the 1h error rate",
+    ),
+    "infinite total": (
+        _raw({"*": {"total": "+Inf"}}),
+        "Prometheus answered +Inf for the 5m event rate",
+    ),
+    "negative total": (
+        _raw({"*": {"total": "-100"}}),
+        "Prometheus answered -100 for the 5m event rate, below 0",
+    ),
+    "negative errors": (
+        _raw({"*": {"errors": "-10", "total": "100"}}),
+        "Prometheus answered -10 for the 5m error rate, below 0",
+    ),
+    "more errors than events": (
+        _raw({"*": {"errors": "200", "total": "100"}}),
+        "Prometheus answered more errors than events for 5m: 200/s of 100/s",
+    ),
+    "NaN age": (
+        _raw({"*": {"age": "NaN"}}),
+        "Prometheus answered NaN for the age of the newest sample",
+    ),
+    "negative age": (
+        _raw({"*": {"age": "-100"}}),
+        "Prometheus answered -100s for the age of the newest sample, below 0",
+    ),
+    "NaN recorded ratio": (_rules("NaN", "5"), "Prometheus answered NaN for the 5m error ratio"),
+    "recorded ratio above 1": (
+        _rules("1.5", "5"),
+        "Prometheus answered 1.5 for the 5m error ratio, above 1",
+    ),
+    "negative recorded ratio": (
+        _rules("-0.2", "5"),
+        "Prometheus answered -0.2 for the 5m error ratio, below 0",
+    ),
+}
+
+
+def _evaluate(answer: Callable[[str], Answer], source: str) -> tuple[Evaluation, str]:
+    with OddPrometheus(answer) as server:
+        settings = PrometheusSettings(url=server.url, timeout=5, source=source)  # type: ignore[arg-type]
+        slos = load_config(_slos_file(server.url)).slos
+        return evaluate(slos, PrometheusClient(settings), AT, settings.source)
+
+
+def _slos_file(url: str) -> Path:
+    path = Path(tempfile.mkdtemp()) / "guardian.yaml"
+    path.write_text(f"version: guardian/v1\nprometheus: {{url: '{url}'}}\nslos:{DNS_SLO}\n")
+    return path
+
+
+@pytest.mark.parametrize("case", sorted(NUMBER_CORPUS))
+def test_a_number_that_cannot_be_is_no_data_with_the_reason(case: str) -> None:
+    answer, reason = NUMBER_CORPUS[case]
+    source = "rules" if "recorded" in case else "raw"
+    evaluation, error = _evaluate(answer, source)
+    assert error == ""
+    result = evaluation.slos[0]
+    assert (result.status, result.reason) == ("no_data", reason)
+    assert not any(w.firing for w in result.windows)
+    burns = [b for w in result.windows for b in (w.long_burn, w.short_burn) if b is not None]
+    assert all(math.isfinite(b) and b >= 0 for b in burns), burns
+
+
+@pytest.mark.parametrize(
+    ("answer", "source"),
+    [
+        (_raw({}), "raw"),
+        (_raw({"*": {"errors": "0", "total": "0"}}), "raw"),
+        (_raw({"*": {"age": "-0.0004"}}), "raw"),  # millisecond rounding of the query time
+        (_rules("NaN", "0"), "rules"),  # no events at all: 0/0 is no errors
+        (_rules("0.0001", "5"), "rules"),
+    ],
+    ids=["calm", "no events", "age rounding", "recorded 0 over 0", "recorded ratio"],
+)
+def test_plausible_numbers_stay_ok(answer: Callable[[str], Answer], source: str) -> None:
+    evaluation, error = _evaluate(answer, source)
+    assert (error, evaluation.slos[0].status, evaluation.slos[0].reason) == ("", "ok", "")
