@@ -13,6 +13,7 @@ Called by the wiring in ``guardian.commands``; talks to Slack only through
 from __future__ import annotations
 
 import logging
+import re
 import shlex
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +31,8 @@ from guardian.store import Execution, Store
 log = logging.getLogger("guardian.chat")
 DIFF_LIMIT = 2800
 """Characters of a diff shown in a message block (Slack allows 3000 per text object)."""
+MAX_COMMAND = 2000
+"""Characters of ``/guardian`` text guardian reads; longer text is refused unread."""
 
 HELP = """\
 /guardian status                      SLOs and open executions
@@ -37,7 +40,7 @@ HELP = """\
 /guardian suspects                    recent rollouts, ranked
 /guardian playbooks                   the loaded playbooks
 /guardian run PLAYBOOK [k=v ...] [--dry-run]
-/guardian approve ID | deny ID        decide a pending step
+/guardian approve ID STEP | deny ID STEP   decide the step awaiting approval
 /guardian pause | resume              kill switch
 /guardian history                     the last audit rows
 /guardian help"""
@@ -78,7 +81,7 @@ class SlackNotifier:
     def announce(self, slo: str, text: str) -> None:
         """A message without an execution (blind mode, a ticket); never raises."""
         try:
-            self.client.post(self.channel, f"{slo}: {text}")
+            self.client.post(self.channel, escape(f"{slo}: {text}"))
         except Exception as exc:
             error = exc.message if isinstance(exc, GuardianError) else repr(exc)
             log.warning("slack: announcement for %s failed: %s", slo, error)
@@ -123,12 +126,15 @@ def render(
             f"{_f(w['short_burn'])}  factor {_f(w['factor'])}{'  FIRING' if w['firing'] else ''}"
             for w in slo["windows"]
         ]
-        blocks.append(_section(f"*{slo.get('name')}* burns:\n```" + "\n".join(rows) + "```"))
+        name = escape(str(slo.get("name")))
+        blocks.append(_section(f"*{name}* burns:\n```" + escape("\n".join(rows)) + "```"))
     suspects = ex.context.get("suspects") or []
     if suspects:
         lines = [
-            f"{i}. {s['kind']} {s['namespace']}/{s['name']} (revision {s.get('revision', '?')}, "
-            f"{s.get('touches', 0)} touched)"
+            escape(
+                f"{i}. {s['kind']} {s['namespace']}/{s['name']} "
+                f"(revision {s.get('revision', '?')}, {s.get('touches', 0)} touched)"
+            )
             for i, s in enumerate(suspects[:3], 1)
         ]
         blocks.append(_section("*Suspects*\n" + "\n".join(lines)))
@@ -136,18 +142,23 @@ def render(
         step = book.steps[ex.step]
         plan = detail.get("plan") or {}
         blocks.append(_section(_plan_text(ex.step, len(book.steps), step.name, step.action, plan)))
-        blocks.append(
-            {
-                "type": "actions",
-                "block_id": "decision",
-                "elements": [
-                    _button("Approve", APPROVE, ex.id, "primary"),
-                    _button("Deny", DENY, ex.id, "danger"),
-                ],
-            }
-        )
+        request = store.request(ex.id, ex.step)
+        if request is not None and request.decision is None and request.phase == ex.phase:
+            value = button_value(ex.id, ex.step, ex.phase, request.nonce)
+            blocks.append(
+                {
+                    "type": "actions",
+                    "block_id": "decision",
+                    "elements": [
+                        _button("Approve", APPROVE, value, "primary"),
+                        _button("Deny", DENY, value, "danger"),
+                    ],
+                }
+            )
+        else:
+            blocks.append(_section(f"decide with `/guardian approve {ex.id} {ex.step + 1}`"))
     decisions = [
-        f"step {r.detail.get('step_name', r.detail.get('step'))} {r.kind} by "
+        f"step {escape(str(r.detail.get('step_name', r.detail.get('step'))))} {r.kind} by "
         f"{_who(r.actor, r.via)} at {r.at:%H:%M:%S} UTC"
         for r in store.history(ex.id)
         if r.kind in ("approved", "denied") and (as_of is None or r.at <= as_of)
@@ -155,40 +166,89 @@ def render(
     context = [f"execution `{ex.id}` asked by {_who(ex.requested_by, ex.requested_via)}"]
     context += decisions
     if ex.message:
-        context.append(ex.message)
+        context.append(escape(ex.message))
     blocks.append(
         {"type": "context", "elements": [{"type": "mrkdwn", "text": "\n".join(context)[:2900]}]}
     )
-    return f"{title} (execution {ex.id})", blocks
+    return escape(f"{title} (execution {ex.id})"), blocks
+
+
+def button_value(execution_id: str, step: int, phase: int, nonce: str) -> str:
+    """What an Approve/Deny button carries: the execution, step, phase and request nonce
+    it was shown for (``ID:STEP:PHASE:NONCE``, step and phase from 0)."""
+    return f"{execution_id}:{step}:{phase}:{nonce}"
+
+
+@dataclass(frozen=True)
+class Shown:
+    """What a button press names: the approval request its message was shown for."""
+
+    execution: str
+    step: int
+    phase: int
+    nonce: str
+
+
+def parse_button(value: str) -> Shown | str:
+    """The request a button value names, or why it names none."""
+    if ":" not in value:
+        return (
+            "this button names no step (a message from an older guardian); nothing was "
+            "decided: use the execution's current message, or /guardian approve ID STEP"
+        )
+    parts = value.split(":")
+    if (
+        len(parts) != 4
+        or not all(parts)
+        or not (parts[1].isdigit() and parts[2].isdigit())
+        or max(len(p) for p in parts) > 32
+    ):
+        return "this button's value is not one guardian gave; nothing was decided"
+    return Shown(parts[0], int(parts[1]), int(parts[2]), parts[3])
+
+
+def escape(text: str) -> str:
+    """``text`` as literal mrkdwn: Slack's three control characters escaped, so
+    ``<!channel>`` or ``<https://x|y>`` written by anyone stays text, and backticks shown
+    as ``ˋ`` so that no text opens or closes a code span or a ``` block."""
+    escaped = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return escaped.replace("`", "\u02cb")
 
 
 def _plan_text(index: int, count: int, name: str, action: str, plan: Mapping[str, Any]) -> str:
-    head = f"*Step {index + 1} of {count}: {name}* ({action}) needs approval"
+    head = f"*Step {index + 1} of {count}: {escape(name)}* ({escape(action)}) needs approval"
     if "error" in plan:
-        return f"{head}\nplanning failed: {plan['error']}"
+        return f"{head}\nplanning failed: {escape(str(plan['error']))}"
     changes = plan.get("changes") or []
     diff = "\n".join(f"{c['op']} {c['path']}: {c['description']}" for c in changes)
     if len(diff) > DIFF_LIMIT:
         diff = diff[:DIFF_LIMIT] + f"\n… ({len(changes)} changes in all)"
-    target = plan.get("target", "")
-    return f"{head}\n{target}, {len(changes)} changes:\n```{diff or 'nothing to change'}```"
+    target = escape(str(plan.get("target", "")))
+    return f"{head}\n{target}, {len(changes)} changes:\n```{escape(diff) or 'nothing to change'}```"
 
 
 def _thread_line(event: str, detail: Mapping[str, Any]) -> str:
+    if event in ("approved", "denied"):
+        return f"{event} by {_who(str(detail.get('by', '')), str(detail.get('via', '')))}"
+    return escape(_thread_text(event, detail))
+
+
+def _thread_text(event: str, detail: Mapping[str, Any]) -> str:
     if event == "applied":
         phase = int(detail.get("phase", 0)) + 1
         return f"applied {detail.get('step')} phase {phase} of {detail.get('of')}"
     if event == "step_succeeded":
         return f"{detail.get('step')}: verified"
-    if event in ("approved", "denied"):
-        return f"{event} by {_who(str(detail.get('by', '')), str(detail.get('via', '')))}"
     if event in ("succeeded", "failed", "undone", "expired"):
         return f"{event}{': ' + str(detail['message']) if detail.get('message') else ''}"
     return ""
 
 
 def _who(actor: str, via: str) -> str:
-    return f"<@{actor}>" if via == "slack" else f"{actor} ({via})"
+    """A Slack user as a mention (Slack user IDs only), anyone else as escaped text."""
+    if via == "slack" and re.fullmatch(r"[A-Za-z0-9_]{1,64}", actor):
+        return f"<@{actor}>"
+    return escape(f"{actor} ({via})")
 
 
 def _section(text: str) -> dict[str, Any]:
@@ -207,6 +267,22 @@ def _button(label: str, action: str, value: str, style: str) -> dict[str, Any]:
 
 def _help(user: str, args: list[str]) -> str:
     return HELP
+
+
+def _usage(verb: str, args: list[str]) -> str:
+    """The usage line when ``args`` cannot be what ``verb`` takes ("" when they can)."""
+    if verb in ("approve", "deny") and (
+        len(args) != 2 or not args[1].isdigit() or not 1 <= int(args[1]) <= 999
+    ):
+        return (
+            f"usage: /guardian {verb} ID STEP (the step number the message or "
+            "/guardian status shows: a decision binds to that step)"
+        )
+    if verb == "slo" and len(args) != 1:
+        return "usage: /guardian slo NAME"
+    if verb == "run" and not [a for a in args if a != "--dry-run"]:
+        return "usage: /guardian run PLAYBOOK [k=v ...] [--dry-run]"
+    return ""
 
 
 def _d(seconds: Any) -> str:
@@ -236,31 +312,51 @@ class ChatOps:
     """False on a daemon that is not the leader: decisions are recorded, the leader acts."""
 
     def on_click(self, click: Click) -> str | None:
-        """Approve or deny from a button; returns what only the clicking user should see."""
-        verb = "approve" if click.action == APPROVE else "deny"
-        refusal = self._channel_refusal(click.channel, click.user, verb, click.value)
-        if refusal:
-            return refusal
-        try:
-            return self._decide(verb, click.value, click.user)
-        except GuardianError as exc:
-            return f"{verb}: {exc.message}"
-        except Exception:
-            log.exception("slack: %s of %s by %s failed", verb, click.value, click.user)
-            return f"{verb}: internal error (guardian's log has the details)"
+        """Approve or deny from a button; returns what only the clicking user should see.
 
-    def _decide(self, verb: str, execution_id: str, user: str) -> str | None:
+        The button names the request it was shown for (execution, step, phase, nonce): a
+        press for any step but the one awaiting approval now is refused and audited."""
+        verb = "approve" if click.action == APPROVE else "deny"
+        shown = parse_button(click.value)
+        named = shown.execution if isinstance(shown, Shown) else click.value.split(":")[0]
+        refusal = self._channel_refusal(click.channel, click.user, verb, named)
+        if refusal:
+            return escape(refusal)
+        if not isinstance(shown, Shown):
+            execution = self._known(named)
+            self.runner.refuse(execution, click.user, "slack", verb, shown, given=click.value[:64])
+            return escape(shown)
         try:
-            ex = self.store.find(execution_id)
+            answer = self._decide(verb, shown.execution, click.user, shown.step, shown)
+        except GuardianError as exc:
+            answer = f"{verb}: {exc.message}"
+        except Exception:
+            log.exception("slack: %s of %s by %s failed", verb, shown.execution, click.user)
+            answer = f"{verb}: internal error (guardian's log has the details)"
+        return escape(answer) if answer else None
+
+    def _decide(
+        self, verb: str, execution_id: str, user: str, step: int, shown: Shown | None = None
+    ) -> str | None:
+        try:
+            book = self.playbooks.get(self.store.find(execution_id).playbook)
         except KeyError:
-            return f"no execution {execution_id!r} (give its ID or a unique prefix of 4 or more)"
-        groups = self._groups(user, self.playbooks.get(ex.playbook))
+            book = None  # the runner refuses it, and audits the refusal
+        groups = self._groups(user, book)
         decide = self.runner.approve if verb == "approve" else self.runner.deny
-        decision = decide(ex.id, user, "slack", groups)
+        decision = decide(
+            execution_id,
+            user,
+            "slack",
+            groups,
+            step=step,
+            phase=shown.phase if shown else None,
+            nonce=shown.nonce if shown else None,
+        )
         if not decision.ok:
             return decision.message
         if verb == "approve" and self.leading():
-            self.runner.advance(ex.id)
+            self.runner.advance(self.store.find(execution_id).id)
         return None
 
     def _groups(self, user: str, book: Playbook | None) -> tuple[str, ...]:
@@ -268,52 +364,76 @@ class ChatOps:
             return ()
         return tuple(g for g in book.approver_groups if user in self.client.members(g))
 
-    def _channel_refusal(self, channel: str, user: str, action: str, target: str = "") -> str:
+    def _channel_refusal(
+        self, channel: str, user: str, action: str, target: str | None = None
+    ) -> str:
         if channel in self.settings.allowed_channels:
             return ""
         reason = f"guardian does not take commands in channel {channel}"
+        execution = self._known(target) if target else None
         self.store.record(
-            "refused",
-            datetime.now(UTC),
-            target or None,
-            user,
-            "slack",
-            action=action,
-            reason=reason,
+            "refused", datetime.now(UTC), execution, user, "slack", action=action, reason=reason
         )
         return reason
 
-    def on_command(self, command: Command) -> str:
-        """Answer ``/guardian <text>``."""
+    def _known(self, prefix: str) -> str | None:
+        """The ID of the execution ``prefix`` names, if it names exactly one."""
+        try:
+            return self.store.find(prefix).id
+        except KeyError:
+            return None
+
+    def on_command(self, command: Command) -> str | Callable[[], str]:
+        """Answer ``/guardian <text>``: a quick answer at once (help, usage, refusals, the
+        playbooks, the kill switch, the history), or the work whose answer follows (status,
+        an SLO, suspects, runs and decisions: they reach Prometheus or the API server)."""
+        if len(command.text) > MAX_COMMAND:
+            return (
+                f"/guardian text of {len(command.text)} characters; at most {MAX_COMMAND}: "
+                "nothing was done"
+            )
         try:
             words = shlex.split(command.text)
-        except ValueError:
-            words = []
+        except ValueError as exc:
+            return escape(f"cannot read that command ({exc}); /guardian help lists the commands")
         verb = words[0] if words else "help"
         refusal = self._channel_refusal(command.channel, command.user, verb)
         if refusal:
-            return refusal
-        handler: Callable[[str, list[str]], str] | None = {
-            "status": self._status,
-            "slo": self._slo,
-            "suspects": self._suspects,
+            return escape(refusal)
+        quick: dict[str, Callable[[str, list[str]], str]] = {
             "playbooks": self._playbooks,
-            "run": self._run,
-            "approve": self._approve,
-            "deny": self._deny,
             "pause": self._pause,
             "resume": self._resume,
             "history": self._history,
             "help": _help,
-        }.get(verb)
-        if handler is None:
-            return f"unknown command {verb!r}\n{HELP}"
+        }
+        work: dict[str, Callable[[str, list[str]], str]] = {
+            "status": self._status,
+            "slo": self._slo,
+            "suspects": self._suspects,
+            "run": self._run,
+            "approve": self._approve,
+            "deny": self._deny,
+        }
+        if verb in quick:
+            return self._answer(quick[verb], verb, command.user, words[1:])
+        if verb in work:
+            usage = _usage(verb, words[1:])
+            if usage:
+                return usage
+            handler = work[verb]
+            return lambda: self._answer(handler, verb, command.user, words[1:])
+        return escape(f"unknown command {verb!r}\n{HELP}")
+
+    def _answer(
+        self, handler: Callable[[str, list[str]], str], verb: str, user: str, args: list[str]
+    ) -> str:
         try:
-            return handler(command.user, words[1:])
+            return escape(handler(user, args))
         except GuardianError as exc:
-            return f"{verb}: {exc.message}"
+            return escape(f"{verb}: {exc.message}")
         except Exception:
-            log.exception("slack: /guardian %s by %s failed", verb, command.user)
+            log.exception("slack: /guardian %s by %s failed", verb, user)
             return f"{verb}: internal error (guardian's log has the details)"
 
     def _status(self, user: str, args: list[str]) -> str:
@@ -323,7 +443,10 @@ class ChatOps:
             for s in evaluation.slos
         ]
         open_runs = self.store.executions(("proposed", "awaiting_approval", "approved", "running"))
-        lines += [f"execution {e.id} {e.playbook}: {e.state}" for e in open_runs]
+        lines += [
+            f"execution {e.id} {e.playbook}: {e.state.replace('_', ' ')} at step {e.step + 1}"
+            for e in open_runs
+        ]
         paused = self.store.setting("paused", "false") == "true"
         lines.append("guardian is PAUSED (kill switch)" if paused else "guardian is active")
         return "\n".join(lines)
@@ -399,14 +522,14 @@ class ChatOps:
         return f"execution {ex.id} of {book.name}: {ex.state.replace('_', ' ')}"
 
     def _approve(self, user: str, args: list[str]) -> str:
-        if len(args) != 1:
-            return "usage: /guardian approve ID"
-        return self._decide("approve", args[0], user) or f"approved {args[0]}"
+        step = int(args[1]) - 1
+        return (
+            self._decide("approve", args[0], user, step) or f"approved step {args[1]} of {args[0]}"
+        )
 
     def _deny(self, user: str, args: list[str]) -> str:
-        if len(args) != 1:
-            return "usage: /guardian deny ID"
-        return self._decide("deny", args[0], user) or f"denied {args[0]}"
+        step = int(args[1]) - 1
+        return self._decide("deny", args[0], user, step) or f"denied step {args[1]} of {args[0]}"
 
     def _pause(self, user: str, args: list[str]) -> str:
         now = datetime.now(UTC)

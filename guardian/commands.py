@@ -67,8 +67,22 @@ def add_parsers(sub: Any, config_arg: Any, format_arg: Any) -> None:
     format_arg(pending)
     pending.set_defaults(handler=_cmd_pending)
     for verb in ("approve", "deny"):
-        decide = verbs.add_parser(verb, help=f"{verb} the pending step of an execution")
+        decide = verbs.add_parser(
+            verb,
+            help=f"{verb} the step of an execution that awaits approval",
+            description=f"{verb.capitalize()} step STEP of execution ID. The decision binds to "
+            "that step: it is refused (and audited) unless STEP is the step awaiting approval "
+            "now, so a second or late command never decides a later step that nobody looked "
+            "at. 'guardian approvals list' shows each pending execution with its step.",
+        )
         decide.add_argument("id", help="execution ID (a unique prefix will do)")
+        decide.add_argument(
+            "--step",
+            type=_step_number,
+            required=True,
+            metavar="N",
+            help="the step you are deciding, as 'approvals list' shows it (1 is the first)",
+        )
         config_arg(decide)
         _kube_args(decide)
         _actor_arg(decide)
@@ -121,6 +135,13 @@ def _actor_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--as", dest="actor", default=None, help="who you are, for the audit (default $USER)"
     )
+
+
+def _step_number(text: str) -> int:
+    """A step number as people see it (1 is the first step)."""
+    if not text.isdigit() or not 1 <= int(text) <= 999:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a step number (1, 2, ...)")
+    return int(text)
 
 
 def _actor(args: argparse.Namespace) -> str:
@@ -421,7 +442,10 @@ def _print_execution(args: argparse.Namespace, store: Store, execution: Executio
     for record in steps:
         print(f"  {record.name}: {record.status}")
     if execution.state == "awaiting_approval":
-        print(f"  approve with: guardian approvals approve {execution.id} -c {args.config}")
+        print(
+            f"  approve with: guardian approvals approve {execution.id} "
+            f"--step {execution.step + 1} -c {args.config}"
+        )
     if execution.message:
         print(f"  {execution.message}")
 
@@ -435,11 +459,14 @@ def _cmd_pending(args: argparse.Namespace) -> int:
         for ex in store.executions(["awaiting_approval"]):
             book = books.get(ex.playbook)
             step = book.steps[ex.step].name if book and ex.step < len(book.steps) else "?"
+            request = store.request(ex.id, ex.step)
             rows.append(
                 {
                     "id": ex.id,
                     "playbook": ex.playbook,
-                    "step": step,
+                    "step": ex.step + 1,
+                    "step_name": step,
+                    "request": request.nonce if request else None,
                     "slo": ex.slo,
                     "target": ex.target,
                     "requested_by": ex.requested_by,
@@ -455,9 +482,11 @@ def _cmd_pending(args: argparse.Namespace) -> int:
     else:
         for row in rows:
             print(
-                f"{row['id']}  {row['playbook']} step {row['step']}  slo {row['slo'] or '-'}  "
-                f"target {row['target'] or '-'}  asked by {row['requested_by']}  "
-                f"expires {row['expires_at']}"
+                f"{row['id']}  step {row['step']} ({row['step_name']}) of {row['playbook']}  "
+                f"slo {row['slo'] or '-'}  target {row['target'] or '-'}  "
+                f"asked by {row['requested_by']}  expires {row['expires_at']}\n"
+                f"    decide with: guardian approvals approve|deny {row['id']} "
+                f"--step {row['step']}"
             )
     return EXIT_OK
 
@@ -468,7 +497,7 @@ def _cmd_decide(args: argparse.Namespace) -> int:
     try:
         runner = _runner(args, config, store, playbooks_of(config))
         decide = runner.approve if args.verb == "approve" else runner.deny
-        decision = decide(args.id, _actor(args), "console")
+        decision = decide(args.id, _actor(args), "console", step=args.step - 1)
         if not decision.ok:
             raise UsageError(decision.message)
         print(decision.message)

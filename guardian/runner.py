@@ -31,7 +31,7 @@ from guardian.actions.base import Guardrails, KubeAPI, verify_until
 from guardian.errors import GuardianError
 from guardian.playbooks import template
 from guardian.playbooks.model import Playbook, Step
-from guardian.store import OPEN_STATES, Execution, Store
+from guardian.store import OPEN_STATES, AmbiguousPrefix, Execution, Store
 
 log = logging.getLogger(__name__)
 
@@ -136,55 +136,121 @@ class Runner:
         return execution
 
     def approve(
-        self, execution_id: str, actor: str, via: str, groups: tuple[str, ...] = ()
+        self,
+        execution_id: str,
+        actor: str,
+        via: str,
+        groups: tuple[str, ...] = (),
+        *,
+        step: int,
+        phase: int | None = None,
+        nonce: str | None = None,
     ) -> Decision:
-        """Approve the pending step, if ``actor`` may; every refusal is audited."""
-        return self._decide(execution_id, actor, via, groups, "approved")
+        """Approve ``step`` (0-based) of the execution, if it is the step awaiting approval
+        and ``actor`` may; every refusal is audited. A Slack button also names the ``phase``
+        and the ``nonce`` of the request it was shown for; the console names the step."""
+        return self._decide(execution_id, actor, via, groups, "approved", step, phase, nonce)
 
     def deny(
-        self, execution_id: str, actor: str, via: str, groups: tuple[str, ...] = ()
+        self,
+        execution_id: str,
+        actor: str,
+        via: str,
+        groups: tuple[str, ...] = (),
+        *,
+        step: int,
+        phase: int | None = None,
+        nonce: str | None = None,
     ) -> Decision:
-        """Deny the pending step (and so the execution), if ``actor`` may."""
-        return self._decide(execution_id, actor, via, groups, "denied")
+        """Deny ``step`` of the execution (and so the execution), if ``actor`` may."""
+        return self._decide(execution_id, actor, via, groups, "denied", step, phase, nonce)
+
+    def refuse(
+        self, execution_id: str | None, actor: str, via: str, verb: str, reason: str, **detail: Any
+    ) -> Decision:
+        """Audit a refused decision (``verb``: approve or deny) and return it."""
+        self.store.record(
+            "refused", self.clock(), execution_id, actor, via, action=verb, reason=reason, **detail
+        )
+        return Decision(False, reason)
 
     def _decide(
-        self, execution_id: str, actor: str, via: str, groups: tuple[str, ...], to: str
+        self,
+        execution_id: str,
+        actor: str,
+        via: str,
+        groups: tuple[str, ...],
+        to: str,
+        step_index: int,
+        phase: int | None,
+        nonce: str | None,
     ) -> Decision:
         now = self.clock()
+        verb = "approve" if to == "approved" else "deny"
+        asked = {"step": step_index, **({"request": nonce} if nonce else {})}
         try:
             ex = self.store.find(execution_id)
-        except KeyError:
-            return Decision(
-                False,
-                f"no execution {execution_id!r} (give its ID or a unique prefix of 4 or more)",
-            )
+        except KeyError as exc:
+            given = {"given": execution_id[:64], **asked}
+            return self.refuse(None, actor, via, verb, _not_found(execution_id, exc), **given)
         book = self.playbooks.get(ex.playbook)
-        verb = "approve" if to == "approved" else "deny"
-        reason = ""
-        if ex.state != "awaiting_approval":
-            reason = f"execution {ex.id} is {ex.state}, not awaiting approval"
-        elif book is None or ex.step >= len(book.steps):
-            reason = f"playbook {ex.playbook} of execution {ex.id} is not loaded"
-        elif ex.expires_at is not None and now >= ex.expires_at:
-            self._expire(ex, now)
-            reason = f"the approval of execution {ex.id} expired at {ex.expires_at:%H:%M:%S} UTC"
-        elif not _may_approve(book, actor, groups):
-            reason = f"{actor} is not an approver of playbook {book.name}"
-        elif to == "approved" and actor == ex.requested_by:
-            reason = f"{actor} asked for execution {ex.id} and cannot also approve it"
+        reason = self._refusal(ex, book, actor, groups, to, step_index, phase, now)
+        if not reason:
+            current = self.store.request(ex.id, ex.step)
+            if current is None:  # asked for before approvals carried a step and a nonce
+                current_nonce = self.store.reopen(ex.id, ex.step, ex.phase, now)
+            else:
+                current_nonce = current.nonce
+            if nonce is not None and nonce != current_nonce:
+                reason = (
+                    f"this message is out of date for step {step_index + 1} of execution "
+                    f"{ex.id}; nothing was decided: use the execution's current message"
+                )
+            elif not self.store.decide(ex.id, ex.step, ex.phase, current_nonce, to, actor, now):
+                reason = f"step {step_index + 1} of execution {ex.id} was already decided"
+            nonce = current_nonce
         if reason or book is None:
-            self.store.record("refused", now, ex.id, actor, via, action=verb, reason=reason)
-            return Decision(False, reason)
+            return self.refuse(ex.id, actor, via, verb, reason, **asked)
         step = book.steps[ex.step]
-        if not self.store.transition(
-            ex.id, "awaiting_approval", now, at=(ex.step, ex.phase), state=to
-        ):
-            reason = f"execution {ex.id} was already decided"
-            self.store.record("refused", now, ex.id, actor, via, action=verb, reason=reason)
-            return Decision(False, reason)
-        self.store.record(to, now, ex.id, actor, via, step=ex.step, step_name=step.name)
+        self.store.record(
+            to, now, ex.id, actor, via, step=ex.step, step_name=step.name, request=nonce
+        )
         self.notifier.notify(to, self.store.get(ex.id), {"by": actor, "via": via})
-        return Decision(True, f"{step.name} of execution {ex.id} {to} by {actor}")
+        return Decision(
+            True, f"step {ex.step + 1} ({step.name}) of execution {ex.id} {to} by {actor}"
+        )
+
+    def _refusal(
+        self,
+        ex: Execution,
+        book: Playbook | None,
+        actor: str,
+        groups: tuple[str, ...],
+        to: str,
+        step_index: int,
+        phase: int | None,
+        now: datetime,
+    ) -> str:
+        """Why ``actor`` may not decide ``step_index`` of ``ex`` now ("" if they may)."""
+        if (
+            ex.state != "awaiting_approval"
+            or ex.step != step_index
+            or (phase is not None and ex.phase != phase)
+        ):
+            return (
+                f"step {step_index + 1} of execution {ex.id} is not awaiting approval: "
+                f"the execution is {_where(ex)}; nothing was decided"
+            )
+        if book is None or ex.step >= len(book.steps):
+            return f"playbook {ex.playbook} of execution {ex.id} is not loaded"
+        if ex.expires_at is not None and now >= ex.expires_at:
+            self._expire(ex, now)
+            return f"the approval of execution {ex.id} expired at {ex.expires_at:%H:%M:%S} UTC"
+        if not _may_approve(book, actor, groups):
+            return f"{actor} is not an approver of playbook {book.name}"
+        if to == "approved" and actor == ex.requested_by:
+            return f"{actor} asked for execution {ex.id} and cannot also approve it"
+        return ""
 
     def expire_due(self) -> list[str]:
         """Expire every pending approval past its deadline; returns their IDs."""
@@ -303,22 +369,22 @@ class Runner:
             )
         expires = now + timedelta(seconds=self.approval_timeout)
         plan = self._preview(ex, step)
-        if not self.store.transition(
-            ex.id,
-            "proposed",
-            now,
-            at=(ex.step, ex.phase),
-            state="awaiting_approval",
-            expires_at=expires,
-        ):
+        nonce = self.store.ask(ex.id, ex.step, ex.phase, now, expires)
+        if nonce is None:
             return True
         self._audit(
-            "awaiting_approval", now, ex, step=ex.step, step_name=step.name, expires_at=expires
+            "awaiting_approval",
+            now,
+            ex,
+            step=ex.step,
+            step_name=step.name,
+            expires_at=expires,
+            request=nonce,
         )
         self.notifier.notify(
             "awaiting_approval",
             self.store.get(ex.id),
-            {"step": step.name, "action": step.action, "plan": plan},
+            {"step": step.name, "action": step.action, "plan": plan, "request": nonce},
         )
         return False
 
@@ -574,6 +640,20 @@ def _present(path: str, context: Mapping[str, Any]) -> bool:
         return bool(template.lookup(path, context))
     except template.TemplateError:
         return False
+
+
+def _where(ex: Execution) -> str:
+    """Where an execution stands, for a refusal: its state, and its step while open."""
+    state = ex.state.replace("_", " ")
+    return f"{state} at step {ex.step + 1}" if ex.state in OPEN_STATES else state
+
+
+def _not_found(given: str, exc: KeyError) -> str:
+    if isinstance(exc, AmbiguousPrefix):
+        return (
+            f"execution ID prefix {given[:64]!r} matches more than one execution; give more of it"
+        )
+    return f"no execution {given[:64]!r} (give its ID or a unique prefix of 4 or more)"
 
 
 def _may_approve(book: Playbook, actor: str, groups: tuple[str, ...]) -> bool:

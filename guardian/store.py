@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -111,6 +112,21 @@ audit = Table(
     Column("detail", JSON, nullable=False),
 )
 
+approvals = Table(
+    "approvals",
+    metadata,
+    Column("nonce", String(32), primary_key=True),
+    Column("execution_id", String(32), nullable=False, index=True),
+    Column("step", Integer, nullable=False),
+    Column("phase", Integer, nullable=False),
+    Column("asked_at", DateTime(timezone=True), nullable=False),
+    Column("decision", String(32)),
+    Column("decided_by", String(200)),
+    Column("decided_at", DateTime(timezone=True)),
+)
+"""One row per approval asked for: the step and phase it was shown for, and a nonce that
+the Slack buttons carry. Deciding is a compare-and-set on all of them (``Store.decide``)."""
+
 messages = Table(
     "messages",
     metadata,
@@ -161,6 +177,23 @@ class StepRecord:
     plan: dict[str, Any] | None
     applied_phases: int
     result: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class ApprovalRequest:
+    """An approval asked for: what it was shown for, and how it was decided (if it was)."""
+
+    nonce: str
+    execution_id: str
+    step: int
+    phase: int
+    asked_at: datetime
+    decision: str | None = None
+    decided_by: str | None = None
+
+
+class AmbiguousPrefix(KeyError):
+    """More than one execution ID starts with the prefix given."""
 
 
 @dataclass(frozen=True)
@@ -259,7 +292,8 @@ class Store:
 
     def find(self, prefix: str) -> Execution:
         """The execution whose ID starts with ``prefix`` (unique, at least
-        ``MIN_PREFIX`` characters, taken literally); ``KeyError`` otherwise."""
+        ``MIN_PREFIX`` characters, taken literally); ``KeyError`` otherwise
+        (``AmbiguousPrefix`` when more than one matches)."""
         if len(prefix) < MIN_PREFIX:
             raise KeyError(prefix)
         with self.engine.connect() as conn:
@@ -268,7 +302,9 @@ class Store:
                 .where(executions.c.id.startswith(prefix, autoescape=True))
                 .limit(2)
             ).all()
-        if len(rows) != 1:
+        if len(rows) > 1:
+            raise AmbiguousPrefix(prefix)
+        if not rows:
             raise KeyError(prefix)
         return _execution(rows[0]._mapping)
 
@@ -327,6 +363,101 @@ class Store:
                 .where(executions.c.id == execution_id, executions.c.owner == owner)
                 .values(owner=None, lease_until=None)
             )
+
+    # approvals ----------------------------------------------------------------------------
+
+    def ask(
+        self, execution_id: str, step: int, phase: int, now: datetime, expires_at: datetime
+    ) -> str | None:
+        """Move the execution from ``proposed`` to ``awaiting_approval`` at (step, phase) and
+        open an approval request for it, in one transaction; returns the request's nonce, or
+        None when the execution had moved (someone else asked first)."""
+        with self.engine.begin() as conn:
+            moved = conn.execute(
+                update(executions)
+                .where(
+                    executions.c.id == execution_id,
+                    executions.c.state == "proposed",
+                    executions.c.step == step,
+                    executions.c.phase == phase,
+                )
+                .values(state="awaiting_approval", expires_at=expires_at, updated_at=now)
+            )
+            if moved.rowcount != 1:
+                return None
+            return _open_request(conn, execution_id, step, phase, now)
+
+    def reopen(self, execution_id: str, step: int, phase: int, now: datetime) -> str:
+        """Open a request for an execution already awaiting approval without one (asked
+        before approvals carried a step and a nonce); returns its nonce."""
+        with self.engine.begin() as conn:
+            return _open_request(conn, execution_id, step, phase, now)
+
+    def request(self, execution_id: str, step: int) -> ApprovalRequest | None:
+        """The newest approval request for the execution's ``step``, if there is one."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(approvals)
+                .where(approvals.c.execution_id == execution_id, approvals.c.step == step)
+                .order_by(approvals.c.asked_at.desc())
+                .limit(1)
+            ).first()
+        if row is None:
+            return None
+        return ApprovalRequest(
+            row.nonce,
+            row.execution_id,
+            row.step,
+            row.phase,
+            _aware(row.asked_at),
+            row.decision,
+            row.decided_by,
+        )
+
+    def decide(
+        self,
+        execution_id: str,
+        step: int,
+        phase: int,
+        nonce: str,
+        decision: str,
+        actor: str,
+        now: datetime,
+    ) -> bool:
+        """Decide the approval request ``nonce``: a compare-and-set on exactly (execution,
+        step, phase, nonce), undecided, with the execution still awaiting approval at that
+        step and phase. The execution moves to ``decision``; False (nothing changed) when
+        any of it no longer holds."""
+        try:
+            with self.engine.begin() as conn:
+                marked = conn.execute(
+                    update(approvals)
+                    .where(
+                        approvals.c.nonce == nonce,
+                        approvals.c.execution_id == execution_id,
+                        approvals.c.step == step,
+                        approvals.c.phase == phase,
+                        approvals.c.decision.is_(None),
+                    )
+                    .values(decision=decision, decided_by=actor, decided_at=now)
+                )
+                if marked.rowcount != 1:
+                    return False
+                moved = conn.execute(
+                    update(executions)
+                    .where(
+                        executions.c.id == execution_id,
+                        executions.c.state == "awaiting_approval",
+                        executions.c.step == step,
+                        executions.c.phase == phase,
+                    )
+                    .values(state=decision, updated_at=now)
+                )
+                if moved.rowcount != 1:
+                    raise _Undone
+        except _Undone:
+            return False
+        return True
 
     # steps --------------------------------------------------------------------------------
 
@@ -510,6 +641,20 @@ class Store:
 
 MIN_PREFIX = 4
 """The shortest ID prefix ``find`` accepts."""
+
+
+class _Undone(Exception):
+    """Raised inside a transaction to roll it back."""
+
+
+def _open_request(conn: Any, execution_id: str, step: int, phase: int, now: datetime) -> str:
+    nonce = secrets.token_hex(8)
+    conn.execute(
+        insert(approvals).values(
+            nonce=nonce, execution_id=execution_id, step=step, phase=phase, asked_at=now
+        )
+    )
+    return nonce
 
 
 def _execution(row: Any) -> Execution:

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from guardian.actions import CATALOGUE
-from guardian.chat import render
+from guardian.chat import escape, render
 from guardian.playbooks import load_playbooks
 from guardian.store import Store
 from guardian.testing.slack import block_problems
@@ -36,7 +36,7 @@ def test_a_plan_of_600_changes_renders_within_the_limits(store: Store) -> None:
     ex = store.create(
         "pause-suspect-rollout", "apiserver-latency", "", "proposed", "U1", "slack", context, now
     )
-    store.transition(ex.id, "proposed", now, state="awaiting_approval")
+    nonce = store.ask(ex.id, 0, 0, now, now)
     ex = store.get(ex.id)
     changes = [
         {"op": "patch", "path": f"/api/v1/nodes/node-{i:04d}", "description": "cordon " * 5}
@@ -48,6 +48,7 @@ def test_a_plan_of_600_changes_renders_within_the_limits(store: Store) -> None:
     assert [b["type"] for b in blocks] == ["header", "section", "section", "section", "actions",
                                            "context"]  # fmt: skip
     assert "(600 changes in all)" in blocks[3]["text"]["text"]
+    assert [b["value"] for b in blocks[4]["elements"]] == [f"{ex.id}:0:0:{nonce}"] * 2
     assert (
         text
         == f"pause-suspect-rollout for apiserver-latency: awaiting approval (execution {ex.id})"
@@ -62,3 +63,41 @@ def test_the_checker_rejects_what_slack_rejects() -> None:
         "[1] button action_id missing or too long",
     ]
     assert block_problems([{"type": "divider"}] * 51) == ["51 blocks; at most 50"]
+
+
+def test_operator_supplied_text_stays_literal_in_mrkdwn(store: Store) -> None:
+    now = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
+    evil = "<!channel> & <https://evil.example|click> ```"
+    context = {
+        "slo": {"name": "lat<!here>", "windows": _windows()},
+        "suspects": [{"kind": "DaemonSet", "namespace": "t", "name": evil, "touches": 1}],
+    }
+    ex = store.create(
+        "pause-suspect-rollout", "apiserver-latency", "", "proposed", evil, "console", context, now
+    )
+    store.ask(ex.id, 0, 0, now, now)
+    store.transition(ex.id, "awaiting_approval", now, message=f"failed: {evil}")
+    ex = store.get(ex.id)
+    plan = {
+        "target": f"DaemonSet t/{evil}",
+        "changes": [{"op": "patch", "path": "/x", "description": f"name = {evil}\n```\n<!here>"}],
+    }
+    text, blocks = render(ex, BOOKS["pause-suspect-rollout"], {"plan": plan}, store, "x")
+    shown = [text] + [
+        t["text"]
+        for b in blocks
+        for t in [b.get("text") or {}, *b.get("elements", [])]
+        if t.get("type") == "mrkdwn"
+    ]
+    for one in shown:
+        assert "<!" not in one and "<https" not in one, one
+        assert one.count("```") % 2 == 0, one
+    plan_text = blocks[3]["text"]["text"]
+    assert plan_text.endswith(
+        "name = &lt;!channel&gt; &amp; &lt;https://evil.example|click&gt; ˋˋˋ\nˋˋˋ\n"
+        "&lt;!here&gt;```"
+    )
+    context_text = blocks[-1]["elements"][0]["text"]
+    assert f"asked by {escape(evil)} (console)" in context_text
+    assert f"failed: {escape(evil)}" in context_text
+    assert escape("<@U1>") == "&lt;@U1&gt;"

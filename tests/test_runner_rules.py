@@ -25,7 +25,7 @@ def test_a_decision_on_a_run_whose_playbook_is_gone_is_refused_and_audited(store
     now = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
     ex = store.create("retired", "slo", "", "awaiting_approval", "alice", "console", {}, now)
     runner = Runner(store, {}, _no_cluster, NoSignals(), clock=lambda: now)
-    decision = runner.approve(ex.id, "bob", "console")
+    decision = runner.approve(ex.id, "bob", "console", step=0)
     assert not decision.ok
     assert decision.message == f"playbook retired of execution {ex.id} is not loaded"
     assert store.get(ex.id).state == "awaiting_approval"
