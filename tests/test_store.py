@@ -1,14 +1,18 @@
-"""The store on SQLite and on a real PostgreSQL: compare-and-set, leases, applied-once, audit."""
+"""The store on SQLite and on a real PostgreSQL: compare-and-set, leases, applied-once, audit;
+and its password, which no message, log line or audit row ever shows."""
 
 from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
+from guardian import cli
 from guardian.errors import DataUnavailable
-from guardian.store import Store
+from guardian.store import Store, masked, parse_url, scrubber
+from tests.store_fixture import LOCKED_PASSWORD, PasswordLogin, guardian, store_config
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
@@ -118,3 +122,113 @@ def test_a_transition_at_a_step_and_phase_fails_once_the_execution_moved_on(
     assert store.transition(ex.id, "running", now, at=(0, 0), phase=1)
     assert not store.transition(ex.id, "running", now, at=(0, 0), phase=1), "already at phase 1"
     assert store.get(ex.id).phase == 1
+
+
+# passwords ---------------------------------------------------------------------------------
+
+WRONG = [  # (credentials as written in the URL, query string, what must never be shown)
+    ("locked:Qw1x@Er2y", "", ["Qw1x", "Er2y"]),
+    ("locked:Qw1x/Er2y", "", ["Qw1x", "Er2y"]),
+    ("locked:Qw1x:Er2y", "", ["Qw1x", "Er2y"]),
+    ("locked:Qw1x%40Er2y", "", ["Qw1x", "Er2y"]),
+    ("locked", "?password=Qw1xEr2y&sslmode=disable", ["Qw1xEr2y"]),
+]
+
+
+def _refused(login: PasswordLogin, credentials: str, query: str) -> str:
+    shown = "locked:***" if ":" in credentials else "locked"
+    store = f"postgresql+psycopg://{shown}@127.0.0.1:{login.port}/locked"
+    return (
+        f"store {store}{'?sslmode=disable' if query else ''}: connection failed: connection to "
+        f'server at "127.0.0.1", port {login.port} failed: FATAL: password authentication '
+        f'failed for user "locked"; correct the user or password in $GUARDIAN_STORE_URL'
+    )
+
+
+@pytest.mark.parametrize(("credentials", "query", "secret"), WRONG)
+def test_a_refused_login_names_the_host_never_the_password(
+    password_login: PasswordLogin,
+    credentials: str,
+    query: str,
+    secret: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    url = password_login.url(credentials, query)
+    expected = _refused(password_login, credentials, query)
+    with pytest.raises(DataUnavailable) as caught:
+        Store.open(url, "$GUARDIAN_STORE_URL")
+    assert caught.value.message == expected
+    config = store_config(tmp_path)
+    monkeypatch.setenv("GUARDIAN_STORE_URL", url)
+    assert cli.main(["history", "-c", str(config)]) == 3
+    out, err = capsys.readouterr()
+    assert (out, err) == ("", f"guardian: {expected}\n")
+    started = guardian("run", "-c", str(config), env={"GUARDIAN_STORE_URL": url})
+    assert (started.returncode, started.stdout, started.stderr) == (
+        3,
+        "",
+        f"guardian: {expected}\n",
+    )
+    for piece in secret:
+        assert piece not in caught.value.message + err + started.stderr
+
+
+@pytest.mark.parametrize(("credentials", "query", "secret"), WRONG)
+def test_an_unreachable_host_is_named_and_the_password_is_not(
+    credentials: str, query: str, secret: list[str]
+) -> None:
+    url = f"postgresql+psycopg://{credentials}@127.0.0.1:1/locked{query}"
+    with pytest.raises(DataUnavailable) as caught:
+        Store.open(url, "$GUARDIAN_STORE_URL")
+    message = caught.value.message
+    shown = "locked:***" if ":" in credentials else "locked"
+    assert message.startswith(f"store postgresql+psycopg://{shown}@127.0.0.1:1/locked")
+    assert 'connection to server at "127.0.0.1", port 1 failed: Connection refused' in message
+    assert all(piece not in message for piece in secret)
+
+
+def test_a_password_with_a_raw_at_slash_and_colon_logs_in_and_stays_out_of_the_audit(
+    password_login: PasswordLogin, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = password_login.url(f"locked:{LOCKED_PASSWORD}")
+    config = store_config(tmp_path)
+    env = {"GUARDIAN_STORE_URL": url}
+    paused = guardian("pause", "-c", str(config), "--as", "alice", env=env)
+    assert paused.returncode == 0, paused.stderr
+    history = guardian("history", "-c", str(config), "-o", "json", env=env)
+    assert history.returncode == 0, history.stderr
+    store = Store.open(url)
+    rows = store.history()
+    store.close()
+    assert rows and rows[-1].kind == "pause" and rows[-1].actor == "alice"
+    seen = paused.stdout + paused.stderr + history.stdout + history.stderr + repr(rows)
+    for piece in ("Zq7", "Kp9", "Wm3", "Xy5"):
+        assert piece not in seen
+    assert masked(parse_url(url)) == (
+        f"postgresql+psycopg://locked:***@127.0.0.1:{password_login.port}/locked"
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql+psycopg://u:PASS@at77@db.example:5432/g", "u:***@db.example:5432/g"),
+        ("postgresql+psycopg://u:pa/ss@db.example/g", "u:***@db.example/g"),
+        ("postgresql+psycopg://u:pa%40ss@db.example/g", "u:***@db.example/g"),
+        (
+            "postgresql+psycopg://u@db.example/g?password=pa55&sslmode=require",
+            "u@db.example/g?sslmode=require",
+        ),
+        ("postgresql+psycopg://u@db.example/g?sslpassword=pa55", "u@db.example/g"),
+    ],
+)
+def test_a_store_url_is_shown_with_its_password_masked(url: str, shown: str) -> None:
+    assert masked(parse_url(url)) == f"postgresql+psycopg://{shown}"
+
+
+def test_a_driver_message_loses_the_password_in_every_spelling() -> None:
+    scrub = scrubber(parse_url("postgresql+psycopg://u:p%40ss w0rd@h/g?password=other1"))
+    text = "bad: p@ss w0rd, p%40ss%20w0rd, p%40ss+w0rd, other1, password='x y' password=z\nend"
+    assert scrub(text) == "bad: ***, ***, ***, ***, password=*** password=*** end"
