@@ -3,9 +3,12 @@ fix, exit 3 from every command that opens the store, and the file left byte for 
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,7 +18,7 @@ import pytest
 
 from guardian import cli
 from guardian.errors import StoreUnavailable
-from guardian.store import Store
+from guardian.store import CONNECT_TIMEOUT, Store
 from guardian.testing.postgres import PostgresServer
 from tests.store_fixture import guardian, store_config
 
@@ -256,3 +259,58 @@ def test_a_store_that_goes_away_while_open_fails_in_one_line(tmp_path: Path) -> 
         store.ping()  # what /readyz shows
     assert pinged.value.message.startswith(f"store {server.url}: ")
     store.close()
+
+
+def test_a_fault_in_a_store_named_in_the_config_file_says_which_setting_to_correct(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = _garbage(tmp_path).file
+    config = tmp_path / "guardian.yaml"
+    store_config(tmp_path)
+    config.write_text(
+        config.read_text().replace("{url_env: GUARDIAN_STORE_URL}", f"{{url: 'sqlite:///{db}'}}")
+    )
+    assert cli.main(["approvals", "list", "-c", str(config)]) == 3
+    assert capsys.readouterr().err == (
+        f"guardian: store sqlite:///{db}: the file is not a SQLite database; correct "
+        f"policy.store.url to guardian's database or a new file ({LEFT})\n"
+    )
+
+
+@pytest.fixture
+def silent_server() -> Iterator[int]:
+    """A TCP port that accepts connections and never says a word."""
+    server = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield server.getsockname()[1]
+    stop.set()
+    thread.join()
+    for conn in held:
+        conn.close()
+    server.close()
+
+
+def test_a_postgresql_that_never_answers_is_given_up_after_the_connect_timeout(
+    silent_server: int,
+) -> None:
+    began = time.monotonic()
+    with pytest.raises(StoreUnavailable) as caught:
+        Store.open(f"postgresql+psycopg://u:Sx9@127.0.0.1:{silent_server}/db", SOURCE)
+    took = time.monotonic() - began
+    assert took < 3 * CONNECT_TIMEOUT, f"took {took:.1f}s"
+    message = caught.value.message
+    assert message.startswith(f"store postgresql+psycopg://u:***@127.0.0.1:{silent_server}/db: ")
+    assert "timeout expired" in message and "Sx9" not in message
+    assert message.endswith("; check that PostgreSQL answers at that host and port")
