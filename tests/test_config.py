@@ -257,7 +257,7 @@ def test_yaml_syntax_errors_name_the_line(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text("version: guardian/v1\nslos: [\n  - name: x\n", encoding="utf-8")
     assert _error(path) == (
-        f"{path}: line 3: not valid YAML: expected the node content, but found '-'"
+        f"{path}: line 3: not valid YAML: did not find expected node content"
     )
 
 

@@ -175,6 +175,13 @@ CASES: list[tuple[str, Case, str]] = [
         "nested more than 64 levels deep; flatten it",
     ),
     (
+        "aliases that nest deeper than 64 levels",
+        _file(
+            HEAD + "x:\n  - &a0 [x]\n" + "".join(f"  - &a{i} [*a{i - 1}]\n" for i in range(1, 70))
+        ),
+        "nested more than 64 levels deep; flatten it",
+    ),
+    (
         "latin-1 bytes",
         _file(GOOD.encode() + b"# caf\xe9\n"),
         "not UTF-8 text (byte 0xe9 on line 7); save it as UTF-8",

@@ -22,6 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from yaml.composer import Composer
+from yaml.constructor import SafeConstructor
+from yaml.resolver import Resolver
 
 from guardian.errors import ConfigError, ConfigErrors
 
@@ -43,18 +46,42 @@ def read_yaml(file: Path) -> Any:
             return None
         _check_nodes(file, node)
         return loader.construct_document(node)
+    except _TooDeep:
+        raise _too_deep(file) from None
+    except _TooMany:
+        raise _too_many(file, MAX_VALUES + 1) from None
     except yaml.MarkedYAMLError as exc:
+        if exc.problem == "exceeded maximum nesting depth":  # libyaml's own limit
+            raise _too_deep(file) from None
         raise _not_yaml(file, exc.problem_mark, exc.problem or str(exc)) from None
     except yaml.YAMLError as exc:
         raise _not_yaml(file, None, str(exc)) from None
-    except RecursionError:  # the composer recurses once per level
-        raise _too_deep(file) from None
     finally:
         loader.dispose()
 
 
-class _Loader(yaml.SafeLoader):
-    """PyYAML's safe loader; a scalar it cannot build is a YAML error on its line."""
+class _Checked(Composer, SafeConstructor):
+    """PyYAML's composer and safe constructor, counting as they go.
+
+    Composing stops at the first node past ``MAX_VALUES`` or deeper than ``MAX_DEPTH`` (so a
+    1 MiB list of numbers costs a fraction of a second, not minutes and 500 MB); a scalar
+    the constructor cannot build is a YAML error on its line.
+    """
+
+    composed = 0
+    depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
+        self.composed += 1
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                raise _TooDeep
+            if self.composed > MAX_VALUES:
+                raise _TooMany
+            return super().compose_node(parent, index)  # type: ignore[arg-type]
+        finally:
+            self.depth -= 1
 
     def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
         try:
@@ -65,6 +92,32 @@ class _Loader(yaml.SafeLoader):
             raise yaml.constructor.ConstructorError(
                 None, None, f"{shown(node.value, 40)} is not a value: {reason}", node.start_mark
             ) from None
+
+
+class _TooDeep(Exception):
+    pass
+
+
+class _TooMany(Exception):
+    pass
+
+
+try:
+    from yaml._yaml import CParser
+
+    class _Loader(_Checked, CParser, Resolver):
+        """libyaml scans and parses (in C, ten times faster); composing stays in Python."""
+
+        def __init__(self, stream: str) -> None:
+            CParser.__init__(self, stream)
+            SafeConstructor.__init__(self)
+            Resolver.__init__(self)
+            Composer.__init__(self)
+
+except ImportError:  # pragma: no cover - PyYAML built without libyaml
+
+    class _Loader(_Checked, yaml.SafeLoader):  # type: ignore[no-redef]
+        """Pure-Python PyYAML."""
 
 
 def read_bytes(file: Path) -> bytes:
@@ -132,6 +185,10 @@ def _decode(file: Path, data: bytes) -> str:
         ) from None
 
 
+_Trail = tuple[str, "_Trail"] | None
+"""The steps from a node up to the root (``("[0]", ("slos", None))``), joined on error only."""
+
+
 def _check_nodes(file: Path, root: yaml.Node) -> None:
     """Depth, expanded size, self-reference and duplicate keys, without expanding anything.
 
@@ -141,15 +198,14 @@ def _check_nodes(file: Path, root: yaml.Node) -> None:
     size: dict[int, int] = {}
     height: dict[int, int] = {}
     open_nodes: set[int] = set()
-    stack: list[tuple[yaml.Node, str, bool]] = [(root, "", False)]
+    stack: list[tuple[yaml.Node, _Trail, list[yaml.Node] | None]] = [(root, None, None)]
     while stack:
-        node, path, children_done = stack.pop()
+        node, trail, done = stack.pop()
         key = id(node)
-        children = _children(node)
-        if children_done:
+        if done is not None:  # every child counted: sum them
             open_nodes.discard(key)
-            size[key] = 1 + sum(size[id(c)] for c, _ in children)
-            height[key] = 1 + max((height[id(c)] for c, _ in children), default=0)
+            size[key] = 1 + sum(size[id(c)] for c in done)
+            height[key] = 1 + max((height[id(c)] for c in done), default=0)
             if height[key] > MAX_DEPTH:
                 raise _too_deep(file)
             if size[key] > MAX_VALUES:
@@ -157,39 +213,48 @@ def _check_nodes(file: Path, root: yaml.Node) -> None:
             continue
         if key in size:
             continue
-        open_nodes.add(key)
+        if isinstance(node, yaml.ScalarNode):
+            size[key] = height[key] = 1
+            continue
+        children, steps = _children(node)
         if isinstance(node, yaml.MappingNode):
-            _unique_keys(file, node, path)
-        stack.append((node, path, True))
-        for child, step in reversed(children):
+            _unique_keys(file, node, trail)
+        open_nodes.add(key)
+        stack.append((node, trail, children))
+        for child, step in zip(reversed(children), reversed(steps), strict=True):
             if id(child) in open_nodes:
                 raise _error(
-                    f"{file}: {_join(path, step)}: an alias refers to a value that holds it "
+                    f"{file}: {_path((step, trail))}: an alias refers to a value that holds it "
                     f"(line {child.start_mark.line + 1}); write the value out"
                 )
             if id(child) not in size:
-                stack.append((child, _join(path, step), False))
+                stack.append((child, (step, trail), None))
 
 
-def _children(node: yaml.Node) -> list[tuple[yaml.Node, str]]:
+def _children(node: yaml.Node) -> tuple[list[yaml.Node], list[str]]:
     if isinstance(node, yaml.SequenceNode):
-        return [(child, f"[{index}]") for index, child in enumerate(node.value)]
-    if isinstance(node, yaml.MappingNode):
-        pairs: list[tuple[yaml.Node, str]] = []
-        for key, value in node.value:
-            name = _cut(key.value, 40) if isinstance(key, yaml.ScalarNode) else "?"
-            pairs += [(key, name), (value, name)]
-        return pairs
-    return []
+        return list(node.value), [f"[{index}]" for index in range(len(node.value))]
+    children: list[yaml.Node] = []
+    steps: list[str] = []
+    for key, value in node.value:
+        name = _cut(key.value, 40) if isinstance(key, yaml.ScalarNode) else "?"
+        children += [key, value]
+        steps += [name, name]
+    return children, steps
 
 
-def _join(path: str, step: str) -> str:
-    if step.startswith("["):
-        return f"{path}{step}"
-    return f"{path}: {step}" if path else step
+def _path(trail: _Trail) -> str:
+    steps: list[str] = []
+    while trail is not None:
+        step, trail = trail
+        steps.append(step)
+    text = ""
+    for step in reversed(steps):
+        text = f"{text}{step}" if step.startswith("[") or not text else f"{text}: {step}"
+    return text
 
 
-def _unique_keys(file: Path, node: yaml.MappingNode, path: str) -> None:
+def _unique_keys(file: Path, node: yaml.MappingNode, trail: _Trail) -> None:
     seen: dict[tuple[str, str], int] = {}
     for key, _ in node.value:
         if not isinstance(key, yaml.ScalarNode):
@@ -197,7 +262,7 @@ def _unique_keys(file: Path, node: yaml.MappingNode, path: str) -> None:
         line = key.start_mark.line + 1
         ident = (key.tag, key.value)
         if ident in seen:
-            where = f"{path}: " if path else ""
+            where = f"{_path(trail)}: " if trail is not None else ""
             raise _error(
                 f"{file}: {where}key {shown(key.value, 40)} given twice (lines {seen[ident]} "
                 f"and {line}); keep one"
