@@ -199,25 +199,23 @@ class Metrics:
 
 
 class _Live:
-    """Metrics read at scrape time: executions, approvals, Kubernetes calls."""
+    """Metrics read at scrape time: executions, approvals, Kubernetes calls; a store that
+    does not answer leaves out the first two and sets ``guardian_store_up`` to 0 (the
+    scrape still succeeds; /readyz says why)."""
 
     def __init__(self, daemon: Daemon) -> None:
         self.daemon = daemon
 
     def collect(self) -> Iterator[Metric]:
-        states, kinds = self.daemon.store.counts()
-        executions = GaugeMetricFamily(
-            "guardian_executions", "Executions by state", labels=["state"]
-        )
-        for state, count in sorted(states.items()):
-            executions.add_metric([state], count)
-        yield executions
-        approvals = CounterMetricFamily(
-            "guardian_approvals", "Approval decisions in the audit log", labels=["decision"]
-        )
-        for kind in ("approved", "denied", "refused", "expired"):
-            approvals.add_metric([kind], kinds.get(kind, 0))
-        yield approvals
+        try:
+            counted: tuple[dict[str, int], dict[str, int]] | None = self.daemon.store.counts()
+        except GuardianError:
+            counted = None
+        up = GaugeMetricFamily("guardian_store_up", "1 when the store answered this scrape")
+        up.add_metric([], 0 if counted is None else 1)
+        yield up
+        if counted is not None:
+            yield from _store_metrics(*counted)
         clients = list(self.daemon.clients.items())
         requests = CounterMetricFamily(
             "guardian_kubernetes_requests", "API requests sent", labels=["context"]
@@ -238,6 +236,19 @@ class _Live:
         yield requests
         yield retries
         yield waited
+
+
+def _store_metrics(states: dict[str, int], kinds: dict[str, int]) -> Iterator[Metric]:
+    executions = GaugeMetricFamily("guardian_executions", "Executions by state", labels=["state"])
+    for state, count in sorted(states.items()):
+        executions.add_metric([state], count)
+    yield executions
+    approvals = CounterMetricFamily(
+        "guardian_approvals", "Approval decisions in the audit log", labels=["decision"]
+    )
+    for kind in ("approved", "denied", "refused", "expired"):
+        approvals.add_metric([kind], kinds.get(kind, 0))
+    yield approvals
 
 
 # the daemon ---------------------------------------------------------------------------------

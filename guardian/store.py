@@ -827,7 +827,9 @@ def _engine(url: URL, name: str, source: str, busy_timeout: float) -> Engine:
     if url.get_backend_name() == "postgresql" and "connect_timeout" not in url.query:
         connect_args["connect_timeout"] = CONNECT_TIMEOUT
     try:
-        engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+        engine = create_engine(
+            url, pool_pre_ping=True, hide_parameters=True, connect_args=connect_args
+        )
     except (NoSuchModuleError, ImportError) as exc:
         raise StoreUnavailable(
             f"store {name}: no database driver {url.drivername} "

@@ -13,10 +13,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
 
 from guardian import cli
+from guardian.daemon import Daemon, _Live
 from guardian.errors import StoreUnavailable
 from guardian.store import CONNECT_TIMEOUT, Store
 from guardian.testing.postgres import PostgresServer
@@ -245,9 +249,12 @@ def test_a_writer_holding_a_wal_store_lets_readers_on_and_writers_fail_in_one_li
 
 
 def test_a_store_that_goes_away_while_open_fails_in_one_line(tmp_path: Path) -> None:
+    registry = CollectorRegistry()
     with PostgresServer() as server:
         store = Store.open(server.url, SOURCE)
         store.executions()
+        registry.register(_Live(cast(Daemon, SimpleNamespace(store=store, clients={}))))
+        assert "guardian_store_up 1.0" in generate_latest(registry).decode()
     with pytest.raises(StoreUnavailable) as caught:
         store.executions()
     message = caught.value.message
@@ -258,6 +265,8 @@ def test_a_store_that_goes_away_while_open_fails_in_one_line(tmp_path: Path) -> 
     with pytest.raises(StoreUnavailable) as pinged:
         store.ping()  # what /readyz shows
     assert pinged.value.message.startswith(f"store {server.url}: ")
+    scraped = generate_latest(registry).decode()  # /metrics still answers
+    assert "guardian_store_up 0.0" in scraped and "guardian_executions" not in scraped
     store.close()
 
 
