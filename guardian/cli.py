@@ -1,8 +1,9 @@
 """The ``guardian`` command: argument parsing, output formats and exit codes.
 
 Exit codes: 0 ok, 1 an SLO pages, 2 bad input (config or arguments), 3 a dependency
-(Prometheus) cannot be reached. A ``GuardianError`` becomes its message on stderr, one line
-per problem, never a traceback. Calls ``guardian.pipeline`` for the work.
+(Prometheus) cannot be reached or answers badly, or ``eval`` is blind (every SLO no_data).
+A ``GuardianError`` becomes its message on stderr, one line per problem, never a traceback.
+Calls ``guardian.pipeline`` for the work.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from guardian.errors import (
     PrometheusUnavailable,
     UsageError,
 )
-from guardian.pipeline import evaluate, replay
+from guardian.pipeline import evaluate, evaluation_budget, replay
 from guardian.report import (
     backtest_json,
     backtest_table,
@@ -63,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="guardian",
         description="Multi-window multi-burn-rate SLO alerts for Kubernetes control planes.",
         epilog="Exit codes: 0 ok, 1 an SLO pages, 2 bad input (config, arguments), "
-        "3 Prometheus unreachable.",
+        "3 Prometheus unreachable or answering badly, or blind (every SLO no_data).",
     )
     parser.add_argument("--version", action="version", version=f"guardian {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -72,7 +73,12 @@ def _parser() -> argparse.ArgumentParser:
     _config_arg(check)
     check.set_defaults(handler=_cmd_check)
 
-    ev = sub.add_parser("eval", help="evaluate every SLO once")
+    ev = sub.add_parser(
+        "eval",
+        help="evaluate every SLO once",
+        description="Evaluate every SLO once. Exit codes: 1 when any SLO pages; otherwise 3 "
+        "when a query failed or every SLO is no_data (guardian is blind); 0 when no SLO pages.",
+    )
     _config_arg(ev)
     ev.add_argument("--at", help="evaluation time, RFC 3339 (default: now)")
     _format_arg(ev)
@@ -167,9 +173,15 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     at = _time(args.at, "--at") if args.at else None
     client = _client(config)
+    settings = config.prometheus
     try:
         evaluation, error = evaluate(
-            config.slos, client, at, config.prometheus.source, config.prometheus.parallel_queries
+            config.slos,
+            client,
+            at,
+            settings.source,
+            settings.parallel_queries,
+            evaluation_budget(settings.timeout, config.daemon.interval),
         )
     finally:
         client.close()
@@ -181,6 +193,14 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             print(f"guardian: warning: {slo.name}: no_data: {slo.reason}", file=sys.stderr)
     if evaluation.paging:
         return EXIT_BURNING
+    count = len(evaluation.slos)
+    if count and all(slo.status == "no_data" for slo in evaluation.slos):
+        print(
+            f"guardian: blind: every SLO is no_data ({count} of {count}); "
+            "no page now means nothing",
+            file=sys.stderr,
+        )
+        return EXIT_UNAVAILABLE
     return EXIT_UNAVAILABLE if error else EXIT_OK
 
 

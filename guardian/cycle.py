@@ -18,7 +18,7 @@ from guardian.actions.base import KubeAPI
 from guardian.config import Config
 from guardian.errors import DataUnavailable, UsageError
 from guardian.evaluation import Evaluation
-from guardian.pipeline import QuerySource, evaluate, slo_context
+from guardian.pipeline import QuerySource, evaluate, evaluation_budget, slo_context
 from guardian.playbooks import Playbook
 from guardian.policy import Decision, Run, decide
 from guardian.runner import Runner
@@ -83,7 +83,10 @@ class Cycle:
         return self.act(self.evaluate(), now)
 
     def evaluate(self) -> Evaluation:
-        """Every SLO now (what a follower does too, for its metrics); writes nothing."""
+        """Every SLO now (what a follower does too, for its metrics); writes nothing.
+
+        Bounded by ``evaluation_budget``, so the daemon's interval holds.
+        """
         config = self.config
         evaluation, _ = evaluate(
             config.slos,
@@ -91,6 +94,7 @@ class Cycle:
             None,
             config.prometheus.source,
             config.prometheus.parallel_queries,
+            evaluation_budget(config.prometheus.timeout, config.daemon.interval),
         )
         return evaluation
 

@@ -6,14 +6,19 @@ the CLI. Prometheus failures never escape as "healthy": every SLO touched by a f
 is ``no_data`` with the reason, and the returned error says what failed.
 
 Window queries run on up to ``parallel`` threads: Prometheus evaluates one query on one core.
+An evaluation may be given a budget (``evaluation_budget``): queries still unanswered when it
+runs out, or not yet started, fail with the deadline as their reason, so one evaluation never
+outlasts the daemon's interval however slowly Prometheus answers.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol, TypeVar
@@ -61,20 +66,31 @@ class Replay:
     error: str = ""
 
 
+def evaluation_budget(timeout: float, interval: float) -> float:
+    """Seconds one evaluation may take: two query timeouts, at most 80% of the interval.
+
+    ``timeout`` is ``prometheus.timeout`` (each query's own deadline), ``interval`` the
+    daemon's evaluation interval, which must hold with time left to decide and act.
+    """
+    return min(2.0 * timeout, 0.8 * interval)
+
+
 def evaluate(
     slos: Sequence[SLO],
     source: QuerySource,
     at: datetime | None = None,
     mode: Source = "raw",
     parallel: int = 1,
+    budget: float | None = None,
 ) -> tuple[Evaluation, str]:
     """Evaluate every SLO at ``at`` (now when ``None``); returns the evaluation and an error.
 
-    The error is empty when every query succeeded.
+    The error is empty when every query succeeded. With ``budget`` (seconds), the evaluation
+    returns within it: what has no answer by then is ``no_data`` for the deadline.
     """
     when = at or datetime.now(UTC)
     queries = build_queries(slos, mode)
-    answers = _run(queries, lambda q: source.instant(q.promql, when), parallel)
+    answers = _run(queries, lambda q: source.instant(q.promql, when), parallel, budget)
     parts: Parts = defaultdict(lambda: defaultdict(dict))
     failed: dict[int, str] = {}
     for query, answer in zip(queries, answers, strict=True):
@@ -130,7 +146,7 @@ def replay(
 
 
 def _run(
-    items: Sequence[Item], call: Callable[[Item], R], parallel: int
+    items: Sequence[Item], call: Callable[[Item], R], parallel: int, budget: float | None = None
 ) -> list[R | DataUnavailable]:
     def guarded(item: Item) -> R | DataUnavailable:
         try:
@@ -138,10 +154,23 @@ def _run(
         except DataUnavailable as exc:
             return exc
 
-    if parallel <= 1 or len(items) <= 1:
+    if budget is None and (parallel <= 1 or len(items) <= 1):
         return [guarded(item) for item in items]
-    with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="guardian-query") as pool:
-        return list(pool.map(guarded, items))
+    deadline = time.monotonic() + (math.inf if budget is None else budget)
+    pool = ThreadPoolExecutor(max_workers=max(parallel, 1), thread_name_prefix="guardian-query")
+    futures = [pool.submit(guarded, item) for item in items]
+    answers: list[R | DataUnavailable] = []
+    for future in futures:
+        left = deadline - time.monotonic()
+        try:
+            answers.append(future.result(timeout=None if math.isinf(left) else max(left, 0.0)))
+        except FutureTimeout:
+            answers.append(
+                DataUnavailable(f"no answer within the evaluation's deadline ({budget:g}s)")
+            )
+    # Queries still running end at their own deadline (prometheus.timeout); nobody waits.
+    pool.shutdown(wait=False, cancel_futures=True)
+    return answers
 
 
 def _store(parts: Parts, window: int, labels: dict[str, str], value: float, at: float) -> None:

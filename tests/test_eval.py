@@ -197,6 +197,7 @@ def test_unreachable_prometheus_exits_3_with_one_line(
     captured = capsys.readouterr()
     assert captured.err == (
         f"guardian: cannot query Prometheus at http://127.0.0.1:{port}: connection refused\n"
+        "guardian: blind: every SLO is no_data (1 of 1); no page now means nothing\n"
     )
     doc = json.loads(captured.out)
     assert [s["status"] for s in doc["slos"]] == ["no_data"]

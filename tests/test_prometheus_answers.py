@@ -23,7 +23,7 @@ from guardian.config import load_config
 from guardian.config.model import PrometheusSettings
 from guardian.errors import PrometheusUnavailable
 from guardian.evaluation import Evaluation
-from guardian.pipeline import evaluate
+from guardian.pipeline import evaluate, evaluation_budget
 from tests.faults import Answer, OddPrometheus, elapsed
 from tests.traffic import ratio_slo
 
@@ -156,9 +156,10 @@ def test_eval_on_an_odd_answer_exits_3_with_one_line(
         code = main(["eval", "-c", str(_config(tmp_path, server.url)), "-o", "json"])
     captured = capsys.readouterr()
     assert code == 3
-    assert captured.err.splitlines()[0] == (
-        f"guardian: bad answer from Prometheus at {server.url}: {detail}"
-    )
+    assert captured.err.splitlines() == [
+        f"guardian: bad answer from Prometheus at {server.url}: {detail}",
+        "guardian: blind: every SLO is no_data (1 of 1); no page now means nothing",
+    ]
     assert "Traceback" not in captured.err
     assert {s["status"] for s in json.loads(captured.out)["slos"]} == {"no_data"}
 
@@ -211,6 +212,44 @@ def test_a_server_that_never_answers_is_cut_at_the_timeout() -> None:
             _client(server.url, timeout=2).instant("vector(1)")
         assert elapsed(started) < 3 * 2
         assert len(server.queries) == 1, "no retry once the deadline is spent"
+
+
+def test_an_evaluation_ends_within_its_deadline_when_prometheus_never_answers(
+    tmp_path: Path,
+) -> None:
+    # 8 windows on 2 threads, 2 s per query: the budget (2 x timeout = 4 s) cuts the rest.
+    config = load_config(_config(tmp_path, "http://127.0.0.1:1", timeout="2s"))
+    assert evaluation_budget(2, config.daemon.interval) == 4.0
+    with OddPrometheus(Answer(hang=True)) as server:
+        client = _client(server.url, timeout=2)
+        started = time.monotonic()
+        evaluation, error = evaluate(config.slos, client, None, "raw", 2, budget=4.0)
+        took = elapsed(started)
+    assert took < 3 * 4.0, f"took {took:.1f}s"
+    assert error == f"cannot query Prometheus at {server.url}: no complete answer within 2s"
+    result = evaluation.slos[0]
+    assert result.status == "no_data" and result.reason == error
+    assert evaluation.queries == 8 and len(server.queries) <= 6
+
+
+def test_the_daemon_interval_bounds_an_evaluation(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # timeout 5 s, interval 2 s: the whole evaluation gets 1.6 s, not 8 windows x 5 s.
+    path = _config(tmp_path, "http://127.0.0.1:1", timeout="5s", extra="daemon: {interval: 2s}\n")
+    config = load_config(path)
+    assert evaluation_budget(config.prometheus.timeout, config.daemon.interval) == 1.6
+    with OddPrometheus(Answer(hang=True)) as server:
+        path.write_text(path.read_text().replace("http://127.0.0.1:1", server.url))
+        started = time.monotonic()
+        code = main(["eval", "-c", str(path), "-o", "json"])
+        took = elapsed(started)
+    assert code == 3
+    assert took < 3 * 1.6, f"took {took:.1f}s"
+    assert capsys.readouterr().err.splitlines() == [
+        "guardian: no answer within the evaluation's deadline (1.6s)",
+        "guardian: blind: every SLO is no_data (1 of 1); no page now means nothing",
+    ]
 
 
 def test_the_retry_happens_only_inside_the_deadline() -> None:
@@ -374,3 +413,16 @@ def test_a_number_that_cannot_be_is_no_data_with_the_reason(case: str) -> None:
 def test_plausible_numbers_stay_ok(answer: Callable[[str], Answer], source: str) -> None:
     evaluation, error = _evaluate(answer, source)
     assert (error, evaluation.slos[0].status, evaluation.slos[0].reason) == ("", "ok", "")
+
+
+def test_eval_says_blind_and_exits_3_when_every_slo_is_no_data(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    nan = _raw({"*": {"errors": "NaN", "total": "NaN", "age": "NaN"}})
+    with OddPrometheus(nan) as server:
+        path = _slos_file(server.url)
+        assert main(["eval", "-c", str(path), "--at", "2024-07-01T00:00:00Z"]) == 3
+    assert capsys.readouterr().err.splitlines() == [
+        "guardian: warning: x: no_data: Prometheus answered NaN for the 5m error rate",
+        "guardian: blind: every SLO is no_data (1 of 1); no page now means nothing",
+    ]
