@@ -323,3 +323,21 @@ def test_a_postgresql_that_never_answers_is_given_up_after_the_connect_timeout(
     assert message.startswith(f"store postgresql+psycopg://u:***@127.0.0.1:{silent_server}/db: ")
     assert "timeout expired" in message and "Sx9" not in message
     assert message.endswith("; check that PostgreSQL answers at that host and port")
+
+
+def test_guardian_s_own_database_of_an_older_version_gets_the_tables_it_lacks(
+    tmp_path: Path,
+) -> None:
+    db = _guardian_db(tmp_path / "guardian.db")
+    with sqlite3.connect(db) as conn:
+        conn.execute("DROP TABLE approvals")
+        conn.execute("DROP TABLE messages")
+    store = Store.open(f"sqlite:///{db}")
+    [row] = store.history()
+    assert (row.kind, row.actor) == ("pause", "alice")
+    assert store.message("nope") is None
+    store.close()
+    with sqlite3.connect(db) as conn:
+        tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
+        assert {"approvals", "messages"} <= tables
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
