@@ -741,10 +741,15 @@ def _resplit(text: str) -> URL | None:
 
 
 def masked(url: URL) -> str:
-    """``url`` as text with its password shown as ``***`` and ``password`` query
-    parameters left out: the only form in which a store URL is ever printed or logged."""
-    query = {k: v for k, v in url.query.items() if "password" not in k.lower()}
+    """``url`` as text with its password shown as ``***`` and query parameters that hold
+    one left out: the only form in which a store URL is ever printed or logged."""
+    query = {k: v for k, v in url.query.items() if not _secret_key(k)}
     return url.set(query=query).render_as_string(hide_password=True)
+
+
+def _secret_key(key: str) -> bool:
+    """A query parameter that holds a password (``password``, ``sslpassword``, ...)."""
+    return "password" in key.lower() or key.lower() in ("passwd", "pwd")
 
 
 def scrubber(url: URL) -> Callable[[str], str]:
@@ -753,7 +758,7 @@ def scrubber(url: URL) -> Callable[[str], str]:
     message becomes one line."""
     found: list[str] = [url.password] if isinstance(url.password, str) else []
     for key, value in url.query.items():
-        if "password" in key.lower():
+        if _secret_key(key):
             found += [value] if isinstance(value, str) else list(value)
     hidden = {form for s in found if s for form in (s, quote(s, safe=""), quote_plus(s))}
     ordered = sorted(hidden, key=len, reverse=True)

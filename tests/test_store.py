@@ -222,6 +222,7 @@ def test_a_password_with_a_raw_at_slash_and_colon_logs_in_and_stays_out_of_the_a
             "u@db.example/g?sslmode=require",
         ),
         ("postgresql+psycopg://u@db.example/g?sslpassword=pa55", "u@db.example/g"),
+        ("postgresql+psycopg://u@db.example/g?PWD=pa55&passwd=pa55", "u@db.example/g"),
     ],
 )
 def test_a_store_url_is_shown_with_its_password_masked(url: str, shown: str) -> None:
