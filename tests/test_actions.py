@@ -274,6 +274,82 @@ def test_guardian_act_dry_run_changes_nothing_and_bad_input_is_one_line(
     ]
 
 
+def _protected(subject: str, reason: str) -> str:
+    return (
+        f"guardian: throttle-client: subject {subject} is protected ({reason}); "
+        "guardian never throttles it"
+    )
+
+
+def test_guardian_act_never_throttles_itself_nor_the_kubelets(kube: Kube, lab: Lab) -> None:
+    """The lab's kubeconfig is the user admin (groups system:masters, system:authenticated):
+    guardian learns that from a SelfSubjectReview and refuses to throttle it."""
+    cases = [
+        ("user", "admin", "guardian's own identity"),
+        ("group", "system:nodes", "kubelets"),
+        ("group", "system:masters", "cluster administrators"),
+    ]
+    for kind, name, reason in cases:
+        for dry_run in (["--dry-run"], []):
+            sets = ["--set", f"subject={kind}", "--set", f"name={name}"]
+            done = _act(lab, "throttle-client", *sets, *dry_run)
+            assert done.returncode == 2, done.stdout
+            assert done.stderr.splitlines() == [_protected(f"{kind} {name}", reason)]
+    schemas = kube.list("/apis/flowcontrol.apiserver.k8s.io/v1/flowschemas")
+    assert [s["metadata"]["name"] for s in schemas if "admin" in s["metadata"]["name"]] == []
+    allowed = _act(
+        lab, "throttle-client", "--set", "subject=group", "--set", "name=noisy", "--dry-run"
+    )
+    assert allowed.returncode == 0, allowed.stderr
+
+
+def test_guardian_act_sheds_no_control_plane_node_and_a_tenth_at_most(
+    kube: Kube, lab: Lab, tmp_path: Path
+) -> None:
+    control_plane: list[dict[str, Any]] = [
+        {"metadata": {"name": "cp-0", "labels": {"node-role.kubernetes.io/control-plane": ""}}},
+        {"metadata": {"name": "cp-1", "labels": {"node-role.kubernetes.io/master": ""}}},
+        {
+            "metadata": {"name": "cp-2"},
+            "spec": {
+                "taints": [{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}]
+            },
+        },
+    ]
+    for node in control_plane:
+        kube.create("/api/v1/nodes", {"apiVersion": "v1", "kind": "Node", **node})
+    try:
+        everything = ["--set", "percent=100", "--set", "min_nodes=0"]
+        done = _act(lab, "shed-nodes", *everything, "--dry-run", "-o", "json")
+        assert done.returncode == 0, done.stderr
+        doc = json.loads(done.stdout)
+        shed = [c["path"].rsplit("/", 1)[-1] for c in doc["changes"]]
+        assert len(shed) == NODES // 10 and all(n.startswith("kwok-node-") for n in shed)
+        assert doc["notes"][1:] == [
+            f"share per run holds: one run sheds at most 10% of {NODES} schedulable worker "
+            f"nodes ({NODES // 10}; max_share_per_run 0.1); {NODES - NODES // 10} fewer than "
+            "asked",
+            "control plane is never shed: left out 3 node(s): cp-0, cp-1, cp-2",
+        ]
+        table = _act(lab, "shed-nodes", *everything, "--dry-run")
+        assert f"note: {doc['notes'][1]}" in table.stdout.splitlines()
+        assert _schedulable(kube) == NODES + 3, "a dry run changed nothing"
+        config = tmp_path / "guardian.yaml"
+        config.write_text(
+            "version: guardian/v1\nprometheus: {url: 'http://127.0.0.1:9'}\n"
+            "policy: {max_changes: 1}\n"
+        )
+        radius = _act(lab, "shed-nodes", "-c", str(config), "--set", "count=2", "--dry-run")
+        assert radius.returncode == 2
+        assert radius.stderr.splitlines() == [
+            "guardian: shed-nodes: blast radius: 2 changes would exceed the maximum of 1 "
+            "(policy.max_changes); ask for fewer"
+        ]
+    finally:
+        for node in control_plane:
+            kube.delete(f"/api/v1/nodes/{node['metadata']['name']}")
+
+
 def _schedulable(kube: Kube) -> int:
     return sum(1 for n in kube.list("/api/v1/nodes") if not n["spec"].get("unschedulable"))
 
