@@ -48,6 +48,7 @@ from sqlalchemy.exc import (
     IntegrityError,
     NoSuchModuleError,
     OperationalError,
+    ProgrammingError,
     SQLAlchemyError,
 )
 
@@ -915,6 +916,11 @@ _FIXES = (
         "check that the directory exists and guardian may write there",
     ),
     ("readonly database", "let guardian write the file and its directory"),
+    (
+        "permission denied",
+        "grant the user what guardian needs (CREATE on the schema for the first start, then "
+        "reading and writing its tables), or correct {source}",
+    ),
     ("not a database", "restore it from a backup ({left})"),
     ("malformed", "restore it from a backup ({left})"),
     ("resolve host", "correct the host name in {source}"),
@@ -929,18 +935,21 @@ def _faults(
     name: str, source: str, scrub: Callable[[str], str], busy_timeout: float
 ) -> Callable[[ExceptionContext], None]:
     """A ``handle_error`` listener: a database that fails (connection refused, login
-    refused, locked, damaged) raises ``StoreUnavailable`` with the driver's message
-    scrubbed; constraint violations and programming errors pass as they are."""
+    refused, locked, damaged, a permission missing) raises ``StoreUnavailable`` with the
+    driver's message scrubbed and without PostgreSQL's statement excerpt; constraint
+    violations and other programming errors pass as they are."""
 
     def handle(context: ExceptionContext) -> None:
         error = context.sqlalchemy_exception
         if context.is_pre_ping or error is None:
             return
+        said = str(context.original_exception).split("\nLINE ", 1)[0]
         connecting = context.connection is None
         failing = isinstance(error, OperationalError) or type(error) is DatabaseError
-        if not (connecting or failing):
+        refused = isinstance(error, ProgrammingError) and "permission denied" in said
+        if not (connecting or failing or refused):
             return
-        text = scrub(str(context.original_exception)) or type(error).__name__
+        text = scrub(said) or type(error).__name__
         raise StoreUnavailable(f"store {name}: {text}; {_fix(text, source, busy_timeout)}")
 
     return handle

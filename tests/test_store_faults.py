@@ -3,6 +3,7 @@ fix, exit 3 from every command that opens the store, and the file left byte for 
 
 from __future__ import annotations
 
+import os
 import socket
 import sqlite3
 import subprocess
@@ -18,13 +19,14 @@ from typing import cast
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
+from sqlalchemy import create_engine, text
 
 from guardian import cli
 from guardian.daemon import Daemon, _Live
 from guardian.errors import StoreUnavailable
 from guardian.store import CONNECT_TIMEOUT, Store
 from guardian.testing.postgres import PostgresServer
-from tests.store_fixture import guardian, store_config
+from tests.store_fixture import fresh_url, guardian, store_config
 
 FIX_URL = "sqlite:///PATH or postgresql+psycopg://USER@HOST:PORT/DATABASE"
 LEFT = "guardian left it as it is"
@@ -120,6 +122,24 @@ def _missing_directory(tmp: Path) -> Fault:
     )
 
 
+def _fifo(tmp: Path) -> Fault:
+    db = tmp / "guardian.db"
+    os.mkfifo(db)
+    return Fault(
+        f"sqlite:///{db}",
+        f"store sqlite:///{db}: {db} is not a regular file; correct {SOURCE} to a SQLite file",
+    )
+
+
+def _directory(tmp: Path) -> Fault:
+    db = tmp / "guardian.db"
+    db.mkdir()
+    return Fault(
+        f"sqlite:///{db}",
+        f"store sqlite:///{db}: {db} is not a regular file; correct {SOURCE} to a SQLite file",
+    )
+
+
 def _url(url: str, message: str) -> Callable[[Path], Fault]:
     return lambda tmp: Fault(url, message)
 
@@ -131,6 +151,8 @@ FAULTS: dict[str, Callable[[Path], Fault]] = {
     "another app's database": _another_app,
     "held by another writer past the busy timeout": _locked,
     "a directory that does not exist": _missing_directory,
+    "a FIFO (never opened, never read)": _fifo,
+    "a directory": _directory,
     "bad port": _url(
         "postgresql+psycopg://u@127.0.0.1:99999/db",
         "store postgresql+psycopg://u@127.0.0.1:99999/db: port 99999 is out of range; use a "
@@ -341,3 +363,26 @@ def test_guardian_s_own_database_of_an_older_version_gets_the_tables_it_lacks(
         tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
         assert {"approvals", "messages"} <= tables
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_a_user_without_the_rights_it_needs_is_told_which(
+    postgres: PostgresServer, tmp_path: Path
+) -> None:
+    admin = create_engine(postgres.url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        if not conn.execute(text("SELECT 1 FROM pg_roles WHERE rolname = 'visitor'")).first():
+            conn.execute(text("CREATE ROLE visitor LOGIN"))
+    admin.dispose()
+    owned = fresh_url("postgresql", postgres, tmp_path)
+    admin = create_engine(owned, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:  # the default since PostgreSQL 15, said for older ones
+        conn.execute(text("REVOKE CREATE ON SCHEMA public FROM PUBLIC"))
+    admin.dispose()
+    url = owned.replace(f"//{postgres.user}@", "//visitor@", 1)
+    with pytest.raises(StoreUnavailable) as caught:
+        Store.open(url, SOURCE)
+    assert caught.value.message == (
+        f"store {url}: permission denied for schema public; grant the user what guardian "
+        "needs (CREATE on the schema for the first start, then reading and writing its "
+        f"tables), or correct {SOURCE}"
+    )
