@@ -787,8 +787,9 @@ def _check_url(url: URL, name: str, source: str) -> None:
 
 
 def _check_sqlite_file(url: URL, name: str, source: str) -> None:
-    """Refuse, before SQLite touches it, a file that is not a SQLite database or is
-    shorter than its header says (truncated)."""
+    """Refuse, before SQLite opens it, what is not a regular file (a FIFO would hang, a
+    device never end), a file that is not a SQLite database, and one shorter than its
+    header says (truncated). A missing or empty file is a new database."""
     database = url.database or ""
     if database in ("", ":memory:") or database.startswith("file:"):
         return
@@ -818,7 +819,8 @@ def _check_sqlite_file(url: URL, name: str, source: str) -> None:
 
 
 def _sqlite_size(head: bytes) -> int:
-    """The size a SQLite file's 100-byte header says it has (0 when it does not say)."""
+    """The size a SQLite file's 100-byte header says it has: 0 when it does not say, 100
+    when the header itself is cut short."""
     if len(head) < 100:
         return 100
     page_size = int.from_bytes(head[16:18], "big")
