@@ -7,8 +7,9 @@ is ``no_data`` with the reason, and the returned error says what failed.
 
 Window queries run on up to ``parallel`` threads: Prometheus evaluates one query on one core.
 An evaluation may be given a budget (``evaluation_budget``): queries still unanswered when it
-runs out, or not yet started, fail with the deadline as their reason, so one evaluation never
-outlasts the daemon's interval however slowly Prometheus answers.
+runs out, or not yet started, fail with the deadline as their reason (a Prometheus query in
+flight is cut at it), so one evaluation never outlasts the daemon's interval however slowly
+Prometheus answers.
 """
 
 from __future__ import annotations
@@ -23,7 +24,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol, TypeVar
 
-from guardian.clients.prometheus import InstantSample, RangeSeries
+from guardian.clients.prometheus import (
+    Deadline,
+    InstantSample,
+    RangeSeries,
+    evaluation_deadline,
+)
 from guardian.config.model import SLO
 from guardian.errors import DataUnavailable
 from guardian.evaluation import Evaluation, SLOResult, evaluate_slo
@@ -154,21 +160,34 @@ def _run(
         except DataUnavailable as exc:
             return exc
 
-    if budget is None and (parallel <= 1 or len(items) <= 1):
-        return [guarded(item) for item in items]
-    deadline = time.monotonic() + (math.inf if budget is None else budget)
-    pool = ThreadPoolExecutor(max_workers=max(parallel, 1), thread_name_prefix="guardian-query")
-    futures = [pool.submit(guarded, item) for item in items]
+    if budget is None:
+        if parallel <= 1 or len(items) <= 1:
+            return [guarded(item) for item in items]
+        with ThreadPoolExecutor(parallel, thread_name_prefix="guardian-query") as pool:
+            return list(pool.map(guarded, items))
+    return _within(items, guarded, parallel, budget)
+
+
+def _within(
+    items: Sequence[Item], call: Callable[[Item], R | DataUnavailable], parallel: int, budget: float
+) -> list[R | DataUnavailable]:
+    """``call`` on every item, all within ``budget`` seconds; what is late fails with it."""
+    deadline = Deadline(
+        time.monotonic() + budget, f"no answer within the evaluation's deadline ({budget:g}s)"
+    )
+
+    def bounded(item: Item) -> R | DataUnavailable:
+        with evaluation_deadline(deadline):  # a query in flight ends at the deadline too
+            return call(item)
+
+    pool = ThreadPoolExecutor(max(parallel, 1), thread_name_prefix="guardian-query")
+    futures = [pool.submit(bounded, item) for item in items]
     answers: list[R | DataUnavailable] = []
     for future in futures:
-        left = deadline - time.monotonic()
         try:
-            answers.append(future.result(timeout=None if math.isinf(left) else max(left, 0.0)))
+            answers.append(future.result(timeout=max(deadline.at - time.monotonic(), 0.0)))
         except FutureTimeout:
-            answers.append(
-                DataUnavailable(f"no answer within the evaluation's deadline ({budget:g}s)")
-            )
-    # Queries still running end at their own deadline (prometheus.timeout); nobody waits.
+            answers.append(DataUnavailable(deadline.message))
     pool.shutdown(wait=False, cancel_futures=True)
     return answers
 

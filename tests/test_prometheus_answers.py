@@ -18,7 +18,12 @@ from pathlib import Path
 import pytest
 
 from guardian.cli import main
-from guardian.clients.prometheus import InstantSample, PrometheusClient
+from guardian.clients.prometheus import (
+    Deadline,
+    InstantSample,
+    PrometheusClient,
+    evaluation_deadline,
+)
 from guardian.config import load_config
 from guardian.config.model import PrometheusSettings
 from guardian.errors import PrometheusUnavailable
@@ -250,6 +255,17 @@ def test_the_daemon_interval_bounds_an_evaluation(
         "guardian: no answer within the evaluation's deadline (1.6s)",
         "guardian: blind: every SLO is no_data (1 of 1); no page now means nothing",
     ]
+
+
+def test_a_query_in_flight_ends_at_the_evaluation_deadline_when_that_comes_first() -> None:
+    with OddPrometheus(Answer(hang=True)) as server:
+        started = time.monotonic()
+        cut = Deadline(started + 1.0, "no answer within the evaluation's deadline (1s)")
+        with evaluation_deadline(cut), pytest.raises(PrometheusUnavailable) as caught:
+            _client(server.url, timeout=30).instant("vector(1)")
+        took = elapsed(started)
+    assert caught.value.message == "no answer within the evaluation's deadline (1s)"
+    assert took < 3 * 1.0, f"took {took:.1f}s"
 
 
 def test_the_retry_happens_only_inside_the_deadline() -> None:

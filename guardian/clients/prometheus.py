@@ -5,12 +5,14 @@ lists. Called by ``guardian.pipeline`` (evaluation, backtest) and by the CLI.
 
 Each query has one deadline, ``prometheus.timeout``, for the whole exchange: connecting, the
 headers, and every byte of the body (read in chunks against a monotonic clock, so a server
-that trickles one byte a second is cut at the deadline, not after each quiet read). Transient
-failures (connection errors, 429, 5xx) are retried once, inside the same deadline, with
-tenacity; nothing else retries. Answers are capped at ``MAX_ANSWER_BYTES`` and checked field
-by field: anything that is not the Prometheus answer asked for (no ``data``, ``status:
-error``, a matrix for a vector, a value that is not a number, not JSON) is a
-``PrometheusUnavailable`` naming what is wrong; so is a redirect, which is never followed.
+that trickles one byte a second is cut at the deadline, not after each quiet read). Inside
+``evaluation_deadline`` (the pipeline's budget for a whole evaluation) a query ends by that
+deadline too, if it comes first. Transient failures (connection errors, 429, 5xx) are retried
+once, inside the deadline, with tenacity; nothing else retries. Answers are capped at
+``MAX_ANSWER_BYTES`` and checked field by field: anything that is not the Prometheus answer
+asked for (no ``data``, ``status: error``, a matrix for a vector, a value that is not a
+number, not JSON) is a ``PrometheusUnavailable`` naming what is wrong; so is a redirect,
+which is never followed.
 A query Prometheus rejects as invalid (400) is a ``ConfigError``: the PromQL came from the
 user. Values are passed on as read, NaN and infinities included: the pipeline judges them.
 """
@@ -21,7 +23,9 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, NoReturn, TypeVar
@@ -56,6 +60,31 @@ class RangeSeries:
 
     labels: dict[str, str]
     points: list[tuple[float, float]]
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """A moment on the monotonic clock and what a query cut by it says."""
+
+    at: float
+    message: str
+
+
+_SHARED: ContextVar[Deadline | None] = ContextVar("guardian_query_deadline", default=None)
+
+
+@contextmanager
+def evaluation_deadline(deadline: Deadline) -> Iterator[None]:
+    """Queries made in this context (this thread) end by ``deadline`` at the latest."""
+    token = _SHARED.set(deadline)
+    try:
+        yield
+    finally:
+        _SHARED.reset(token)
+
+
+class _OutOfTime(Exception):
+    """The deadline passed; the message is the deadline's."""
 
 
 class _Transient(Exception):
@@ -125,10 +154,10 @@ class PrometheusClient:
         return f"bad answer from Prometheus at {self.settings.url}: {detail}"
 
     def _call(self, endpoint: str, promql: str, params: dict[str, str]) -> dict[str, Any]:
-        timeout = self.settings.timeout
-        deadline = time.monotonic() + timeout
+        deadline = self._deadline()
         retrying = tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(2) | tenacity.stop_before_delay(timeout),
+            stop=tenacity.stop_after_attempt(2)
+            | tenacity.stop_before_delay(deadline.at - time.monotonic()),
             wait=tenacity.wait_fixed(self._retry_wait),
             retry=tenacity.retry_if_exception_type(_Transient),
             sleep=self._sleep,
@@ -142,10 +171,22 @@ class PrometheusClient:
             ) from None
         except _BadAnswer as exc:
             raise PrometheusUnavailable(self._bad(str(exc))) from None
+        except _OutOfTime as exc:
+            raise PrometheusUnavailable(str(exc)) from None
         return data
 
+    def _deadline(self) -> Deadline:
+        """This query's own deadline, or the evaluation's when that comes first."""
+        timeout = self.settings.timeout
+        own = Deadline(
+            time.monotonic() + timeout,
+            f"cannot query Prometheus at {self.settings.url}: no complete answer within {timeout}s",
+        )
+        shared = _SHARED.get()
+        return shared if shared is not None and shared.at < own.at else own
+
     def _once(
-        self, endpoint: str, promql: str, params: dict[str, str], deadline: float
+        self, endpoint: str, promql: str, params: dict[str, str], deadline: Deadline
     ) -> dict[str, Any]:
         with self._count_lock:
             self.queries += 1
@@ -163,7 +204,7 @@ class PrometheusClient:
                 allow_redirects=False,
             )
         except requests.Timeout:
-            raise _Transient(self._late()) from None
+            raise _OutOfTime(deadline.message) from None
         except requests.ConnectionError as exc:
             raise _Transient(_connection_reason(exc)) from None
         except requests.RequestException as exc:
@@ -174,16 +215,14 @@ class PrometheusClient:
             body = self._body(response, deadline)
         return _document(response, body)
 
-    def _remaining(self, deadline: float) -> float:
-        remaining = deadline - time.monotonic()
+    @staticmethod
+    def _remaining(deadline: Deadline) -> float:
+        remaining = deadline.at - time.monotonic()
         if remaining <= 0:
-            raise _Transient(self._late())
+            raise _OutOfTime(deadline.message)
         return remaining
 
-    def _late(self) -> str:
-        return f"no complete answer within {self.settings.timeout}s"
-
-    def _body(self, response: requests.Response, deadline: float) -> bytes:
+    def _body(self, response: requests.Response, deadline: Deadline) -> bytes:
         """The whole body, read chunk by chunk until ``deadline``, at most the size cap."""
         cap = self.max_answer_bytes
         declared = response.headers.get("Content-Length", "")
@@ -196,7 +235,7 @@ class PrometheusClient:
             try:
                 chunk = response.raw.read1(_CHUNK, decode_content=True)
             except (urllib3.exceptions.ReadTimeoutError, TimeoutError):
-                raise _Transient(self._late()) from None
+                raise _OutOfTime(deadline.message) from None
             except (urllib3.exceptions.HTTPError, OSError) as exc:
                 raise _Transient(f"the answer broke off: {type(exc).__name__}") from None
             if not chunk:
