@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from guardian.actions import CATALOGUE, Plan, execute, undo
+from guardian.actions import CATALOGUE, Plan, Refused, execute, undo
 from guardian.actions.base import Guardrails, KubeAPI, verify_until
 from guardian.errors import GuardianError
 from guardian.playbooks import template
@@ -368,7 +368,10 @@ class Runner:
                 ex.id, "proposed", now, at=(ex.step, ex.phase), state="approved"
             )
         expires = now + timedelta(seconds=self.approval_timeout)
-        plan = self._preview(ex, step)
+        try:
+            plan = self._preview(ex, step)
+        except Refused as exc:  # a protected target: nobody is asked to approve it
+            return self._fail(ex, step, f"plan: {exc.message}")
         nonce = self.store.ask(ex.id, ex.step, ex.phase, now, expires)
         if nonce is None:
             return True
@@ -392,6 +395,8 @@ class Runner:
         """The plan the approver will be asked about (read-only; re-made once approved)."""
         try:
             return self._make_plan(ex, step).to_json()
+        except Refused:
+            raise
         except (GuardianError, template.TemplateError, ValidationError) as exc:
             return {"error": _text(exc)}
 

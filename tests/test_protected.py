@@ -215,11 +215,15 @@ def test_throttle_offender_refuses_a_kube_system_rollout(nowhere: Kube, tmp_path
     [check] = runner.dry_run("throttle-offender", context)
     assert (check.plan, check.problems) == (None, (message,))
 
-    ex = runner.propose("throttle-offender-auto", context, "alice", "console")
-    done = runner.advance(ex.id)
-    assert (done.state, done.message) == ("failed", f"throttle: plan: {message}")
-    assert store.applied_phases(ex.id) == []
-    assert "applied" not in [r.kind for r in store.history(ex.id)]
+    for playbook in ("throttle-offender", "throttle-offender-auto"):
+        ex = runner.propose(playbook, context, "alice", "console")
+        done = runner.advance(ex.id)
+        assert (done.state, done.message) == ("failed", f"throttle: plan: {message}")
+        assert store.applied_phases(ex.id) == []
+        kinds = [r.kind for r in store.history(ex.id)]
+        assert "applied" not in kinds and "awaiting_approval" not in kinds, (
+            "nobody is asked to approve a protected target"
+        )
     assert nowhere.requests == 0
 
     runner.protected_subjects = ("serviceaccount:monitoring/*",)  # policy.protected_subjects
