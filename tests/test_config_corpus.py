@@ -182,6 +182,22 @@ CASES: list[tuple[str, Case, str]] = [
         "nested more than 64 levels deep; flatten it",
     ),
     (
+        "a selector followed by half a million spaces",
+        _file(
+            GOOD.replace(
+                "{coredns_errors: {}}",
+                '{coredns_errors: {selector: \'a="b"' + " " * 500_000 + "x'}}",
+            )
+        ),
+        "slos[0] 'api-read': sli: coredns_errors: selector: must be label matchers like "
+        'cluster="prod", job="apiserver" (got \'a="b"' + " " * 70 + "'…)",
+    ),
+    (
+        "a template holding half a million spaces",
+        _with_book(BOOK.replace("name: y}", 'name: "{{ nope' + " " * 500_000 + 'x }}"}')),
+        "steps[0] 'pause': params: {{ nope" + " " * 192 + "…",
+    ),
+    (
         "latin-1 bytes",
         _file(GOOD.encode() + b"# caf\xe9\n"),
         "not UTF-8 text (byte 0xe9 on line 7); save it as UTF-8",

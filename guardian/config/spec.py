@@ -22,8 +22,9 @@ from guardian.durations import parse_duration
 
 API_VERSION = "guardian/v1"
 
-_MATCHER = r'\s*[a-zA-Z_][a-zA-Z0-9_]*\s*(=~|!~|!=|=)\s*"(?:[^"\\]|\\.)*"\s*'
-_SELECTOR = re.compile(rf"^({_MATCHER})(,{_MATCHER})*,?\s*$")
+_MATCHER = r'\s*+[a-zA-Z_][a-zA-Z0-9_]*+\s*+(?:=~|!~|!=|=)\s*+"(?:[^"\\]|\\.)*+"\s*+'
+_SELECTOR = re.compile(rf"^(?:{_MATCHER})(?:,{_MATCHER})*+,?\s*$")
+"""Possessive quantifiers: linear time on any input (a run of spaces cannot backtrack)."""
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 _LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 

@@ -17,7 +17,8 @@ ROOTS = ("suspects", "slo", "params", "offender")
 """What a template may start with: ranked suspects, the burning SLO, ``--set`` values, and
 the suspect's service account (``offender.namespace``, ``offender.name``)."""
 
-_TEMPLATE = re.compile(r"\{\{\s*(.*?)\s*\}\}")
+_TEMPLATE = re.compile(r"\{\{\s*+([^{}\s]*+(?:\s++[^{}\s]++)*+)\s*+\}\}")
+"""Possessive, braces excluded: linear time whatever the string (no backtracking blow-up)."""
 _STEP = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]")
 _ROOT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
