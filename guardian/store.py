@@ -876,13 +876,16 @@ def _sqlite_pragmas(busy_timeout: float) -> Callable[[Any, Any], None]:
 
 
 def _prepare(engine: Engine, name: str, source: str) -> None:
-    """Check that the database is guardian's (or empty) before changing anything, then
-    create the missing tables and, on SQLite, switch to WAL (it persists in the file)."""
+    """Check that the database is guardian's (a SQLite file: guardian's or empty; any
+    database: guardian's tables, if present, have guardian's columns) before changing
+    anything, then create the missing tables and, on SQLite, switch to WAL (it persists in
+    the file)."""
     inspector = inspect(engine)
     present = set(inspector.get_table_names())
     ours = sorted(present & set(metadata.tables))
     redo = f"correct {source} to guardian's database or an empty one ({_LEFT})"
-    if present and not ours:
+    if present and not ours and engine.dialect.name == "sqlite":
+        # a SQLite file is one application's; a PostgreSQL database is often shared
         others = sorted(present)
         shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
         raise StoreUnavailable(

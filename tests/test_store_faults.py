@@ -386,3 +386,22 @@ def test_a_user_without_the_rights_it_needs_is_told_which(
         "needs (CREATE on the schema for the first start, then reading and writing its "
         f"tables), or correct {SOURCE}"
     )
+
+
+def test_a_shared_postgresql_database_gets_guardians_tables_beside_the_others(
+    postgres: PostgresServer, tmp_path: Path
+) -> None:
+    """A SQLite file with other tables is another application's and is refused; a PostgreSQL
+    database is often shared, so guardian adds its tables there and leaves the others."""
+    url = fresh_url("postgresql", postgres, tmp_path)
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE orders (id INTEGER PRIMARY KEY, total REAL)"))
+        conn.execute(text("INSERT INTO orders VALUES (1, 9.5)"))
+    store = Store.open(url)
+    store.record("pause", datetime.now(UTC), None, "alice", "console")
+    assert [row.kind for row in store.history()] == ["pause"]
+    store.close()
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT id, total FROM orders")).all() == [(1, 9.5)]
+    engine.dispose()
