@@ -64,7 +64,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="guardian",
         description="Multi-window multi-burn-rate SLO alerts for Kubernetes control planes.",
         epilog="Exit codes: 0 ok, 1 an SLO pages, 2 bad input (config, arguments), "
-        "3 Prometheus unreachable or answering badly, or blind (every SLO no_data).",
+        "3 a dependency unreachable or answering badly (Prometheus, the store), or blind "
+        "(every SLO no_data).",
     )
     parser.add_argument("--version", action="version", version=f"guardian {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
