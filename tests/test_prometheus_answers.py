@@ -6,6 +6,7 @@ a traceback; a query ends at its deadline however the server dribbles; redirects
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
 import re
@@ -101,6 +102,10 @@ INSTANT_CORPUS = {
     "huge, declared": (Answer(b" " * MB, repeat=51), "the answer is larger than 50 MB"),
     "huge, streamed": (
         Answer(b" " * MB, repeat=51, declare_length=False),
+        "the answer is larger than 50 MB",
+    ),
+    "huge once unzipped": (
+        Answer(gzip.compress(b" " * 51 * MB), headers=(("Content-Encoding", "gzip"),)),
         "the answer is larger than 50 MB",
     ),
 }
