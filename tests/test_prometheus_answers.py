@@ -447,3 +447,10 @@ def test_eval_says_blind_and_exits_3_when_every_slo_is_no_data(
         "guardian: warning: x: no_data: Prometheus answered NaN for the 5m error rate",
         "guardian: blind: every SLO is no_data (1 of 1); no page now means nothing",
     ]
+
+
+def test_a_bad_number_in_the_period_only_loses_the_budget() -> None:
+    evaluation, error = _evaluate(_raw({"30d": {"total": "-1"}}), "raw")
+    result = evaluation.slos[0]
+    assert (error, result.status, result.reason) == ("", "ok", "")
+    assert result.budget_remaining is None
