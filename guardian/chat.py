@@ -2,9 +2,11 @@
 
 Input: runner events (``SlackNotifier.notify``), button presses and ``/guardian`` commands
 (``ChatOps.on_click``, ``ChatOps.on_command``). Output: one Block Kit message per execution
-(what burns and how fast, suspects, the exact planned changes, Approve / Deny), updated as the
-execution moves, with a thread holding the details and the burn-rate chart; answers to
-commands; refusals written to the audit log. Slack being down never blocks guardian: a
+(what burns and how fast, suspects, the exact planned changes, Approve / Deny buttons bound
+to the step's approval request), updated as the execution moves, with a thread holding the
+details and the burn-rate chart, everything anyone can write escaped as literal mrkdwn;
+answers to commands (quick ones at once, the others once the work is done); refusals
+written to the audit log. Slack being down never blocks guardian: a
 failed post is audited and the console path (``guardian approvals``) keeps working.
 Called by the wiring in ``guardian.commands``; talks to Slack only through
 ``guardian.clients.slack``.

@@ -10,7 +10,10 @@ executions moved through
 one persisted boundary at a time. A step's plan is stored before anything is applied and
 every applied phase is recorded (once: a unique key), so a process killed anywhere and
 started again continues from the store: it re-plans nothing, re-applies no recorded phase,
-and loses no pending approval. Every change of state is written to the audit log.
+and loses no pending approval. A decision names the step it was shown for (and, from a
+Slack button, the phase and the request's nonce) and is one compare-and-set on exactly
+that: a decision for any step but the one awaiting approval now is refused. Every change
+of state, and every refusal, is written to the audit log.
 Called by the CLI (``playbook run``, ``approvals``), the policy, and the daemon.
 """
 

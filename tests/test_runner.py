@@ -128,11 +128,11 @@ def test_approval_rules_then_the_step_is_applied_verified_and_audited(
     ex = runner.propose("pause-agent", _context(name), "alice", "slack", "apiserver-rejections")
     assert runner.advance(ex.id).state == "awaiting_approval"
 
-    assert not runner.approve(ex.id, "mallory", "slack").ok
-    assert not runner.approve(ex.id, "alice", "slack", ("S_SRE",)).ok
-    assert runner.approve(ex.id, "bob", "slack").ok
-    double = runner.approve(ex.id, "carol", "slack")
-    assert not double.ok and "is approved, not awaiting approval" in double.message
+    assert not runner.approve(ex.id, "mallory", "slack", step=0).ok
+    assert not runner.approve(ex.id, "alice", "slack", ("S_SRE",), step=0).ok
+    assert runner.approve(ex.id, "bob", "slack", step=0).ok
+    double = runner.approve(ex.id, "carol", "slack", step=0)
+    assert not double.ok and "the execution is approved at step 1" in double.message
 
     done = runner.advance(ex.id)
     assert done.state == "succeeded", done.message
@@ -170,7 +170,7 @@ def test_an_approval_after_expiry_is_refused_and_nothing_runs(
     ex = runner.propose("pause-agent", _context("agent-late"), "alice", "console")
     runner.advance(ex.id)
     now[0] += timedelta(seconds=61)
-    late = runner.approve(ex.id, "bob", "console")
+    late = runner.approve(ex.id, "bob", "console", step=0)
     assert not late.ok and "expired" in late.message
     assert store.get(ex.id).state == "expired"
     strategy = kube.get(f"{DAEMONSETS}/agent-late")["spec"]["updateStrategy"]
@@ -320,20 +320,35 @@ def test_the_console_path_proposes_approves_and_keeps_the_history(
     proposed = _guardian(lab, "playbook", "run", "pause-agent", "-c", str(config), "--as", "alice")
     assert proposed.returncode == 0, proposed.stderr
     execution = proposed.stdout.split()[1]
-    assert f"approve with: guardian approvals approve {execution}" in proposed.stdout
+    assert f"approve with: guardian approvals approve {execution} --step 1" in proposed.stdout
     pending = _guardian(lab, "approvals", "list", "-c", str(config), "-o", "json")
-    assert [p["id"] for p in json.loads(pending.stdout)["pending"]] == [execution]
-    own = _guardian(lab, "approvals", "approve", execution, "-c", str(config), "--as", "alice")
+    [row] = json.loads(pending.stdout)["pending"]
+    assert (row["id"], row["step"], row["step_name"]) == (execution, 1, "pause")
+    approve = ["approvals", "approve", "-c", str(config)]
+    unbound = _guardian(lab, *approve, execution, "--as", "bob")
+    assert unbound.returncode == 2 and "the following arguments are required: --step" in (
+        unbound.stderr
+    )
+    own = _guardian(lab, *approve, execution, "--step", "1", "--as", "alice")
     assert own.returncode == 2
     assert own.stderr.strip() == (
         f"guardian: alice asked for execution {execution} and cannot also approve it"
     )
-    ok = _guardian(lab, "approvals", "approve", execution[:6], "-c", str(config), "--as", "bob")
+    ok = _guardian(lab, *approve, execution[:6], "--step", "1", "--as", "bob")
     assert ok.returncode == 0, ok.stderr
     assert f"execution {execution} (pause-agent): succeeded" in ok.stdout
+    late = _guardian(lab, *approve, execution[:6], "--step", "1", "--as", "carol")
+    assert late.returncode == 2
+    assert late.stderr.strip() == (
+        f"guardian: step 1 of execution {execution} is not awaiting approval: the execution "
+        "is succeeded; nothing was decided"
+    )
     history = _guardian(lab, "history", "-c", str(config), "-o", "json")
     kinds = [r["kind"] for r in json.loads(history.stdout)["history"]]
-    assert kinds[:2] == ["proposed", "awaiting_approval"] and kinds[-1] == "succeeded"
+    assert kinds[:2] == ["proposed", "awaiting_approval"] and kinds[-2:] == [
+        "succeeded",
+        "refused",
+    ]
     assert kube.get(f"{DAEMONSETS}/agent-cli")["spec"]["updateStrategy"] == {"type": "OnDelete"}
 
 

@@ -184,19 +184,22 @@ def test_slash_run_approval_message_click_applies_and_updates_the_message(
         (APPROVE, "primary"),
         (DENY, "danger"),
     ]
-    execution = buttons[0]["value"]
+    value = buttons[0]["value"]
+    assert buttons[1]["value"] == value
+    execution = value.split(":")[0]
+    assert value.startswith(f"{execution}:0:0:") and len(value.split(":")[3]) == 16
     plan = "\n".join(b["text"]["text"] for b in message.blocks if b["type"] == "section")
     assert "Step 1 of 1: pause" in plan and "freeze: updateStrategy = OnDelete" in plan
     assert [c for c, _ in emu.calls].count("files.completeUploadExternal") == 1
     [chart] = emu.files.values()
     assert chart.startswith(b"\x89PNG\r\n")
 
-    emu.click(APPROVE, execution, "U_MALLORY", CHANNEL, message.ts)
+    emu.click(APPROVE, value, "U_MALLORY", CHANNEL, message.ts)
     emu.wait_for(lambda: len(emu.responses) == 2)
     assert emu.responses[-1]["text"] == "U_MALLORY is not an approver of playbook pause-agent"
     assert rig.store.get(execution).state == "awaiting_approval"
 
-    emu.click(APPROVE, execution, "U_BOB", CHANNEL, message.ts)  # U_BOB is in group S_SRE
+    emu.click(APPROVE, value, "U_BOB", CHANNEL, message.ts)  # U_BOB is in group S_SRE
     emu.wait_for(lambda: rig.store.get(execution).state == "succeeded")
     emu.wait_for(lambda: "succeeded" in rig.message().text)
     spec = rig.kube.get(f"{DAEMONSETS}/agent-slack")["spec"]
@@ -205,18 +208,21 @@ def test_slash_run_approval_message_click_applies_and_updates_the_message(
     assert not [b for b in final.blocks if b["type"] == "actions"], "buttons gone once decided"
     context = final.blocks[-1]["elements"][0]["text"]
     assert "step pause approved by <@U_BOB>" in context
+    emu.wait_for(lambda: rig.thread(final.ts)[-1].startswith("succeeded"))  # after the update
     thread = rig.thread(final.ts)
     assert thread[:2] == ["approved by <@U_BOB>", "applied pause phase 1 of 1"]
-    assert thread[-1].startswith("succeeded")
     kinds = [(r.kind, r.actor, r.via) for r in rig.store.history(execution)]
     assert ("refused", "U_MALLORY", "slack") in kinds
     assert ("approved", "U_BOB", "slack") in kinds
     assert kinds[-1] == ("succeeded", "guardian", "runner")
 
-    double = emu.click(APPROVE, execution, "U_ALICE", CHANNEL, message.ts)
+    double = emu.click(APPROVE, value, "U_ALICE", CHANNEL, message.ts)
     assert double["envelope_id"]
     emu.wait_for(lambda: len(emu.responses) == 3)
-    assert emu.responses[-1]["text"] == f"execution {execution} is succeeded, not awaiting approval"
+    assert emu.responses[-1]["text"] == (
+        f"step 1 of execution {execution} is not awaiting approval: the execution is "
+        "succeeded; nothing was decided"
+    )
 
     everything = repr(rig.store.history()) + caplog.text + repr(emu.messages)
     for secret in (BOT, APP, SECRET):
@@ -229,17 +235,18 @@ def test_the_requester_cannot_approve_and_a_foreign_channel_is_refused(socket_ri
     emu.slash("run pause-agent agent=agent-own", "U_ALICE", CHANNEL)
     emu.wait_for(lambda: len(emu.responses) == 1)
     execution = rig.store.executions()[0].id
-    emu.click(APPROVE, execution, "U_ALICE", CHANNEL)
+    value = _button(rig)
+    emu.click(APPROVE, value, "U_ALICE", CHANNEL)
     emu.wait_for(lambda: len(emu.responses) == 2)
     assert emu.responses[-1]["text"] == (
         f"U_ALICE asked for execution {execution} and cannot also approve it"
     )
-    emu.click(APPROVE, execution, "U_BOB", "C_RANDOM")
+    emu.click(APPROVE, value, "U_BOB", "C_RANDOM")
     emu.wait_for(lambda: len(emu.responses) == 3)
     assert emu.responses[-1]["text"] == "guardian does not take commands in channel C_RANDOM"
     refusals = [r.detail["reason"] for r in rig.store.history(execution) if r.kind == "refused"]
     assert len(refusals) == 2
-    emu.click(DENY, execution, "U_BOB", CHANNEL)
+    emu.click(DENY, value, "U_BOB", CHANNEL)
     emu.wait_for(lambda: rig.store.get(execution).state == "denied")
     emu.wait_for(lambda: "denied" in rig.message().text)
 
@@ -247,24 +254,46 @@ def test_the_requester_cannot_approve_and_a_foreign_channel_is_refused(socket_ri
 def test_slash_commands_answer_and_unknown_input_gets_usage(socket_rig: Rig) -> None:
     emu = socket_rig.emulator
 
-    def ask(text: str, user: str = "U_CAROL") -> str:
+    def quick(text: str, user: str = "U_CAROL") -> str:
+        """An answer that comes in the acknowledgement itself, nothing through response_url."""
         count = len(emu.responses)
-        emu.slash(text, user, CHANNEL)
+        ack = emu.slash(text, user, CHANNEL)
+        assert ack["payload"]["response_type"] == "ephemeral"
+        assert len(emu.responses) == count
+        return str(ack["payload"]["text"])
+
+    def later(text: str, user: str = "U_CAROL") -> str:
+        count = len(emu.responses)
+        ack = emu.slash(text, user, CHANNEL)
+        assert "payload" not in ack, "work is acknowledged first, answered after"
         emu.wait_for(lambda: len(emu.responses) == count + 1)
         return str(emu.responses[-1]["text"])
 
-    assert ask("help").startswith("/guardian status")
-    assert ask("frobnicate").startswith("unknown command 'frobnicate'\n/guardian status")
-    assert ask("playbooks") == "pause-agent: pause"
-    assert "guardian is active" in ask("status")
-    assert ask("slo apiserver-rejections").startswith("apiserver-rejections: ")
-    assert ask("pause").startswith("guardian paused")
-    assert " pause - U_CAROL via slack" in ask("history")
-    assert ask("run pause-agent agent=x", "U_ALICE") == (
+    assert quick("help").startswith("/guardian status")
+    assert quick("frobnicate").startswith("unknown command 'frobnicate'\n/guardian status")
+    assert quick("playbooks") == "pause-agent: pause"
+    assert quick("approve abcdef") == (
+        "usage: /guardian approve ID STEP (the step number the message or /guardian status "
+        "shows: a decision binds to that step)"
+    )
+    assert quick("help " + "a" * 5000) == (
+        "/guardian text of 5005 characters; at most 2000: nothing was done"
+    )
+    assert quick("run '<!channel>") == (
+        "cannot read that command (No closing quotation); /guardian help lists the commands"
+    )
+    assert "guardian is active" in later("status")
+    assert later("slo apiserver-rejections").startswith("apiserver-rejections: ")
+    assert later("run <!channel> x=1", "U_ALICE") == (
+        "no playbook '&lt;!channel&gt;'; /guardian playbooks lists them"
+    )
+    assert quick("pause").startswith("guardian paused")
+    assert " pause - U_CAROL via slack" in quick("history")
+    assert later("run pause-agent agent=x", "U_ALICE") == (
         "guardian is paused (kill switch): /guardian resume first"
     )
-    assert ask("resume") == "U_CAROL may not resume from Slack (not an operator)"
-    assert ask("resume", "U_BOB") == "guardian resumed"
+    assert quick("resume") == "U_CAROL may not resume from Slack (not an operator)"
+    assert quick("resume", "U_BOB") == "guardian resumed"
 
 
 def test_http_mode_checks_signatures_and_the_replay_window(http_rig: Rig) -> None:
@@ -273,7 +302,7 @@ def test_http_mode_checks_signatures_and_the_replay_window(http_rig: Rig) -> Non
     url = f"http://127.0.0.1:{rig.app.port}/slack/events"
     ex = rig.runner.propose("pause-agent", {"params": {"agent": "agent-http"}}, "U_ALICE", "t")
     rig.runner.advance(ex.id)
-    click = {"payload": _json(emu.click_payload(APPROVE, ex.id, "U_BOB", CHANNEL))}
+    click = {"payload": _json(emu.click_payload(APPROVE, _button(rig), "U_BOB", CHANNEL))}
     forged, _ = emu.signed_post(url, click, secret="not-the-secret")
     stale, _ = emu.signed_post(url, click, timestamp=int(time.time()) - 6 * 60)
     assert (forged, stale) == (401, 401)
@@ -282,6 +311,86 @@ def test_http_mode_checks_signatures_and_the_replay_window(http_rig: Rig) -> Non
     status, _ = emu.signed_post(url, click)
     assert status == 200 and time.monotonic() - started < 3
     emu.wait_for(lambda: rig.store.get(ex.id).state == "succeeded")
+
+
+TWO_STEPS = """\
+version: guardian/v1
+name: pause-two
+trigger: {slos: [apiserver-rejections]}
+approvers: {users: [U_ALICE, U_BOB]}
+steps:
+  - name: pause-first
+    action: pause-rollout
+    params: {kind: DaemonSet, namespace: default, name: "{{ params.first }}"}
+    verify: {promql: 'up{job="apiserver"} == 1', within: 30s}
+  - name: pause-second
+    action: pause-rollout
+    params: {kind: DaemonSet, namespace: default, name: "{{ params.second }}"}
+"""
+
+
+@pytest.fixture
+def two_step_rig(lab: Lab, tmp_path: Path, emulator: SlackEmulator, tokens: None) -> Iterator[Rig]:
+    yield from _rig(lab, tmp_path, "http", emulator, TWO_STEPS)
+
+
+def test_a_replayed_signed_click_after_step_1_does_not_approve_step_2(
+    two_step_rig: Rig,
+) -> None:
+    rig, emu = two_step_rig, two_step_rig.emulator
+    _agent(rig.kube, "agent-one")
+    _agent(rig.kube, "agent-two")
+    url = f"http://127.0.0.1:{rig.app.port}/slack/events"
+    context = {"params": {"first": "agent-one", "second": "agent-two"}}
+    ex = rig.runner.propose("pause-two", context, "U_CAROL", "slack")
+    assert rig.runner.advance(ex.id).state == "awaiting_approval"
+    first = _button(rig)
+    click = {"payload": _json(emu.click_payload(APPROVE, first, "U_BOB", CHANNEL))}
+    stamp = int(time.time())
+    assert emu.signed_post(url, click, timestamp=stamp)[0] == 200
+
+    def at_step_2() -> bool:
+        now = rig.store.get(ex.id)
+        return (now.state, now.step) == ("awaiting_approval", 1)
+
+    emu.wait_for(at_step_2, timeout=90)
+    emu.wait_for(lambda: _button(rig) not in ("", first))
+    second = _button(rig)
+    assert second.startswith(f"{ex.id}:1:0:")
+
+    answered = len(emu.responses)
+    assert emu.signed_post(url, click, timestamp=stamp)[0] == 200, "the same signed request"
+    emu.wait_for(lambda: len(emu.responses) == answered + 1)
+    refusal = (
+        f"step 1 of execution {ex.id} is not awaiting approval: the execution is awaiting "
+        "approval at step 2; nothing was decided"
+    )
+    assert emu.responses[-1]["text"] == refusal
+    assert at_step_2(), "step 2 still waits for its own approval"
+    strategy = rig.kube.get(f"{DAEMONSETS}/agent-two")["spec"]["updateStrategy"]
+    assert strategy["type"] == "RollingUpdate", "nothing was applied to step 2's target"
+    rows = [(r.kind, r.actor, r.via, r.detail) for r in rig.store.history(ex.id)]
+    assert rows[-1][:3] == ("refused", "U_BOB", "slack")
+    assert rows[-1][3]["reason"] == refusal and rows[-1][3]["step"] == 0
+    approvals = [(r.actor, r.detail["step_name"]) for r in rig.store.history(ex.id)
+                 if r.kind == "approved"]  # fmt: skip
+    assert approvals == [("U_BOB", "pause-first")]
+
+    legacy = {"payload": _json(emu.click_payload(APPROVE, ex.id, "U_BOB", CHANNEL))}
+    assert emu.signed_post(url, legacy)[0] == 200
+    emu.wait_for(lambda: len(emu.responses) == answered + 2)
+    assert emu.responses[-1]["text"].startswith("this button names no step")
+    assert at_step_2()
+    assert rig.store.history(ex.id)[-1].kind == "refused"
+
+    click = {"payload": _json(emu.click_payload(APPROVE, second, "U_ALICE", CHANNEL))}
+    assert emu.signed_post(url, click)[0] == 200
+    emu.wait_for(lambda: rig.store.get(ex.id).state == "succeeded", timeout=90)
+    strategy = rig.kube.get(f"{DAEMONSETS}/agent-two")["spec"]["updateStrategy"]
+    assert strategy == {"type": "OnDelete"}
+    context_line = rig.message().blocks[-1]["elements"][0]["text"]
+    assert "step pause-first approved by <@U_BOB>" in context_line
+    assert "step pause-second approved by <@U_ALICE>" in context_line
 
 
 STORM = """\
@@ -341,7 +450,7 @@ def test_a_burn_becomes_an_approval_and_a_signed_click_stops_the_storm(
             "approval message as posted:", _json({"text": message.text, "blocks": message.blocks})
         )
         url = f"http://127.0.0.1:{rig.app.port}/slack/events"
-        click = {"payload": _json(emu.click_payload(APPROVE, execution.id, "U_BOB", CHANNEL))}
+        click = {"payload": _json(emu.click_payload(APPROVE, _button(rig), "U_BOB", CHANNEL))}
         status, _ = emu.signed_post(url, click)
         assert status == 200
         clicked = time.monotonic() - began
@@ -387,11 +496,17 @@ def test_slack_down_while_pending_leaves_the_console_path_working(socket_rig: Ri
     assert rig.runner.advance(ex.id).state == "awaiting_approval"
     failed = [r for r in rig.store.history(ex.id) if r.kind == "notify_failed"]
     assert failed and failed[0].detail["error"].startswith("Slack ")
-    assert rig.runner.approve(ex.id, "U_ALICE", "console").ok
+    assert rig.runner.approve(ex.id, "U_ALICE", "console", step=0).ok
     assert rig.runner.advance(ex.id).state == "succeeded"
     spec = rig.kube.get(f"{DAEMONSETS}/agent-down")["spec"]
     assert spec["updateStrategy"] == {"type": "OnDelete"}
     emu.down = False
+
+
+def _button(rig: Rig) -> str:
+    """The value of the Approve button on the execution's message as it stands now."""
+    actions = [b for b in rig.message().blocks if b["type"] == "actions"]
+    return str(actions[0]["elements"][0]["value"]) if actions else ""
 
 
 def _json(value: Any) -> str:
@@ -428,9 +543,8 @@ def test_guardian_slack_answers_through_socket_mode_and_stops_on_sigterm(
     )
     try:
         emulator.wait_connected(timeout=30)
-        emulator.slash("playbooks", "U_CAROL", CHANNEL)
-        emulator.wait_for(lambda: len(emulator.responses) == 1)
-        assert emulator.responses[0]["text"] == "pause-agent: pause"
+        ack = emulator.slash("playbooks", "U_CAROL", CHANNEL)
+        assert ack["payload"]["text"] == "pause-agent: pause"
         store = Store.open(f"sqlite:///{tmp_path}/g.db")
         emulator.wait_for(lambda: any(r.kind == "evaluation" for r in store.history()), timeout=30)
     finally:

@@ -126,19 +126,19 @@ def _act(root: Path, config: Path, env: dict[str, str], log: Path, qps: float) -
         ex = _wait_for(lambda: _execution(store, "awaiting_approval", 0), 60, "a proposal")
         clock.mark(f"proposed {PLAYBOOK} (execution {ex.id}); step 1 waits for approval")
         proposed = ex
-        _console(config, env, "approve", ex.id)
+        _console(config, env, "approve", ex.id, 1)
         clock.mark(f"approved throttle-offender ({ONCALL}, console)")
         _wait(lambda: _applied(store, ex.id, 0), 60, "the throttle")
         clock.mark("throttled: telemetry/telemetry-agent has its own 1-share APF level")
         _wait_for(lambda: _execution(store, "awaiting_approval", 1), 60, "step 2")
-        _console(config, env, "approve", ex.id)
+        _console(config, env, "approve", ex.id, 2)
         clock.mark(f"approved pause-rollout ({ONCALL}, console)")
         _wait(lambda: _applied(store, ex.id, 1), 60, "the pause")
         clock.mark("paused: the DaemonSet's rollout is frozen (updateStrategy OnDelete)")
         _wait(lambda: _step_done(store, ex.id, 1), 240, "verify: the burn falls")
         clock.mark("verified: the short-window burn rate fell")
         _wait_for(lambda: _execution(store, "awaiting_approval", 2), 60, "step 3")
-        _console(config, env, "deny", ex.id)
+        _console(config, env, "deny", ex.id, 3)
         clock.mark("denied shed-nodes: the burn has stopped, no need to shed")
         _wait(lambda: _status(store) in ("ok", "ticket"), 300, "the page to resolve")
         clock.mark(f"recovered: {SLO} is {_status(store)}, no longer paging")
@@ -183,9 +183,10 @@ def _step_done(store: Store, execution: str, step: int) -> bool:
     )
 
 
-def _console(config: Path, env: dict[str, str], verb: str, execution: str) -> None:
-    cmd = [str(GUARDIAN), "approvals", verb, execution, "-c", str(config), "--as", ONCALL]
-    print(f"$ guardian approvals {verb} {execution} --as {ONCALL}")
+def _console(config: Path, env: dict[str, str], verb: str, execution: str, step: int) -> None:
+    cmd = [str(GUARDIAN), "approvals", verb, execution, "--step", str(step)]
+    cmd += ["-c", str(config), "--as", ONCALL]
+    print(f"$ guardian approvals {verb} {execution} --step {step} --as {ONCALL}")
     done = subprocess.run([*cmd, "--no-run"], env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"demo: {verb} failed: {done.stderr.strip()}")
