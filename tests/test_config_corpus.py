@@ -244,6 +244,11 @@ CASES: list[tuple[str, Case, str]] = [
         "window_sets: f[0]: factor: must be a finite number > 0 (got inf)",
     ),
     (
+        "a latency bucket of +Inf",
+        _file(GOOD.replace("{coredns_errors: {}}", "{latency: {metric: x, le: .inf}}")),
+        "slos[0] 'api-read': sli: latency: le: must be a bucket boundary like \"0.5\" (got inf)",
+    ),
+    (
         "an objective of .nan",
         _file(GOOD.replace("objective: 99", "objective: .nan")),
         "slos[0] 'api-read': objective: must be > 0 and < 100 (got nan)",

@@ -3,7 +3,9 @@
 Input: a path. Output: ``Config``, or ``ConfigErrors`` holding one line per problem, each
 naming the file and the breadcrumb path, e.g.
 ``config/slos.yaml: slos[1] 'dns-errors': objective: must be > 0 and < 100 (got 101)``.
-Called by the CLI (``guardian check`` and every command taking ``-c``).
+Each file is read by ``guardian.config.read`` first (a regular file of at most 1 MiB, UTF-8,
+aliases, nesting and duplicate keys checked), so no file can hang or flood the loader.
+Called by the CLI (``guardian check`` and every command taking ``-c``) and the daemon's reload.
 """
 
 from __future__ import annotations

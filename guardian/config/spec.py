@@ -232,9 +232,11 @@ class LatencySpec(_Spec):
     def _le(cls, value: object) -> str:
         text = str(value)
         try:
-            float(text)
+            finite = math.isfinite(float(text))
         except ValueError:
-            raise ValueError(f'must be a bucket boundary like "0.5" (got {shown(value)})') from None
+            finite = False
+        if not finite:  # +Inf counts every request as good: the SLO could never burn
+            raise ValueError(f'must be a bucket boundary like "0.5" (got {shown(value)})')
         return text
 
 
