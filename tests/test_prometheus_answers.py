@@ -27,6 +27,7 @@ from guardian.clients.prometheus import (
 )
 from guardian.config import load_config
 from guardian.config.model import PrometheusSettings
+from guardian.cycle import Cycle
 from guardian.errors import PrometheusUnavailable
 from guardian.evaluation import Evaluation
 from guardian.pipeline import evaluate, evaluation_budget
@@ -260,6 +261,22 @@ def test_the_daemon_interval_bounds_an_evaluation(
         "guardian: no answer within the evaluation's deadline (1.6s)",
         "guardian: blind: every SLO is no_data (1 of 1); no page now means nothing",
     ]
+
+
+def test_the_daemon_cycle_evaluates_within_the_interval(tmp_path: Path) -> None:
+    with OddPrometheus(Answer(hang=True)) as server:
+        path = _config(tmp_path, server.url, timeout="5s", extra="daemon: {interval: 2s}\n")
+        config = load_config(path)
+        client = PrometheusClient(config.prometheus)
+        # evaluate() needs only the config and Prometheus; the rest is for acting
+        cycle = Cycle(config, {}, None, None, None, client)  # type: ignore[arg-type]
+        started = time.monotonic()
+        evaluation = cycle.evaluate()
+        took = elapsed(started)
+    assert took < 3 * 1.6, f"took {took:.1f}s"
+    result = evaluation.slos[0]
+    assert result.status == "no_data"
+    assert result.reason == "no answer within the evaluation's deadline (1.6s)"
 
 
 def test_a_query_in_flight_ends_at_the_evaluation_deadline_when_that_comes_first() -> None:
