@@ -336,6 +336,23 @@ CASES: list[tuple[str, Case, str]] = [
         "bearer_token_env or basic_auth instead",
     ),
     (
+        "an unknown key of 100,000 characters is cut in the path",
+        _file(GOOD + "    ? " + "k" * 100_000 + "\n    : 1\n"),
+        "slos[0] 'api-read': " + "k" * 39 + "…: unknown key; remove it or check its spelling",
+    ),
+    (
+        "a Python object tag",
+        _file(GOOD + "x: !!python/object/apply:os.system [echo hi]\n"),
+        "line 7: not valid YAML: could not determine a constructor for the tag "
+        "'tag:yaml.org,2002:python/object/apply:os.system'",
+    ),
+    (
+        "two documents in one file",
+        _file(GOOD + "---\n" + GOOD),
+        "line 7: not valid YAML: expected a single document in the stream, but found another "
+        "document",
+    ),
+    (
         "a huge version string is cut",
         _file("version: " + "v" * 100_000 + "\n"),
         "version: must be guardian/v1 (got 'vvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvv"

@@ -53,7 +53,10 @@ def read_yaml(file: Path) -> Any:
     except yaml.MarkedYAMLError as exc:
         if exc.problem == "exceeded maximum nesting depth":  # libyaml's own limit
             raise _too_deep(file) from None
-        raise _not_yaml(file, exc.problem_mark, exc.problem or str(exc)) from None
+        problem = exc.problem or str(exc)
+        if exc.context and problem.startswith("but "):  # "expected X, but found Y"
+            problem = f"{exc.context}, {problem}"
+        raise _not_yaml(file, exc.problem_mark, problem) from None
     except yaml.YAMLError as exc:
         raise _not_yaml(file, None, str(exc)) from None
     finally:
