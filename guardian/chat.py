@@ -454,8 +454,6 @@ class ChatOps:
         return "\n".join(lines)
 
     def _slo(self, user: str, args: list[str]) -> str:
-        if len(args) != 1:
-            return "usage: /guardian slo NAME"
         for s in self.evaluate().slos:
             if s.name == args[0]:
                 rows = [
@@ -495,8 +493,6 @@ class ChatOps:
     def _run(self, user: str, args: list[str]) -> str:
         dry = "--dry-run" in args
         words = [a for a in args if a != "--dry-run"]
-        if not words:
-            return "usage: /guardian run PLAYBOOK [k=v ...] [--dry-run]"
         refusal = "" if dry else self._operator(user, "run")
         if refusal:
             return refusal

@@ -6,6 +6,7 @@ and the Slack side talks to the loopback emulator.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,8 +16,8 @@ from slack_sdk import WebClient
 
 from guardian.actions import CATALOGUE
 from guardian.actions.base import KubeAPI
-from guardian.chat import ChatOps, button_value
-from guardian.clients.slack import APPROVE, DENY, Click, SlackClient
+from guardian.chat import HELP, ChatOps, button_value
+from guardian.clients.slack import APPROVE, DENY, Click, Command, SlackClient
 from guardian.config.model import SlackSettings
 from guardian.errors import DataUnavailable
 from guardian.playbooks import Playbook, load_playbooks
@@ -271,3 +272,50 @@ def test_a_button_value_without_a_request_is_refused(
     assert store.get(ex.id).state == "awaiting_approval"
     row = store.history()[-1]
     assert (row.kind, row.actor, row.detail["reason"]) == ("refused", "U_BOB", answer)
+
+
+USAGE = (
+    "usage: /guardian approve ID STEP (the step number the message or /guardian status "
+    "shows: a decision binds to that step)"
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "answer"),
+    [
+        ("approve abcdef", USAGE),
+        ("approve abcdef 0", USAGE),
+        ("approve abcdef two", USAGE),
+        ("approve abcdef 1 2", USAGE),
+        ("slo", "usage: /guardian slo NAME"),
+        ("run --dry-run", "usage: /guardian run PLAYBOOK [k=v ...] [--dry-run]"),
+        ("run '<!channel>", "cannot read that command (No closing quotation); "
+                            "/guardian help lists the commands"),
+        ("<!channel>", "unknown command '&lt;!channel&gt;'\n" + HELP),
+        ("help " + "a" * 1996, "/guardian text of 2001 characters; at most 2000: nothing was done"),
+    ],
+)  # fmt: skip
+def test_quick_answers_to_commands(ops: ChatOps, text: str, answer: str) -> None:
+    assert ops.on_command(Command(text, "U_BOB", CHANNEL)) == answer
+
+
+def test_ten_megabytes_of_command_text_are_refused_unread(ops: ChatOps) -> None:
+    started = time.monotonic()
+    answer = ops.on_command(Command("help " + "a" * 10_000_000, "U_BOB", CHANNEL))
+    elapsed = time.monotonic() - started
+    assert answer == "/guardian text of 10000005 characters; at most 2000: nothing was done"
+    assert elapsed < 2, f"took {elapsed:.2f}s"
+
+
+def test_a_slash_decision_binds_to_the_step_it_names(store: Store, ops: ChatOps) -> None:
+    ex, _ = _awaiting(store)
+    work = ops.on_command(Command(f"approve {ex.id} 2", "U_BOB", CHANNEL))
+    assert callable(work)
+    assert work() == (
+        f"step 2 of execution {ex.id} is not awaiting approval: the execution is awaiting "
+        "approval at step 1; nothing was decided"
+    )
+    assert store.history(ex.id)[-1].kind == "refused"
+    work = ops.on_command(Command(f"approve {ex.id[:6]} 1", "U_BOB", CHANNEL))
+    assert callable(work) and work() == f"approved step 1 of {ex.id[:6]}"
+    assert store.get(ex.id).state == "approved"
