@@ -6,6 +6,7 @@ and the Slack side talks to the loopback emulator.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -21,7 +22,7 @@ from guardian.clients.slack import APPROVE, DENY, Click, Command, SlackClient
 from guardian.config.model import SlackSettings
 from guardian.errors import DataUnavailable
 from guardian.playbooks import Playbook, load_playbooks
-from guardian.runner import Runner
+from guardian.runner import Decision, Runner
 from guardian.store import Execution, Store, executions
 from guardian.testing.slack import SlackEmulator
 
@@ -319,3 +320,24 @@ def test_a_slash_decision_binds_to_the_step_it_names(store: Store, ops: ChatOps)
     work = ops.on_command(Command(f"approve {ex.id[:6]} 1", "U_BOB", CHANNEL))
     assert callable(work) and work() == f"approved step 1 of {ex.id[:6]}"
     assert store.get(ex.id).state == "approved"
+
+
+def test_five_simultaneous_clicks_on_one_button_approve_once(store: Store, runner: Runner) -> None:
+    ex, nonce = _awaiting(store)
+    start = threading.Barrier(5)
+    decisions: list[Decision] = []
+
+    def click(user: str) -> None:
+        start.wait()
+        decisions.append(runner.approve(ex.id, user, "slack", step=0, phase=0, nonce=nonce))
+
+    threads = [threading.Thread(target=click, args=(u,)) for u in ["U_BOB", "U_CAROL"] * 2]
+    threads.append(threading.Thread(target=click, args=("U_BOB",)))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(d.ok for d in decisions) == [False, False, False, False, True]
+    assert [r.kind for r in store.history(ex.id)].count("approved") == 1
+    request = store.request(ex.id, 0)
+    assert request is not None and request.decision == "approved"
