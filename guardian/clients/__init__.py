@@ -1,1 +1,1 @@
-"""The edges: the only modules that import SDKs (prometheus-api-client, requests, ...)."""
+"""The edges: the only modules that import SDKs (requests, kubernetes, slack_sdk, ...)."""
