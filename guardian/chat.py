@@ -374,7 +374,13 @@ class ChatOps:
         reason = f"guardian does not take commands in channel {channel}"
         execution = self._known(target) if target else None
         self.store.record(
-            "refused", datetime.now(UTC), execution, user, "slack", action=action, reason=reason
+            "refused",
+            datetime.now(UTC),
+            execution,
+            user,
+            "slack",
+            action=action[:32],
+            reason=reason,
         )
         return reason
 

@@ -218,3 +218,24 @@ def test_a_signed_click_reaches_guardian(served: Served) -> None:
     assert status == 200
     served.emulator.wait_for(lambda: len(served.clicks) == 1)
     assert served.clicks[0].value == "x:0:0:y" and served.clicks[0].user == "U_BOB"
+
+
+def test_a_click_with_odd_optional_fields_reaches_guardian_without_a_traceback(
+    served: Served, caplog: pytest.LogCaptureFixture
+) -> None:
+    odd = {**CLICK, "channel": "C_SRE", "container": [1]}
+    odd["actions"] = [{"action_id": "guardian_deny", "value": 7}]
+    status, _ = served.post(_form(payload=json.dumps(odd)))
+    assert status == 400, "a value that is not a string is refused"
+    del odd["actions"][0]["value"]
+    status, _ = served.post(_form(payload=json.dumps(odd)))
+    assert status == 200
+    served.emulator.wait_for(lambda: len(served.clicks) == 1)
+    click = served.clicks[0]
+    assert (click.action, click.value, click.channel, click.message_ts) == (
+        "guardian_deny",
+        "",
+        "",
+        "",
+    )
+    assert all(r.exc_info is None for r in caplog.records)

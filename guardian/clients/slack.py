@@ -187,11 +187,11 @@ class SlackApp:
             ack()
             action = body["actions"][0]
             click = Click(
-                action["action_id"],
-                action.get("value", ""),
-                body["user"]["id"],
-                (body.get("channel") or {}).get("id", ""),
-                (body.get("container") or {}).get("message_ts", ""),
+                str(action["action_id"]),
+                _text(action, "value"),
+                str(body["user"]["id"]),
+                _text(body.get("channel"), "id"),
+                _text(body.get("container"), "message_ts"),
             )
             answer = on_click(click)
             if answer:
@@ -373,6 +373,12 @@ def _payload_problem(text: str) -> tuple[str, str] | None:
     ):
         return "400 Bad Request", "payload names no button (actions[0]) or no user (user.id)"
     return None
+
+
+def _text(part: Any, key: str) -> str:
+    """``part[key]`` when ``part`` is an object and the value a string, else ""."""
+    value = part.get(key) if isinstance(part, dict) else None
+    return value if isinstance(value, str) else ""
 
 
 class _Body:
