@@ -70,8 +70,8 @@ def add_parsers(sub: Any, config_arg: Any, format_arg: Any) -> None:
         decide = verbs.add_parser(
             verb,
             help=f"{verb} the step of an execution that awaits approval",
-            description=f"{verb.capitalize()} step STEP of execution ID. The decision binds to "
-            "that step: it is refused (and audited) unless STEP is the step awaiting approval "
+            description=f"{verb.capitalize()} step N of execution ID. The decision binds to "
+            "that step: it is refused (and audited) unless N is the step awaiting approval "
             "now, so a second or late command never decides a later step that nobody looked "
             "at. 'guardian approvals list' shows each pending execution with its step.",
         )
