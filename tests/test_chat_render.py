@@ -1,15 +1,19 @@
-"""Approval messages stay within Block Kit's limits, however large the plan."""
+"""Approval messages stay within Block Kit's limits, however large the plan, and show what
+anyone can write as literal text."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
 
+from slack_sdk import WebClient
+
 from guardian.actions import CATALOGUE
-from guardian.chat import escape, render
+from guardian.chat import SlackNotifier, escape, render
+from guardian.clients.slack import SlackClient
 from guardian.playbooks import load_playbooks
 from guardian.store import Store
-from guardian.testing.slack import block_problems
+from guardian.testing.slack import SlackEmulator, block_problems
 
 ROOT = Path(__file__).resolve().parent.parent
 BOOKS = load_playbooks([ROOT / "playbooks"], {n: a.params for n, a in CATALOGUE.items()})
@@ -101,3 +105,17 @@ def test_operator_supplied_text_stays_literal_in_mrkdwn(store: Store) -> None:
     assert f"asked by {escape(evil)} (console)" in context_text
     assert f"failed: {escape(evil)}" in context_text
     assert escape("<@U1>") == "&lt;@U1&gt;"
+
+
+def test_thread_lines_and_announcements_are_escaped_too(store: Store) -> None:
+    now = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
+    with SlackEmulator() as emulator:
+        client = SlackClient(WebClient(token=emulator.bot_token, base_url=emulator.base_url))
+        notifier = SlackNotifier(client, "C_SRE", store, BOOKS)
+        ex = store.create("shed-nodes", "", "", "failed", "U_A", "slack", {}, now)
+        notifier.notify("failed", ex, {"message": "shed: <!channel> said `no`"})
+        notifier.announce("lat<!here>", "blind: <https://evil.example|look>")
+        texts = sorted(m.text for m in emulator.messages.values())
+    assert "failed: shed: &lt;!channel&gt; said ˋnoˋ" in texts
+    assert "lat&lt;!here&gt;: blind: &lt;https://evil.example|look&gt;" in texts
+    assert [r.kind for r in store.history(ex.id)] == ["proposed"], "no notify_failed"
