@@ -36,6 +36,7 @@ import tenacity
 import urllib3
 
 from guardian.config.model import PrometheusSettings
+from guardian.config.read import check_ca_file, read_secret
 from guardian.errors import ConfigError, PrometheusUnavailable
 
 MAX_ANSWER_BYTES = 50 * 1024 * 1024
@@ -426,14 +427,12 @@ def _basic_auth(settings: PrometheusSettings) -> tuple[str, str] | None:
 
 
 def _read_secret(path: str, field: str) -> str:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read().strip()
-    except OSError as exc:
-        raise ConfigError(f"prometheus: {field}: cannot read {path}: {exc.strerror}") from None
+    return read_secret(path, f"prometheus: {field}")
 
 
 def _verify(settings: PrometheusSettings) -> bool | str:
     if settings.tls_insecure_skip_verify:
         return False
+    if settings.tls_ca_file:
+        check_ca_file(settings.tls_ca_file, "prometheus: tls_ca_file")
     return settings.tls_ca_file or True

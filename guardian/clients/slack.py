@@ -26,7 +26,6 @@ import time
 import urllib.parse
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -38,6 +37,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from guardian.config.model import SlackSettings
+from guardian.config.read import read_secret
 from guardian.errors import ConfigError, DataUnavailable
 
 log = logging.getLogger("guardian.slack")
@@ -50,10 +50,7 @@ def secret(env: str | None, file: str | None, what: str) -> str:
     """A token or secret from a file (a mounted Secret) or else an environment variable;
     never from the config. A file given wins over the environment variable's default."""
     if file:
-        try:
-            value = Path(file).read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(f"slack: {what}_file: cannot read {file}: {exc.strerror}") from None
+        value = read_secret(file, f"slack: {what}_file")
         if not value:
             raise ConfigError(f"slack: {what}_file: {file} is empty; write the {what} into it")
         return value
