@@ -26,7 +26,7 @@ from guardian.errors import EXIT_BURNING, EXIT_OK, ConfigError, GuardianError, U
 from guardian.pipeline import PrometheusSignals, evaluate, replay
 from guardian.playbooks import Playbook, load_playbooks
 from guardian.runner import Notifier, Runner, Silent, StepCheck
-from guardian.store import OPEN_STATES, Execution, Store
+from guardian.store import MIN_PREFIX, OPEN_STATES, AmbiguousPrefix, Execution, Store
 
 
 def add_parsers(sub: Any, config_arg: Any, format_arg: Any) -> None:
@@ -516,8 +516,16 @@ def _cmd_history(args: argparse.Namespace) -> int:
     try:
         execution = store.find(args.execution).id if args.execution else None
         rows = store.history(execution, args.limit)
+    except AmbiguousPrefix:
+        raise UsageError(
+            f"--execution {args.execution}: more than one execution starts with it; "
+            "give more of the ID"
+        ) from None
     except KeyError:
-        raise UsageError(f"--execution {args.execution}: no such execution") from None
+        raise UsageError(
+            f"--execution {args.execution}: no such execution "
+            f"(give its ID or a unique prefix of {MIN_PREFIX} or more)"
+        ) from None
     finally:
         store.close()
     if args.output == "json":

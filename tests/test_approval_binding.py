@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from slack_sdk import WebClient
 
+from guardian import cli
 from guardian.actions import CATALOGUE
 from guardian.actions.base import KubeAPI
 from guardian.chat import HELP, ChatOps, button_value
@@ -25,6 +26,7 @@ from guardian.playbooks import Playbook, load_playbooks
 from guardian.runner import Decision, Runner
 from guardian.store import Execution, Store, executions
 from guardian.testing.slack import SlackEmulator
+from tests.store_fixture import store_config
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 CHANNEL = "C_SRE"
@@ -198,6 +200,36 @@ def test_an_ambiguous_prefix_is_refused_and_audited(store: Store, runner: Runner
     assert (row.kind, row.execution_id, row.via) == ("refused", None, "console")
     assert row.detail == {"action": "deny", "reason": message, "given": "abcdef", "step": 0}
     assert runner.deny("abcdef0001", "U_BOB", "console", step=0).ok
+
+
+def test_history_tells_an_ambiguous_prefix_from_an_unknown_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"sqlite:///{tmp_path / 'guardian.db'}"
+    store = Store.open(url)
+    with store.engine.begin() as conn:
+        for suffix in ("1", "2"):
+            conn.execute(
+                executions.insert().values(
+                    id=f"abcdef000{suffix}", playbook="p", slo="", target="", state="denied",
+                    step=0, phase=0, requested_by="U_ALICE", requested_via="t", context={},
+                    message="", created_at=NOW, updated_at=NOW,
+                )
+            )  # fmt: skip
+    store.close()
+    monkeypatch.setenv("GUARDIAN_STORE_URL", url)
+    config = str(store_config(tmp_path / "config"))
+    assert cli.main(["history", "-c", config, "--execution", "abcdef"]) == 2
+    assert capsys.readouterr().err == (
+        "guardian: --execution abcdef: more than one execution starts with it; "
+        "give more of the ID\n"
+    )
+    assert cli.main(["history", "-c", config, "--execution", "fedcba"]) == 2
+    assert capsys.readouterr().err == (
+        "guardian: --execution fedcba: no such execution "
+        "(give its ID or a unique prefix of 4 or more)\n"
+    )
+    assert cli.main(["history", "-c", config, "--execution", "abcdef0002"]) == 0
 
 
 # Slack: the button values ----------------------------------------------------------------
