@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -15,6 +17,7 @@ from guardian.clients.prometheus import PrometheusClient
 from guardian.config import load_config
 from guardian.durations import format_duration
 from guardian.pipeline import evaluate
+from guardian.rules import ALERT
 from guardian.testing.prometheus import binary
 from tests.conftest import StartPrometheus
 from tests.traffic import Burst, apiserver, coredns, histogram, ratio_slo, steady, timeline
@@ -114,12 +117,13 @@ def live(start_prometheus: StartPrometheus, tmp_path_factory: pytest.TempPathFac
     rules_mode = text.replace(f"url: '{server.url}'", f"url: '{server.url}', source: rules")
     (root / "rules-mode.yaml").write_text(rules_mode)
     client = PrometheusClient(load_config(config).prometheus)
+    doc: dict[str, Any] = yaml.safe_load(rules.read_text())
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if len(client.instant("slo:period_error_budget_remaining:ratio")) == 6:
             break
         time.sleep(0.5)
-    return load_config(config), load_config(root / "rules-mode.yaml"), client
+    return load_config(config), load_config(root / "rules-mode.yaml"), client, doc
 
 
 def _recorded(client: PrometheusClient, record: str, slo: str) -> tuple[datetime, float]:
@@ -131,7 +135,7 @@ def _recorded(client: PrometheusClient, record: str, slo: str) -> tuple[datetime
 
 
 def test_prometheus_computes_exactly_guardian_s_burn_rates(live) -> None:
-    config, _, client = live
+    config, _, client, _ = live
     compared = nonzero = 0
     for slo in config.slos:
         windows = sorted({w for p in slo.windows for w in (p.long, p.short)})
@@ -156,7 +160,7 @@ def test_prometheus_computes_exactly_guardian_s_burn_rates(live) -> None:
 
 
 def test_rules_source_reads_the_recorded_ratios(live) -> None:
-    _raw, from_rules, client = live
+    _raw, from_rules, client, _ = live
     at, recorded = _recorded(client, "slo:sli_error:ratio_rate1h", "ratio")
     evaluation, error = evaluate(from_rules.slos, client, at, "rules")
     assert error == ""
@@ -168,13 +172,85 @@ def test_rules_source_reads_the_recorded_ratios(live) -> None:
     assert all(s.status != "no_data" for s in evaluation.slos), [s.reason for s in evaluation.slos]
 
 
+def _alerts_and_inputs(doc: dict[str, Any], slo: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """The exported alerts of ``slo`` and the records they read, all from its ``-sli`` group.
+
+    The alerts' inputs come from one rule group, so they are written at one timestamp per
+    evaluation; an alert reading another group's records could not be checked at one instant.
+    """
+    groups = {g["name"]: g["rules"] for g in doc["groups"]}
+    alerts = groups[f"guardian-slo-{slo}-alerts"]
+    recorded = {r["record"] for r in groups[f"guardian-slo-{slo}-sli"]}
+    read = sorted({name for a in alerts for name in re.findall(r"slo:[\w:]+", a["expr"])})
+    assert set(read) <= recorded, (slo, set(read) - recorded)
+    for alert in alerts:
+        assert "for" not in alert, "guardian fires at once; a `for:` makes the alert lag it"
+    return alerts, read
+
+
+def _written_together(client: PrometheusClient, records: list[str], slo: str) -> datetime:
+    """The newest instant at which the rule group had written every one of ``records``.
+
+    A group writes its rules in order, so while an evaluation is being written the newest
+    timestamps differ; the oldest of them is a complete evaluation.
+    """
+    newest = [client.instant(f'timestamp({r}{{slo="{slo}"}})') for r in records]
+    assert all(newest), f"{slo}: not every input of its alerts is recorded yet"
+    at = datetime.fromtimestamp(min(s[0].value for s in newest), UTC)
+    for record in records:
+        stamp = client.instant(f'timestamp({record}{{slo="{slo}"}})', at)
+        assert stamp[0].value == at.timestamp(), (slo, record, "no sample at", at)
+    return at
+
+
 def test_exported_alerts_fire_with_guardian(live) -> None:
-    config, _, client = live
-    evaluation, _ = evaluate(config.slos, client)
-    firing = {
-        (s.name, format_duration(p.long)) for s in evaluation.slos for p in s.windows if p.firing
+    """Each exported alert's condition, evaluated by Prometheus on the recorded series at the
+    instant they were recorded, fires exactly for the pairs guardian fires at that instant.
+
+    Both sides read the same inputs at the same timestamp: nothing depends on when Prometheus
+    happens to evaluate its rule groups (which lag one another and guardian's "now").
+    """
+    config, _, client, doc = live
+    from_guardian: set[tuple[str, str, str]] = set()
+    from_alerts: set[tuple[str, str, str]] = set()
+    for slo in config.slos:
+        alerts, inputs = _alerts_and_inputs(doc, slo.name)
+        at = _written_together(client, inputs, slo.name)
+        evaluation, error = evaluate([slo], client, at)
+        result = evaluation.slos[0]
+        assert error == "" and result.status != "no_data", (slo.name, result.reason)
+        from_guardian |= {
+            (slo.name, format_duration(p.long), format_duration(p.short))
+            for p in result.windows
+            if p.firing
+        }
+        from_alerts |= {
+            (slo.name, a["labels"]["long"], a["labels"]["short"])
+            for a in alerts
+            if client.instant(a["expr"], at)
+        }
+    assert ("ratio", "1h", "5m") in from_guardian  # 20% errors for the last half hour
+    assert len(from_guardian) < sum(len(s.windows) for s in config.slos)  # not all fire
+    assert from_alerts == from_guardian
+
+
+def test_prometheus_raises_the_exported_alert(live) -> None:
+    """Prometheus loads the exported alert and raises it with its labels (the condition itself
+    is compared with guardian above, at aligned instants; this one is far above its threshold
+    for the whole test, so when exactly the rule group runs does not matter)."""
+    _config, _, client, doc = live
+    wanted = {"alertname": ALERT, "alertstate": "firing", "slo": "ratio", "long": "1h"}
+    selector = ",".join(f'{k}="{v}"' for k, v in wanted.items())
+    deadline = time.monotonic() + 30
+    while not (alerts := client.instant(f"ALERTS{{{selector}}}")):
+        assert time.monotonic() < deadline, "the alert never fired in Prometheus"
+        time.sleep(0.5)
+    rule = next(a for a in _alerts_and_inputs(doc, "ratio")[0] if a["labels"]["long"] == "1h")
+    # the long window's record lends its ``window`` label to the alert
+    assert alerts[0].labels == {
+        **rule["labels"],
+        "__name__": "ALERTS",
+        "alertname": ALERT,
+        "alertstate": "firing",
+        "window": "1h",
     }
-    alerts = client.instant('ALERTS{alertname="GuardianBurnRate",alertstate="firing"}')
-    from_prometheus = {(a.labels["slo"], a.labels["long"]) for a in alerts}
-    assert ("ratio", "1h") in firing
-    assert firing == from_prometheus
