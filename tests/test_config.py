@@ -256,9 +256,7 @@ def _error(path: Path) -> str:
 def test_yaml_syntax_errors_name_the_line(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text("version: guardian/v1\nslos: [\n  - name: x\n", encoding="utf-8")
-    assert _error(path) == (
-        f"{path}: line 3: not valid YAML: did not find expected node content"
-    )
+    assert _error(path) == (f"{path}: line 3: not valid YAML: did not find expected node content")
 
 
 def test_file_level_errors(tmp_path: Path) -> None:
