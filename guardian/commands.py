@@ -23,7 +23,7 @@ from guardian.clients.prometheus import PrometheusClient
 from guardian.config import Config, load_config
 from guardian.cycle import Cycle, target_of, trigger_context
 from guardian.errors import EXIT_BURNING, EXIT_OK, ConfigError, GuardianError, UsageError
-from guardian.pipeline import PrometheusSignals, evaluate, replay
+from guardian.pipeline import PrometheusSignals, evaluation_budget, replay
 from guardian.playbooks import Playbook, load_playbooks
 from guardian.runner import Notifier, Runner, Silent, StepCheck
 from guardian.store import MIN_PREFIX, OPEN_STATES, AmbiguousPrefix, Execution, Store
@@ -189,7 +189,7 @@ def _runner(
             clients[key] = Kube.from_kubeconfig(args.kubeconfig, key, args.qps, args.burst)
         return clients[key]
 
-    signals = PrometheusSignals(config.slos, PrometheusClient(config.prometheus))
+    signals = PrometheusSignals.of(config, PrometheusClient(config.prometheus))
     return Runner(
         store,
         books,
@@ -228,7 +228,8 @@ def notifier(
 
 
 def burn_chart(config: Config, slo_name: str) -> bytes | None:
-    """A PNG of the SLO's burn rates over the last hour (None when Prometheus cannot say)."""
+    """A PNG of the SLO's burn rates over the last hour (None when Prometheus cannot say
+    within ``evaluation_budget``: the announcement it illustrates is sent during a cycle)."""
     import tempfile
     from pathlib import Path
 
@@ -241,7 +242,10 @@ def burn_chart(config: Config, slo_name: str) -> bytes | None:
     client = PrometheusClient(config.prometheus)
     end = datetime.now(UTC)
     try:
-        result = replay([slo], client, end - timedelta(hours=1), end, 60, config.prometheus.source)
+        settings = config.prometheus
+        budget = evaluation_budget(settings.timeout, config.daemon.interval)
+        start = end - timedelta(hours=1)
+        result = replay([slo], client, start, end, 60, settings.source, 1, budget)
     finally:
         client.close()
     if result.error or not result.steps:
@@ -583,9 +587,10 @@ def _cmd_slack(args: argparse.Namespace) -> int:
     runner = _runner(args, config, store, books, owner=f"guardian@{socket.gethostname()}")
     kube = runner.kube_for(None)
     prometheus = PrometheusClient(config.prometheus)
+    cycle = Cycle(config, books, store, runner, kube, prometheus)
 
-    def evaluate_now() -> Any:
-        return evaluate(config.slos, prometheus, None, config.prometheus.source)[0]
+    def evaluate_now() -> Any:  # within evaluation_budget, as the loop's own evaluations
+        return cycle.evaluate()
 
     def suspects_now() -> list[dict[str, Any]]:
         found = find_suspects(kube, datetime.now(UTC), timedelta(minutes=30))  # type: ignore[arg-type]
@@ -601,7 +606,6 @@ def _cmd_slack(args: argparse.Namespace) -> int:
         suspects_now,
         lambda book, params: trigger_context(config, book, kube, params, prometheus),
     )
-    cycle = Cycle(config, books, store, runner, kube, prometheus)
     app = SlackApp(settings, ops.client, ops.on_click, ops.on_command)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

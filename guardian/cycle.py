@@ -35,7 +35,9 @@ def trigger_context(
     slo_name: str | None = None,
     since: int = 1800,
 ) -> tuple[dict[str, Any], str]:
-    """Suspects, their offender, the SLO's burn rates and ``--set`` params; and the SLO name."""
+    """Suspects, their offender, the SLO's burn rates and ``--set`` params; and the SLO name.
+
+    The SLO's evaluation is bounded by ``evaluation_budget``, as ``Cycle.evaluate`` is."""
     from guardian.suspects import find_suspects
 
     context: dict[str, Any] = {"params": params}
@@ -58,8 +60,16 @@ def trigger_context(
             slo = config.slo(slo_name)
         except KeyError:
             raise UsageError(f"SLO {slo_name}: no such SLO in {', '.join(config.files)}") from None
+        settings = config.prometheus
         try:
-            evaluation, _ = evaluate([slo], prometheus, None, config.prometheus.source)
+            evaluation, _ = evaluate(
+                [slo],
+                prometheus,
+                None,
+                settings.source,
+                settings.parallel_queries,
+                evaluation_budget(settings.timeout, config.daemon.interval),
+            )
             context["slo"] = slo_context(evaluation.slos[0])
         except DataUnavailable:
             context["slo"] = {"name": slo_name, "status": "no_data", "short_burn": None}

@@ -288,7 +288,7 @@ class Daemon:
             self.store,
             books,
             self._kube_for,
-            PrometheusSignals(self.config.slos, PrometheusClient(self.config.prometheus)),
+            PrometheusSignals.of(self.config, PrometheusClient(self.config.prometheus)),
             notifier=commands.notifier(self.config, self.store, books, required=True),
             owner=self.identity,
             approval_timeout=self.config.policy.approval_timeout,

@@ -6,10 +6,11 @@ the CLI. Prometheus failures never escape as "healthy": every SLO touched by a f
 is ``no_data`` with the reason, and the returned error says what failed.
 
 Window queries run on up to ``parallel`` threads: Prometheus evaluates one query on one core.
-An evaluation may be given a budget (``evaluation_budget``): queries still unanswered when it
-runs out, or not yet started, fail with the deadline as their reason (a Prometheus query in
-flight is cut at it), so one evaluation never outlasts the daemon's interval however slowly
-Prometheus answers.
+An evaluation (or a replay) may be given a budget (``evaluation_budget``): queries still
+unanswered when it runs out, or not yet started, fail with the deadline as their reason (a
+Prometheus query in flight is cut at it), so one evaluation never outlasts the daemon's
+interval however slowly Prometheus answers. ``PrometheusSignals.of`` gives verification the
+same budget.
 """
 
 from __future__ import annotations
@@ -30,11 +31,12 @@ from guardian.clients.prometheus import (
     RangeSeries,
     evaluation_deadline,
 )
-from guardian.config.model import SLO
+from guardian.config.model import SLO, Config
 from guardian.errors import DataUnavailable
 from guardian.evaluation import Evaluation, SLOResult, evaluate_slo
 from guardian.queries import (
     Source,
+    WindowQuery,
     build_queries,
     expects_age,
     freshest,
@@ -118,10 +120,13 @@ def replay(
     step: int,
     mode: Source = "raw",
     parallel: int = 1,
+    budget: float | None = None,
 ) -> Replay:
     """Evaluate every SLO at each ``step`` from ``start`` to ``end`` with range queries.
 
-    ``start`` and ``end`` are floored to whole seconds, as Prometheus' answers are.
+    ``start`` and ``end`` are floored to whole seconds, as Prometheus' answers are. The first
+    query that fails ends the replay (the ones not yet sent are not sent); with ``budget``
+    (seconds) the whole replay ends within it, as ``evaluate`` does.
 
     The period window (budget) is left out of the range: a 30-day rate at every step costs
     Prometheus far more than the answer is worth; ``evaluate`` at the end gives the budget.
@@ -133,7 +138,18 @@ def replay(
         for query in build_queries(slos, mode, with_period=False)
         for chunk in _chunks(start, end, step)
     ]
-    answers = _run(chunks, lambda c: source.range(c[0].promql, c[1][0], c[1][1], step), parallel)
+    failed: list[str] = []
+
+    def ask(chunk: tuple[WindowQuery, tuple[datetime, datetime]]) -> list[RangeSeries]:
+        if failed:  # one failure already voids the replay
+            raise DataUnavailable(failed[0])
+        try:
+            return source.range(chunk[0].promql, chunk[1][0], chunk[1][1], step)
+        except DataUnavailable as exc:
+            failed.append(exc.message)
+            raise
+
+    answers = _run(chunks, ask, parallel, budget)
     points: dict[float, Parts] = defaultdict(lambda: defaultdict(lambda: defaultdict(dict)))
     for (query, _), answer in zip(chunks, answers, strict=True):
         if isinstance(answer, DataUnavailable):
@@ -235,13 +251,25 @@ class PrometheusSignals:
     slos: Sequence[SLO]
     source: QuerySource
     mode: Source = "raw"
+    budget: float | None = None
+    """Seconds one ``short_burn`` may take (``evaluate``'s budget); ``None``: no bound."""
+    parallel: int = 1
+
+    @classmethod
+    def of(cls, config: Config, source: QuerySource) -> PrometheusSignals:
+        """The signals for ``config``: its SLOs, source and parallelism, and each evaluation
+        within ``evaluation_budget``, so a silent Prometheus cannot hold a step's verification
+        for one query timeout per window."""
+        settings = config.prometheus
+        budget = evaluation_budget(settings.timeout, config.daemon.interval)
+        return cls(config.slos, source, settings.source, budget, settings.parallel_queries)
 
     def short_burn(self, slo: str) -> float | None:
         """The SLO's burn rate over its shortest short window, now."""
         chosen = [s for s in self.slos if s.name == slo]
         if not chosen:
             return None
-        evaluation, _ = evaluate(chosen, self.source, None, self.mode)
+        evaluation, _ = evaluate(chosen, self.source, None, self.mode, self.parallel, self.budget)
         return shortest_burn(evaluation.slos[0])
 
     def holds(self, promql: str) -> bool:
