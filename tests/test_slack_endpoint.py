@@ -12,6 +12,7 @@ import hmac
 import http.client
 import json
 import logging
+import socket
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
@@ -131,7 +132,10 @@ CASES: list[tuple[str, dict[str, object], int, str]] = [
                             "content_type": "application/json"}, 400,
      "Content-Type application/json; guardian takes slash commands and button presses "
      "(application/x-www-form-urlencoded)"),
-    ("payload not JSON", {"body": _form(payload="{not json")}, 400, "payload is not JSON"),
+    ("payload not JSON", {"body": _form(payload="{not json")}, 400,
+     "payload is not JSON (or nests too deep)"),
+    ("payload nested too deep", {"body": _form(payload="[" * 9000 + "]" * 9000)}, 400,
+     "payload is not JSON (or nests too deep)"),
     ("payload a list", {"body": _form(payload="[1, 2]")}, 400,
      "payload is not a block_actions payload"),
     ("payload of another type", {"body": _form(payload='{"type": "view_submission"}')}, 400,
@@ -193,6 +197,30 @@ def test_an_oversized_body_is_refused_unread_and_at_once(served: Served) -> None
     assert (answer.status, body) == (413, "request body of 10485760 bytes; at most 65536\n")
     assert elapsed < 5, f"refused in {elapsed:.2f}s"
     assert served.commands == []
+
+
+@pytest.mark.parametrize("length", [b"\xb2", b"12abc", b"-5", b"9" * 40])
+def test_a_content_length_that_is_no_decimal_number_gets_411_and_one_log_line(
+    served: Served, caplog: pytest.LogCaptureFixture, length: bytes
+) -> None:
+    caplog.set_level(logging.INFO)
+    with socket.create_connection(("127.0.0.1", served.port), timeout=30) as conn:
+        conn.sendall(
+            b"POST /slack/events HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\n"
+            b"Content-Length: " + length + b"\r\nConnection: close\r\n\r\n"
+        )
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert status_line.split(b" ", 2)[1] == b"411", answer[:200]
+    assert rest.endswith(b"\r\n\r\na request without a decimal Content-Length\n")
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith(("guardian", "slack"))]
+    assert lines == [
+        "slack: refused a request to /slack/events: a request without a decimal Content-Length"
+    ]
+    assert all(r.exc_info is None for r in caplog.records), "no traceback"
 
 
 def test_a_quick_answer_comes_in_the_http_response(served: Served) -> None:

@@ -298,8 +298,8 @@ class SlackEndpoint:
 
     def _read(self, environ: dict[str, Any]) -> tuple[tuple[str, str] | None, bytes]:
         given = str(environ.get("CONTENT_LENGTH") or "")
-        if not given.isdigit():
-            return ("411 Length Required", "a request without Content-Length"), b""
+        if not (given.isascii() and given.isdigit() and len(given) <= 12):
+            return ("411 Length Required", "a request without a decimal Content-Length"), b""
         length = int(given)
         if length > MAX_BODY:
             return (
@@ -353,8 +353,8 @@ def _shape(environ: dict[str, Any], body: bytes) -> tuple[str, str] | None:
 def _payload_problem(text: str) -> tuple[str, str] | None:
     try:
         payload = json.loads(text)
-    except ValueError:
-        return "400 Bad Request", "payload is not JSON"
+    except (ValueError, RecursionError):
+        return "400 Bad Request", "payload is not JSON (or nests too deep)"
     if not isinstance(payload, dict) or payload.get("type") != "block_actions":
         return "400 Bad Request", "payload is not a block_actions payload"
     actions = payload.get("actions")
