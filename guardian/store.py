@@ -729,10 +729,17 @@ def parse_url(text: str, source: str = "the URL") -> URL:
 
 
 def _resplit(text: str) -> URL | None:
-    found = re.fullmatch(r"([\w+]+)://(.*)@([^@]*)", text, re.DOTALL)
+    """Credentials end at the last ``@`` before the query (a query value may hold a URI with
+    an ``@`` of its own), or at the last ``@`` when none comes before the query."""
+    found = re.fullmatch(r"([\w+]+)://(.*)", text, re.DOTALL)
     if found is None:
         return None
-    scheme, credentials, rest = found.groups()
+    scheme, after = found.groups()
+    head = after.split("?", 1)[0]
+    cut = head.rfind("@") if "@" in head else after.rfind("@")
+    if cut < 0:
+        return None
+    credentials, rest = after[:cut], after[cut + 1 :]
     user, colon, password = credentials.partition(":")
     try:
         url = make_url(f"{scheme}://{rest}")
@@ -744,8 +751,34 @@ def _resplit(text: str) -> URL | None:
 def masked(url: URL) -> str:
     """``url`` as text with its password shown as ``***`` and query parameters that hold
     one left out: the only form in which a store URL is ever printed or logged."""
-    query = {k: v for k, v in url.query.items() if not _secret_key(k)}
+    query = {
+        k: tuple(_masked_value(x) for x in v) if isinstance(v, tuple) else _masked_value(v)
+        for k, v in url.query.items()
+        if not _secret_key(k)
+    }
     return url.set(query=query).render_as_string(hide_password=True)
+
+
+_EMBEDDED = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@?#\s]*:)(?P<secret>[^@\s]*)@", re.I)
+"""A URI inside a query value (``?dbname=postgresql://u:PASS@host/db``): its password."""
+
+
+def _masked_value(value: str) -> str:
+    """A query value with any password it embeds (a URI's, or libpq's ``password=...``)
+    shown as ``***``."""
+    value = _EMBEDDED.sub(lambda m: m["head"] + "***@", value)
+    return _LIBPQ_PASSWORD.sub(lambda m: m[0][: m.start(1) - m.start(0)] + "***", value)
+
+
+_LIBPQ_PASSWORD = re.compile(r"password\s*=\s*('(?:[^'\\]|\\.)*'|[^\s&]+)", re.I)
+"""libpq's ``password=...`` inside a value (``?options=...``, a conninfo string)."""
+
+
+def _embedded_secrets(value: str) -> list[str]:
+    """The passwords a query value embeds (for the scrubber)."""
+    found = [m["secret"] for m in _EMBEDDED.finditer(value) if m["secret"]]
+    found += [m.strip("'") for m in _LIBPQ_PASSWORD.findall(value) if m.strip("'")]
+    return found + [unquote(f) for f in found if unquote(f) != f]
 
 
 def _secret_key(key: str) -> bool:
@@ -759,8 +792,11 @@ def scrubber(url: URL) -> Callable[[str], str]:
     message becomes one line."""
     found: list[str] = [url.password] if isinstance(url.password, str) else []
     for key, value in url.query.items():
+        values = [value] if isinstance(value, str) else list(value)
         if _secret_key(key):
-            found += [value] if isinstance(value, str) else list(value)
+            found += values
+        for one in values:
+            found += _embedded_secrets(one)
     hidden = {form for s in found if s for form in (s, quote(s, safe=""), quote_plus(s))}
     ordered = sorted(hidden, key=len, reverse=True)
 

@@ -223,6 +223,14 @@ def test_a_password_with_a_raw_at_slash_and_colon_logs_in_and_stays_out_of_the_a
         ),
         ("postgresql+psycopg://u@db.example/g?sslpassword=pa55", "u@db.example/g"),
         ("postgresql+psycopg://u@db.example/g?PWD=pa55&passwd=pa55", "u@db.example/g"),
+        (  # a query value holding a URI with a password of its own
+            "postgresql+psycopg://u@db.example/g?dbname=postgresql://v:SEKRIT6@other/x",
+            "u@db.example/g?dbname=postgresql%3A%2F%2Fv%3A%2A%2A%2A%40other%2Fx",
+        ),
+        (  # libpq's password= inside another option
+            "postgresql+psycopg://u:p@ss@db.example/g?options=-c%20password%3DSEKRIT7",
+            "u:***@db.example/g?options=-c+password%3D%2A%2A%2A",
+        ),
     ],
 )
 def test_a_store_url_is_shown_with_its_password_masked(url: str, shown: str) -> None:
@@ -233,3 +241,9 @@ def test_a_driver_message_loses_the_password_in_every_spelling() -> None:
     scrub = scrubber(parse_url("postgresql+psycopg://u:p%40ss w0rd@h/g?password=other1"))
     text = "bad: p@ss w0rd, p%40ss%20w0rd, p%40ss+w0rd, other1, password='x y' password=z\nend"
     assert scrub(text) == "bad: ***, ***, ***, ***, password=*** password=*** end"
+    embedded = scrubber(
+        parse_url(
+            "postgresql+psycopg://u@h/g?dbname=postgresql://v:SEKRIT6@o/x&options=password%3DK7"
+        )
+    )
+    assert embedded("no SEKRIT6, no K7") == "no ***, no ***"
