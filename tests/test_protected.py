@@ -95,11 +95,18 @@ def test_protected_subjects_are_refused_with_their_reason(subject: str, reason: 
     assert refusal(_params(subject), GUARDIAN, EXTRA) == expected
 
 
-def test_configuration_adds_to_the_built_in_list_and_cannot_empty_it() -> None:
+def test_configuration_adds_to_the_built_in_list_and_cannot_empty_it(tmp_path: Path) -> None:
     nodes = _params("group system:nodes")
-    assert refusal(nodes, None, ()) == _protected("group system:nodes", "kubelets")
+    coredns = _params("serviceaccount kube-system/coredns")
     assert refusal(_params("user alice"), None, ()) is None
     assert refusal(_params("user alice"), None, ("user:alice",)) is not None
+    # an empty list, or one that re-lists a built-in subject, leaves the built-ins in force
+    for listed in ([], ["group:system:nodes", "user:alice"], ["serviceaccount:monitoring/*"]):
+        config = load_config(_config(tmp_path / "guardian.yaml", {"protected_subjects": listed}))
+        extra = config.policy.protected_subjects
+        assert refusal(nodes, None, extra) == _protected("group system:nodes", "kubelets")
+        assert refusal(coredns, None, extra) is not None, listed
+        assert refusal(_params("group noisy-tenants"), None, extra) is None, listed
 
 
 @pytest.fixture
