@@ -89,6 +89,17 @@ def _pair(factor: str) -> str:
     )
 
 
+def _slo_on(factor: str, objective: str = "99") -> str:
+    """An SLO of ``objective`` on a one-pair window set whose page factor is ``factor``."""
+    pairs = "window_sets:\n  f: [{severity: page, long: 1h, short: 5m, factor: " + factor + "}]\n"
+    slo = SLO.replace("objective: 99", f"objective: {objective}") + "    windows: f\n"
+    return HEAD + pairs + slo
+
+
+def _headers(headers: str) -> str:
+    return HEAD.replace("9090'}", f"9090', headers: {headers}}}") + SLO
+
+
 def _store(url: str) -> str:
     return GOOD + f"policy: {{store: {{url: '{url}'}}}}\n"
 
@@ -239,9 +250,59 @@ CASES: list[tuple[str, Case, str]] = [
         "window_sets: f[0]: factor: must be a finite number > 0 (got inf)",
     ),
     (
-        "a factor of 1e999 (inf once read)",
-        _file(_pair("1e999")),
+        "a factor of 1.0e+999 (inf once read)",
+        _file(_pair("1.0e+999")),
         "window_sets: f[0]: factor: must be a finite number > 0 (got inf)",
+    ),
+    (
+        "a factor of 1e999 (a string in YAML 1.1, no longer read as a number)",
+        _file(_pair("1e999")),
+        "window_sets: f[0]: factor: must be a number (got '1e999')",
+    ),
+    (
+        "a factor of true",
+        _file(_pair("true")),
+        "window_sets: f[0]: factor: must be a number (got True)",
+    ),
+    (
+        "a factor written as a string",
+        _file(_pair("'14.4'")),
+        "window_sets: f[0]: factor: must be a number (got '14.4')",
+    ),
+    (
+        "a budget fraction of true",
+        _file(_pair("2").replace("factor: 2", "budget_fraction: true")),
+        "window_sets: f[0]: budget_fraction: must be a number (got True)",
+    ),
+    (
+        "a factor above the highest burn rate the objective allows",
+        _file(_slo_on("200")),
+        "slos[0] 'api-read': windows: page 1h/5m: factor 200 can never page: with objective 99 "
+        "the burn rate is at most 100; lower it",
+    ),
+    (
+        "a factor of 1.0e+308",
+        _file(_slo_on("1.0e+308")),
+        "slos[0] 'api-read': windows: page 1h/5m: factor 1e+308 can never page: with objective "
+        "99 the burn rate is at most 100; lower it",
+    ),
+    (
+        "a factor equal to the highest burn rate (a pair fires above its factor)",
+        _file(_slo_on("100")),
+        "slos[0] 'api-read': windows: page 1h/5m: factor 100 can never page: with objective 99 "
+        "the burn rate is at most 100; lower it",
+    ),
+    (
+        "a budget fraction whose factor is too high",
+        _file(_slo_on("2").replace("factor: 2", "budget_fraction: 1")),
+        "slos[0] 'api-read': windows: page 1h/5m: factor 720 can never page: with objective 99 "
+        "the burn rate is at most 100; lower its budget_fraction",
+    ),
+    (
+        "the built-in windows with an objective of 90",
+        _file(GOOD.replace("objective: 99", "objective: 90")),
+        "slos[0] 'api-read': windows: page 1h/5m: factor 14.4 can never page: with objective 90 "
+        "the burn rate is at most 10; raise the objective or use a window set with lower factors",
     ),
     (
         "a latency bucket of +Inf",
@@ -334,6 +395,48 @@ CASES: list[tuple[str, Case, str]] = [
         _file(HEAD.replace("9090'}", "9090', headers: {Authorization: Bearer s3cret}}") + SLO),
         "prometheus: headers: 'Authorization' holds a credential; use bearer_token_file, "
         "bearer_token_env or basic_auth instead",
+    ),
+    (
+        "a credential header with a trailing space",
+        _file(_headers("{'Authorization ': Bearer s3cret}")),
+        "prometheus: headers: 'Authorization ': not a valid header name; use letters, digits "
+        "and '-' only, like X-Scope-OrgID",
+    ),
+    (
+        "a header name ending in a colon",
+        _file(_headers("{'Cookie:': s3cret}")),
+        "prometheus: headers: 'Cookie:': not a valid header name; use letters, digits and '-' "
+        "only, like X-Scope-OrgID",
+    ),
+    (
+        "a header name holding a line break",
+        _file(_headers('{"X-A\\r\\nAuthorization": s3cret}')),
+        "prometheus: headers: 'X-A\\r\\nAuthorization': not a valid header name; use letters, "
+        "digits and '-' only, like X-Scope-OrgID",
+    ),
+    (
+        "an empty header name",
+        _file(_headers("{'': s3cret}")),
+        "prometheus: headers: '': not a valid header name; use letters, digits and '-' only, "
+        "like X-Scope-OrgID",
+    ),
+    (
+        "a credential header in capitals",
+        _file(_headers("{PROXY-AUTHORIZATION: Basic s3cret}")),
+        "prometheus: headers: 'PROXY-AUTHORIZATION' holds a credential; use bearer_token_file, "
+        "bearer_token_env or basic_auth instead",
+    ),
+    (
+        "a header value holding a line break is not echoed",
+        _file(_headers('{X-Api-Key: "s3cret\\r\\nX-Evil: 1"}')),
+        "prometheus: headers: X-Api-Key: the value holds a control character (a line break?); "
+        "remove it",
+    ),
+    (
+        "a header value holding a NUL is not echoed",
+        _file(_headers('{X-Api-Key: "s3cret\\0"}')),
+        "prometheus: headers: X-Api-Key: the value holds a control character (a line break?); "
+        "remove it",
     ),
     (
         "an unknown key of 100,000 characters is cut in the path",

@@ -353,8 +353,38 @@ def _slos(
                     )
                 )
                 continue
-            slos.append(slo)
+            silent = _never_fire(slo, spec.windows in builtin_windows.BUILTIN)
+            errors.extend(ConfigError(f"{where}: windows: {line}") for line in silent)
+            if not silent:
+                slos.append(slo)
     return slos
+
+
+def _never_fire(slo: SLO, builtin: bool) -> list[str]:
+    """A line per pair whose factor the burn rate can never exceed, so it can never fire.
+
+    The error ratio is at most 1, so the burn rate is at most ``1 / budget`` (100 for 99%);
+    a pair fires only above its factor. Window sets are shared, so this is an SLO's check.
+    """
+    highest = 1.0 / slo.budget
+    lines: list[str] = []
+    for pair in slo.windows:
+        factor = pair.factor(slo.period)
+        if factor < highest:
+            continue
+        if builtin:
+            fix = "raise the objective or use a window set with lower factors"
+        elif pair.fixed_factor is None:
+            fix = "lower its budget_fraction"
+        else:
+            fix = "lower it"
+        verb = "page" if pair.severity == "page" else "open a ticket"
+        lines.append(
+            f"{pair.severity} {format_duration(pair.long)}/{format_duration(pair.short)}: "
+            f"factor {factor:g} can never {verb}: with objective {slo.objective:g} the burn "
+            f"rate is at most {highest:g}; {fix}"
+        )
+    return lines
 
 
 def _slo(spec: SLOSpec, pairs: tuple[WindowPair, ...], defaults: EvaluationSpec, path: str) -> SLO:

@@ -13,7 +13,15 @@ import re
 from collections.abc import Callable
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    field_validator,
+    model_validator,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -27,6 +35,10 @@ _SELECTOR = re.compile(rf"^(?:{_MATCHER})(?:,{_MATCHER})*+,?\s*$")
 """Possessive quantifiers: linear time on any input (a run of spaces cannot backtrack)."""
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 _LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+"""An HTTP header name: an RFC 7230 token (no space, colon, line break or quote)."""
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+"""Characters a header value must not hold (a tab is allowed, as RFC 7230 says)."""
 
 
 def _duration(value: object) -> str:
@@ -122,11 +134,21 @@ class PrometheusSpec(_Spec):
     @field_validator("headers")
     @classmethod
     def _headers(cls, value: dict[str, str]) -> dict[str, str]:
-        for name in value:
+        for name, text in value.items():
+            if not _TOKEN.fullmatch(name):
+                raise ValueError(
+                    f"{shown(name, 40)}: not a valid header name; use letters, digits and '-' "
+                    "only, like X-Scope-OrgID"
+                )
             if name.lower() in ("authorization", "proxy-authorization", "cookie"):
                 raise ValueError(
                     f"{shown(name, 40)} holds a credential; use bearer_token_file, "
                     "bearer_token_env or basic_auth instead"
+                )
+            if _CONTROL.search(text):  # the value may be a secret: never echoed
+                label = name if len(name) <= 40 else name[:39] + "…"
+                raise ValueError(
+                    f"{label}: the value holds a control character (a line break?); remove it"
                 )
         return value
 
@@ -155,10 +177,12 @@ class WindowPairSpec(_Spec):
     severity: Literal["page", "ticket"]
     long: Duration
     short: Duration
-    budget_fraction: float | None = Field(
+    budget_fraction: Annotated[float, Strict()] | None = Field(
         None, description="Share of the period's budget spent in the long window (0.02 = 2%)"
     )
-    factor: float | None = Field(None, description="Fixed burn-rate factor instead")
+    factor: Annotated[float, Strict()] | None = Field(
+        None, description="Fixed burn-rate factor instead"
+    )
 
     @model_validator(mode="after")
     def _fraction_or_factor(self) -> WindowPairSpec:
