@@ -439,6 +439,12 @@ CASES: list[tuple[str, Case, str]] = [
         "remove it",
     ),
     (
+        "a header value that is not ASCII is not echoed",
+        _file(_headers("{X-Api-Key: s3cret€}")),
+        "prometheus: headers: X-Api-Key: the value holds a character that is not ASCII; an HTTP "
+        "header carries ASCII only",
+    ),
+    (
         "an unknown key of 100,000 characters is cut in the path",
         _file(GOOD + "    ? " + "k" * 100_000 + "\n    : 1\n"),
         "slos[0] 'api-read': " + "k" * 39 + "…: unknown key; remove it or check its spelling",

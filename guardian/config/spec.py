@@ -145,10 +145,15 @@ class PrometheusSpec(_Spec):
                     f"{shown(name, 40)} holds a credential; use bearer_token_file, "
                     "bearer_token_env or basic_auth instead"
                 )
+            label = name if len(name) <= 40 else name[:39] + "…"
             if _CONTROL.search(text):  # the value may be a secret: never echoed
-                label = name if len(name) <= 40 else name[:39] + "…"
                 raise ValueError(
                     f"{label}: the value holds a control character (a line break?); remove it"
+                )
+            if not text.isascii():
+                raise ValueError(
+                    f"{label}: the value holds a character that is not ASCII; an HTTP header "
+                    "carries ASCII only"
                 )
         return value
 
