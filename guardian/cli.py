@@ -192,6 +192,11 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     for slo in evaluation.slos:
         if slo.status == "no_data" and slo.reason != error:
             print(f"guardian: warning: {slo.name}: no_data: {slo.reason}", file=sys.stderr)
+        elif slo.status != "no_data" and slo.budget_note and slo.budget_note != error:
+            print(
+                f"guardian: warning: {slo.name}: budget unknown: {slo.budget_note}",
+                file=sys.stderr,
+            )
     if evaluation.paging:
         return EXIT_BURNING
     count = len(evaluation.slos)

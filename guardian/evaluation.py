@@ -55,6 +55,9 @@ class SLOResult:
     windows: tuple[WindowResult, ...]
     reason: str = ""
     """Why the status is ``no_data``; empty otherwise."""
+    budget_note: str = ""
+    """Why ``budget_remaining`` is unknown (the period's query failed, its numbers cannot be,
+    or it has no data); empty when the budget is known or the period was not asked for."""
 
 
 @dataclass(frozen=True)
@@ -81,16 +84,18 @@ def evaluate_slo(
     data: Mapping[int, WindowData],
     age: float | None,
     reason: str = "",
+    period_reason: str = "",
 ) -> SLOResult:
     """Evaluate one SLO from its per-window data (keyed by window seconds).
 
     ``age`` is the age of the newest sample in seconds: ``None`` when unknown (free-form
-    ratios), infinite when the SLI's series stopped.
+    ratios), infinite when the SLI's series stopped. ``reason`` is why the alert windows
+    have no data (their query failed), ``period_reason`` why the period's has none.
     """
     missing = reason or _missing_reason(slo, data, age)
     pairs = tuple(_pair(slo, pair, data, trusted=not missing) for pair in slo.windows)
-    period = data.get(slo.period, WindowData(None, None)).error_ratio
-    period_burn = burn(period, slo)
+    period = data.get(slo.period, WindowData(None, None))
+    period_burn = burn(period.error_ratio, slo)
     budget = None if period_burn is None else 1.0 - period_burn
     return SLOResult(
         name=slo.name,
@@ -99,7 +104,16 @@ def evaluate_slo(
         budget_remaining=budget,
         windows=pairs,
         reason=missing,
+        budget_note="" if budget is not None else _budget_note(slo, data, period_reason),
     )
+
+
+def _budget_note(slo: SLO, data: Mapping[int, WindowData], period_reason: str) -> str:
+    if period_reason:
+        return period_reason
+    if slo.period not in data:  # not asked for (a replay)
+        return ""
+    return data[slo.period].problem or f"no data for window {format_duration(slo.period)}"
 
 
 def _pair(

@@ -3,7 +3,11 @@
 Today: queries (``guardian.queries``) → Prometheus (a ``QuerySource``) → evaluation
 (``guardian.evaluation``), for one instant (``evaluate``) or a range (``replay``). Called by
 the CLI. Prometheus failures never escape as "healthy": every SLO touched by a failed query
-is ``no_data`` with the reason, and the returned error says what failed.
+is ``no_data`` with the reason, and the returned error says what failed. A query Prometheus
+refuses (400) is asked again for each of its SLOs alone, so only the SLO whose selector is
+refused is ``no_data``, named with the window. Two series for one part of one SLO (or two
+samples at one instant) are a bad answer: that window has no data, with the reason. A failed
+or impossible period window loses only the budget, and ``budget_note`` says why.
 
 Window queries run on up to ``parallel`` threads: Prometheus evaluates one query on one core.
 An evaluation (or a replay) may be given a budget (``evaluation_budget``): queries still
@@ -28,10 +32,12 @@ from typing import Protocol, TypeVar
 from guardian.clients.prometheus import (
     Deadline,
     InstantSample,
+    QueryRefused,
     RangeSeries,
     evaluation_deadline,
 )
 from guardian.config.model import SLO, Config
+from guardian.durations import format_duration
 from guardian.errors import DataUnavailable
 from guardian.evaluation import Evaluation, SLOResult, evaluate_slo
 from guardian.queries import (
@@ -97,19 +103,59 @@ def evaluate(
     returns within it: what has no answer by then is ``no_data`` for the deadline.
     """
     when = at or datetime.now(UTC)
+    started = time.monotonic()
     queries = build_queries(slos, mode)
-    answers = _run(queries, lambda q: source.instant(q.promql, when), parallel, budget)
-    parts: Parts = defaultdict(lambda: defaultdict(dict))
-    failed: dict[int, str] = {}
-    for query, answer in zip(queries, answers, strict=True):
+
+    def ask(query: WindowQuery) -> list[InstantSample]:
+        return source.instant(query.promql, when)
+
+    asked = [(query, _members(slos, query.window)) for query in queries]
+    answers = _run(queries, ask, parallel, budget)
+    alone = _alone(asked, answers, mode)
+    if alone:  # which SLO's selector Prometheus refuses: each SLO of the query, alone
+        left = None if budget is None else max(budget - (time.monotonic() - started), 0.0)
+        asked += alone
+        answers += _run([query for query, _ in alone], ask, parallel, left)
+    found = _Found()
+    failed: dict[tuple[str, int], str] = {}
+    for (query, members), answer in zip(asked, answers, strict=True):
+        if isinstance(answer, QueryRefused) and len(members) > 1:
+            continue  # asked again, SLO by SLO
         if isinstance(answer, DataUnavailable):
-            failed[query.window] = answer.message
+            failed.update({(m.name, query.window): _reason(answer, m, query) for m in members})
             continue
         for sample in answer:
-            _store(parts, query.window, sample.labels, sample.value, when.timestamp())
-    results = tuple(_result(slo, parts[slo.name], failed, mode) for slo in slos)
+            found.store(query.window, sample.labels, sample.value, when.timestamp())
+    results = tuple(_result(slo, found, failed, mode, with_period=True) for slo in slos)
     error = next(iter(failed.values()), "")
-    return Evaluation(at=when, slos=results, queries=len(queries)), error
+    return Evaluation(at=when, slos=results, queries=len(asked)), error
+
+
+def _members(slos: Sequence[SLO], window: int) -> tuple[SLO, ...]:
+    return tuple(slo for slo in slos if window in windows_of(slo))
+
+
+def _alone(
+    asked: Sequence[tuple[WindowQuery, tuple[SLO, ...]]],
+    answers: Sequence[object],
+    mode: Source,
+) -> list[tuple[WindowQuery, tuple[SLO, ...]]]:
+    """For each refused query of several SLOs, the same window's query of each SLO alone."""
+    return [
+        (next(q for q in build_queries([slo], mode) if q.window == query.window), (slo,))
+        for (query, members), answer in zip(asked, answers, strict=True)
+        if isinstance(answer, QueryRefused) and len(members) > 1
+        for slo in members
+    ]
+
+
+def _reason(failure: DataUnavailable, slo: SLO, query: WindowQuery) -> str:
+    if isinstance(failure, QueryRefused):
+        return (
+            f"Prometheus refused the {format_duration(query.window)} query of SLO {slo.name} "
+            f"(400: {failure.detail}); check the SLO's selector"
+        )
+    return failure.message
 
 
 def replay(
@@ -150,17 +196,17 @@ def replay(
             raise
 
     answers = _run(chunks, ask, parallel, budget)
-    points: dict[float, Parts] = defaultdict(lambda: defaultdict(lambda: defaultdict(dict)))
+    points: dict[float, _Found] = defaultdict(_Found)
     for (query, _), answer in zip(chunks, answers, strict=True):
         if isinstance(answer, DataUnavailable):
             return Replay((), len(chunks), answer.message)
         for series in answer:
             for ts, value in series.points:
-                _store(points[round(ts, 3)], query.window, series.labels, value, ts)
+                points[round(ts, 3)].store(query.window, series.labels, value, ts)
     steps = tuple(
         Evaluation(
             at=datetime.fromtimestamp(ts, UTC),
-            slos=tuple(_result(slo, points[ts][slo.name], {}, mode) for slo in slos),
+            slos=tuple(_result(slo, points[ts], {}, mode, with_period=False) for slo in slos),
         )
         for ts in _timestamps(start, end, step)
     )
@@ -208,23 +254,50 @@ def _within(
     return answers
 
 
-def _store(parts: Parts, window: int, labels: dict[str, str], value: float, at: float) -> None:
-    found = split(labels, window, at)
-    if found is not None:
+class _Found:
+    """The parts of every SLO in one answer (or at one step of a replay), and which parts
+    came more than once: a second series for one part is a bad answer, never a choice."""
+
+    def __init__(self) -> None:
+        self.parts: Parts = defaultdict(lambda: defaultdict(dict))
+        self.repeated: dict[str, dict[int, set[str]]] = defaultdict(lambda: defaultdict(set))
+
+    def store(self, window: int, labels: dict[str, str], value: float, at: float) -> None:
+        found = split(labels, window, at)
+        if found is None:
+            return
         slo, part, offset = found
-        parts[slo][window][part] = part_value(value, offset)
+        if part in self.parts[slo][window]:
+            self.repeated[slo][window].add(part)
+        self.parts[slo][window][part] = part_value(value, offset)
 
 
 def _result(
-    slo: SLO, parts: dict[int, dict[str, float]], failed: dict[int, str], mode: Source
+    slo: SLO,
+    found: _Found,
+    failed: dict[tuple[str, int], str],
+    mode: Source,
+    with_period: bool,
 ) -> SLOResult:
     """One SLO's result; a failed period query only loses the budget, not the alerts."""
-    reasons = [failed[w] for w in windows_of(slo, with_period=False) if w in failed]
-    data = {window: window_data(slo, found, window) for window, found in parts.items()}
+    reasons = [
+        failed[slo.name, w] for w in windows_of(slo, with_period=False) if (slo.name, w) in failed
+    ]
+    parts, repeated = found.parts[slo.name], found.repeated[slo.name]
+    data = {
+        window: window_data(slo, parts.get(window, {}), window, repeated.get(window, ()))
+        for window in sorted(set(parts) | set(windows_of(slo, with_period)))
+    }
     age = freshest(p["age"] for p in parts.values() if "age" in p)
     if age is None and expects_age(slo, mode):
         age = math.inf
-    return evaluate_slo(slo, data, age, reason=reasons[0] if reasons else "")
+    return evaluate_slo(
+        slo,
+        data,
+        age,
+        reason=reasons[0] if reasons else "",
+        period_reason=failed.get((slo.name, slo.period), ""),
+    )
 
 
 def _chunks(start: datetime, end: datetime, step: int) -> list[tuple[datetime, datetime]]:

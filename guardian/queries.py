@@ -18,7 +18,7 @@ Rules source: one selector per window reads the recorded ``slo:sli_error:ratio_r
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -147,14 +147,20 @@ def part_value(value: float, offset: float) -> float:
     return offset - value if offset else value
 
 
-def window_data(slo: SLO, parts: Mapping[str, float], window: int) -> WindowData:
+def window_data(
+    slo: SLO, parts: Mapping[str, float], window: int, repeated: Collection[str] = ()
+) -> WindowData:
     """Turn the parts of one SLO in one window into its error ratio and event rate.
 
-    A number that cannot be (NaN, an infinity, a negative rate, an error ratio above 1)
-    gives no ratio and a ``problem`` naming it: such data is blind, never healthy.
+    A number that cannot be (NaN, an infinity, a negative rate, an error ratio above 1, more
+    errors than events, errors with no events), or a part Prometheus answered more than once
+    (``repeated``: which one is meant cannot be known), gives no ratio and a ``problem``
+    naming it: such data is blind, never healthy. A total of at most 0 is no events.
     """
     w = format_duration(window)
-    problem = next(filter(None, (_bad(parts, part, w) for part in _LABELS)), "")
+    problem = _repeated(repeated, w) or next(
+        filter(None, (_bad(parts, part, w) for part in _LABELS)), ""
+    )
     if problem:
         return WindowData(None, None, problem)
     total = parts.get("total")
@@ -164,18 +170,25 @@ def window_data(slo: SLO, parts: Mapping[str, float], window: int) -> WindowData
     if errors is None and total is not None and sli_promql.absent_errors_mean_zero(slo.sli):
         errors = 0.0
     if total is None or errors is None:
-        return WindowData(None, total)
-    if total == 0:
-        return WindowData(0.0, 0.0)
-    ratio = max(errors, 0.0) / total
-    if ratio > 1 + _SLACK:
+        return WindowData(None, None if total is None else max(total, 0.0))
+    beyond_rounding = errors > _SLACK * max(total, 1.0)
+    if beyond_rounding and (total <= 0 or errors / total > 1 + _SLACK):
         return WindowData(
             None,
             None,
             f"Prometheus answered more errors than events for {w}: "
-            f"{_number(errors)}/s of {_number(total)}/s",
+            f"{_number(errors)}/s of {_number(max(total, 0.0))}/s",
         )
-    return WindowData(min(ratio, 1.0), total)
+    if total <= 0:  # at most rounding below 0 (_bad refused more): no events
+        return WindowData(0.0, 0.0)
+    return WindowData(min(max(errors, 0.0) / total, 1.0), total)
+
+
+def _repeated(parts: Collection[str], w: str) -> str:
+    if not parts:
+        return ""
+    names = ", ".join(f"the {w} {_REPEATED_LABELS.get(p, p)}" for p in sorted(parts))
+    return f"Prometheus answered more than one series for {names}; guardian expects one"
 
 
 def freshest(ages: Iterable[float]) -> float | None:
@@ -198,6 +211,7 @@ def age_problem(age: float | None) -> str:
 
 
 _LABELS = {"ratio": "error ratio", "errors": "error rate", "total": "event rate"}
+_REPEATED_LABELS = {**_LABELS, "age": "age of the newest sample"}
 _SLACK = 1e-9
 """Rounding room: a latency SLI's errors are a difference of rates, exact only up to it."""
 _CLOCK_SLACK = 1.0
@@ -211,7 +225,8 @@ def _bad(parts: Mapping[str, float], part: str, w: str) -> str:
     label = f"the {w} {_LABELS[part]}"
     if math.isnan(value):
         # a recorded ratio of no events at all is 0/0: no errors, not a bad number
-        quiet = part == "ratio" and parts.get("total") == 0
+        total = parts.get("total")
+        quiet = part == "ratio" and total is not None and total <= 0
         return "" if quiet else f"Prometheus answered NaN for {label}"
     if math.isinf(value):
         return f"Prometheus answered {_number(value)} for {label}"
@@ -224,9 +239,10 @@ def _bad(parts: Mapping[str, float], part: str, w: str) -> str:
 
 
 def _recorded(ratio: float, total: float | None) -> WindowData:
+    events = None if total is None else max(total, 0.0)
     if math.isnan(ratio):  # 0/0: _bad let it through only with a total of 0
-        return WindowData(0.0, total)
-    return WindowData(min(max(ratio, 0.0), 1.0), total)
+        return WindowData(0.0, events)
+    return WindowData(min(max(ratio, 0.0), 1.0), events)
 
 
 def _number(value: float) -> str:

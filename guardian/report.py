@@ -1,8 +1,9 @@
 """Reports: evaluations and backtests → JSON documents and terminal tables.
 
 Input: ``Evaluation`` / ``Episode`` values. Output: plain dicts (JSON contract of the CLI) or
-rich tables. Called by the CLI. Durations are written as Prometheus durations (``1h``),
-instants as RFC 3339 in UTC, ratios as plain floats.
+rich tables (reasons, which quote Prometheus, shown literally, never as markup). Called by the
+CLI. Durations are written as Prometheus durations (``1h``), instants as RFC 3339 in UTC,
+ratios as plain floats.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
 from guardian.backtest import Episode
@@ -48,6 +50,7 @@ def _slo_json(result: SLOResult) -> dict[str, Any]:
         "status": result.status,
         "budget_remaining": result.budget_remaining,
         "reason": result.reason,
+        "budget_note": result.budget_note,
         "windows": [_window_json(w) for w in result.windows],
     }
 
@@ -90,7 +93,10 @@ def evaluation_table(evaluation: Evaluation) -> Table:
                 "[bold red]yes[/]" if w.firing else ("low traffic" if w.low_traffic else ""),
             )
         if slo.reason:
-            table.add_row("", f"[magenta]{slo.reason}[/]", "", "", "", "", "", "")
+            table.add_row("", f"[magenta]{escape(slo.reason)}[/]", "", "", "", "", "", "")
+        if slo.budget_note:
+            note = escape(f"budget unknown: {slo.budget_note}")
+            table.add_row("", f"[magenta]{note}[/]", "", "", "", "", "", "")
     return table
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from guardian.cli import main
-from guardian.clients.prometheus import PrometheusClient
+from guardian.clients.prometheus import PrometheusClient, QueryRefused
 from guardian.config import load_config
-from guardian.errors import ConfigError, PrometheusUnavailable
+from guardian.errors import PrometheusUnavailable
 from guardian.pipeline import evaluate
 from guardian.testing.prometheus import free_port
 from tests.conftest import StartPrometheus
@@ -240,6 +240,7 @@ def test_a_failing_period_query_loses_the_budget_not_the_alerts(config_path: Pat
     busy = next(s for s in evaluation.slos if s.name == "busy")
     assert busy.status == "page"
     assert busy.budget_remaining is None
+    assert busy.budget_note == error
 
 
 def test_a_page_outranks_a_partial_failure_in_the_exit_code(
@@ -265,11 +266,13 @@ def test_an_answer_that_is_not_prometheus_json_is_unavailable(config_path: Path)
         assert proxy.requests == 1, "a bad answer is not retried"
 
 
-def test_invalid_promql_is_a_config_error_not_retried(config_path: Path) -> None:
+def test_invalid_promql_is_refused_once_not_retried(config_path: Path) -> None:
     config = load_config(config_path)
     with FailingProxy(config.prometheus.url, failures=0) as proxy:
         client = PrometheusClient(replace(config.prometheus, url=proxy.url))
-        with pytest.raises(ConfigError, match=r"Prometheus rejected a query: .*parse error"):
+        with pytest.raises(
+            QueryRefused, match=r"Prometheus refused the query \(400: .*parse error"
+        ):
             client.instant("sum((")
         assert proxy.requests == 1
 

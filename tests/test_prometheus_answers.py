@@ -30,7 +30,7 @@ from guardian.config.model import PrometheusSettings
 from guardian.cycle import Cycle
 from guardian.errors import PrometheusUnavailable
 from guardian.evaluation import Evaluation
-from guardian.pipeline import evaluate, evaluation_budget
+from guardian.pipeline import evaluate, evaluation_budget, replay
 from tests.faults import Answer, OddPrometheus, elapsed
 from tests.traffic import ratio_slo
 
@@ -51,6 +51,14 @@ INSTANT_CORPUS = {
     "status error with 200": (
         Answer(b'{"status":"error","errorType":"execution","error":"query timed out\\nmore"}'),
         "status error: query timed out",
+    ),
+    "control characters in an error": (
+        Answer(b'{"status":"error","error":"\\u001b[2J\\u001b]0;owned\\u0007 \\u009b1m"}'),
+        "status error: \\x1b[2J\\x1b]0;owned\\x07 \\x9b1m",
+    ),
+    "control characters in the Content-Type": (
+        Answer(b"<html/>", content_type="text/\x1b[31mhtml"),
+        "not JSON (Content-Type: text/\\x1b[31mhtml)",
     ),
     "no status": (
         Answer(b'{"data":{"resultType":"vector","result":[]}}'),
@@ -338,8 +346,11 @@ def _series(labels: dict[str, str], value: str) -> str:
     return json.dumps({"metric": labels, "value": [AT.timestamp(), value]})
 
 
-def _raw(values: dict[str, dict[str, str]]) -> Callable[[str], Answer]:
-    """Per window (``5m``, or ``*`` for every other), the errors, total and age of SLO x."""
+def _raw(
+    values: dict[str, dict[str, str]], twice: dict[str, tuple[str, str]] | None = None
+) -> Callable[[str], Answer]:
+    """Per window (``5m``, or ``*`` for every other), the errors, total and age of SLO x;
+    ``twice`` adds, per window, a second series for one part, with the same labels."""
 
     def answer(promql: str) -> Answer:
         window = re.findall(r"\[(\d+[smhdw])\]", promql)[0]
@@ -348,12 +359,17 @@ def _raw(values: dict[str, dict[str, str]]) -> Callable[[str], Answer]:
         if "timestamp(" not in promql:
             chosen.pop("age")
         parts = [_series({"guardian": f"x:{p}"}, v) for p, v in chosen.items()]
+        if twice and window in twice:
+            part, value = twice[window]
+            parts.append(_series({"guardian": f"x:{part}"}, value))
         return Answer(_ok(f"[{','.join(parts)}]"))
 
     return answer
 
 
-def _rules(ratio: str, total: str) -> Callable[[str], Answer]:
+def _rules(ratio: str, total: str, twice: str | None = None) -> Callable[[str], Answer]:
+    """Recorded series of SLO x; ``twice``: a second 5m ratio, from another rule group."""
+
     def answer(promql: str) -> Answer:
         w = re.findall(r"ratio_rate(\w+?)\|", promql)[0]
         parts = [
@@ -361,6 +377,9 @@ def _rules(ratio: str, total: str) -> Callable[[str], Answer]:
             _series({"__name__": f"slo:sli_total:rate{w}", "slo": "x"}, total),
             _series({"guardian": "stamp", "slo": "x"}, str(AT.timestamp() - 5)),
         ]
+        if twice is not None and w == "5m":
+            labels = {"__name__": "slo:sli_error:ratio_rate5m", "slo": "x", "group": "copy"}
+            parts.append(_series(labels, twice))
         return Answer(_ok(f"[{','.join(parts)}]"))
 
     return answer
@@ -390,6 +409,27 @@ NUMBER_CORPUS: dict[str, tuple[Callable[[str], Answer], str]] = {
     "more errors than events": (
         _raw({"*": {"errors": "200", "total": "100"}}),
         "Prometheus answered more errors than events for 5m: 200/s of 100/s",
+    ),
+    "errors with no events": (
+        _raw({"*": {"errors": "5", "total": "0"}}),
+        "Prometheus answered more errors than events for 5m: 5/s of 0/s",
+    ),
+    "errors with a total rounded below 0": (
+        _raw({"*": {"errors": "0.001", "total": "-1e-12"}}),
+        "Prometheus answered more errors than events for 5m: 0.001/s of 0/s",
+    ),
+    "two series for the error rate": (
+        _raw({}, twice={"5m": ("errors", "10")}),
+        "Prometheus answered more than one series for the 5m error rate; guardian expects one",
+    ),
+    "two series for the age": (
+        _raw({}, twice={"5m": ("age", "4")}),
+        "Prometheus answered more than one series for the 5m age of the newest sample; "
+        "guardian expects one",
+    ),
+    "two series for a recorded ratio": (
+        _rules("0", "5", twice="0.9"),
+        "Prometheus answered more than one series for the 5m error ratio; guardian expects one",
     ),
     "NaN age": (
         _raw({"*": {"age": "NaN"}}),
@@ -466,8 +506,178 @@ def test_eval_says_blind_and_exits_3_when_every_slo_is_no_data(
     ]
 
 
-def test_a_bad_number_in_the_period_only_loses_the_budget() -> None:
+def test_a_bad_number_in_the_period_only_loses_the_budget_and_says_why() -> None:
     evaluation, error = _evaluate(_raw({"30d": {"total": "-1"}}), "raw")
     result = evaluation.slos[0]
     assert (error, result.status, result.reason) == ("", "ok", "")
     assert result.budget_remaining is None
+    assert result.budget_note == "Prometheus answered -1 for the 30d event rate, below 0"
+
+
+def test_eval_shows_why_the_budget_is_unknown(capsys: pytest.CaptureFixture[str]) -> None:
+    with OddPrometheus(_raw({"30d": {"errors": "NaN"}})) as server:
+        path = _slos_file(server.url)
+        assert main(["eval", "-c", str(path), "--at", "2024-07-01T00:00:00Z", "-o", "json"]) == 0
+        captured = capsys.readouterr()
+        assert main(["eval", "-c", str(path), "--at", "2024-07-01T00:00:00Z"]) == 0
+        table = capsys.readouterr().out
+    note = "Prometheus answered NaN for the 30d error rate"
+    assert captured.err.splitlines() == [f"guardian: warning: x: budget unknown: {note}"]
+    slo = json.loads(captured.out)["slos"][0]
+    assert (slo["status"], slo["budget_remaining"], slo["budget_note"]) == ("ok", None, note)
+    assert _squeezed(f"budget unknown: {note}") in _squeezed(table)
+
+
+def _squeezed(table: str) -> str:
+    """A table's text without borders or spaces: a cell wrapped over lines reads on."""
+    return re.sub(r"[\s\u2500-\u257f]", "", table)
+
+
+def test_a_total_rounded_below_zero_is_no_events_not_a_negative_ratio() -> None:
+    # 1e-13 errors of -1e-12 events was a ratio of -0.1: "ok" with 1100% of the budget left
+    evaluation, error = _evaluate(_raw({"*": {"errors": "1e-13", "total": "-1e-12"}}), "raw")
+    result = evaluation.slos[0]
+    assert (error, result.status, result.reason) == ("", "ok", "")
+    assert result.budget_remaining == 1.0
+    assert {w.long_error_ratio for w in result.windows} == {0.0}
+    assert {w.long_burn for w in result.windows} | {w.short_burn for w in result.windows} == {0.0}
+
+
+def test_a_recorded_ratio_with_a_total_rounded_below_zero_counts_no_events() -> None:
+    evaluation, _ = _evaluate(_rules("NaN", "-1e-12"), "rules")
+    result = evaluation.slos[0]
+    assert (result.status, result.reason, result.budget_remaining) == ("ok", "", 1.0)
+    assert {w.long_events for w in result.windows} == {0.0}
+
+
+# header values, refused queries ---------------------------------------------------------------
+
+
+def test_a_header_value_that_cannot_be_sent_is_never_shown() -> None:
+    with OddPrometheus(Answer(_ok(f"[{ONE}]"))) as server:
+        settings = PrometheusSettings(url=server.url, headers=(("X-Api-Key", "SEKRIT3\n"),))
+        with pytest.raises(PrometheusUnavailable) as caught:
+            PrometheusClient(settings).instant("vector(1)")
+        assert server.queries == []
+    assert caught.value.message == (
+        f"cannot query Prometheus at {server.url}: InvalidHeader: a value in prometheus.headers "
+        "or the bearer token cannot be sent in an HTTP header (a line break or a control "
+        "character?); the value is not shown"
+    )
+
+
+def test_a_bearer_token_that_cannot_be_sent_never_reaches_eval_output(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GUARDIAN_TEST_TOKEN", "SEK\nRIT3")
+    with OddPrometheus(Answer(_ok(f"[{ONE}]"))) as server:
+        extra = "  bearer_token_env: GUARDIAN_TEST_TOKEN\n"
+        path = _slos_file(server.url)
+        text = path.read_text().replace("prometheus: {url: ", "prometheus:\n  url: ")
+        path.write_text(text.replace(f"'{server.url}'}}\n", f"'{server.url}'\n{extra}"))
+        code = main(["eval", "-c", str(path), "-o", "json"])
+    captured = capsys.readouterr()
+    assert code == 3
+    assert "SEK" not in captured.err + captured.out and "RIT3" not in captured.err + captured.out
+    assert "InvalidHeader: a value in prometheus.headers or the bearer token" in captured.err
+
+
+REFUSED_SLO = (
+    "\n  - name: y\n    objective: 99\n    sli: {coredns_errors: {selector: 'job=\"refused\"'}}"
+)
+REFUSAL = (
+    b'{"status":"error","errorType":"bad_data","error":"1:9: parse error: bad [/] \\u001b[31m"}'
+)
+REFUSAL_TEXT = "1:9: parse error: bad [/] \\x1b[31m"
+
+
+def _refusing(promql: str) -> Answer:
+    """Refuses (400) every query that names job="refused"; calm numbers for SLO x."""
+    if 'job="refused"' in promql:
+        return Answer(REFUSAL, status=400)
+    return _raw({})(promql)
+
+
+def _two_slos(url: str, refused: bool = True) -> Path:
+    path = _slos_file(url)
+    path.write_text(path.read_text().rstrip("\n") + (REFUSED_SLO if refused else "") + "\n")
+    return path
+
+
+def test_a_refused_query_is_one_line_never_retried() -> None:
+    with OddPrometheus(Answer(REFUSAL, status=400)) as server:
+        with pytest.raises(PrometheusUnavailable) as caught:
+            _client(server.url).instant("sum((")
+        assert len(server.queries) == 1
+    assert caught.value.message == f"Prometheus refused the query (400: {REFUSAL_TEXT})"
+
+
+def test_a_refused_query_makes_only_its_slo_no_data_naming_it_and_the_window() -> None:
+    with OddPrometheus(_refusing) as server:
+        config = load_config(_two_slos(server.url))
+        evaluation, error = evaluate(config.slos, PrometheusClient(config.prometheus), AT)
+    reason = (
+        f"Prometheus refused the 5m query of SLO y (400: {REFUSAL_TEXT}); check the SLO's selector"
+    )
+    assert error == reason
+    x, y = evaluation.slos
+    assert (x.status, x.reason, x.budget_remaining) == ("ok", "", 1.0)
+    assert (y.status, y.reason) == ("no_data", reason)
+    assert y.budget_note == reason.replace("5m query", "30d query")
+    assert evaluation.queries == 8 + 2 * 8  # each refused window again for x and y alone
+
+
+def test_eval_with_a_refused_query_prints_the_table_and_exits_3(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with OddPrometheus(_refusing) as server:
+        path = _two_slos(server.url)
+        code = main(["eval", "-c", str(path), "--at", "2024-07-01T00:00:00Z"])
+    captured = capsys.readouterr()
+    assert code == 3
+    reason = (
+        f"Prometheus refused the 5m query of SLO y (400: {REFUSAL_TEXT}); check the SLO's selector"
+    )
+    assert captured.err.splitlines() == [f"guardian: {reason}"]
+    assert "\x1b" not in captured.out and "x (99%)" in captured.out and "y (99%)" in captured.out
+    assert _squeezed(reason) in _squeezed(captured.out)
+
+
+def test_eval_is_blind_when_the_only_slo_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    with OddPrometheus(Answer(REFUSAL, status=400)) as server:
+        path = _slos_file(server.url)
+        code = main(["eval", "-c", str(path), "-o", "json"])
+        assert len(server.queries) == 8, "one SLO: nothing to ask again"
+    assert code == 3
+    assert capsys.readouterr().err.splitlines() == [
+        f"guardian: Prometheus refused the 5m query of SLO x (400: {REFUSAL_TEXT}); check the "
+        "SLO's selector",
+        "guardian: blind: every SLO is no_data (1 of 1); no page now means nothing",
+    ]
+
+
+def test_two_points_at_one_instant_in_a_replay_are_a_bad_answer() -> None:
+    start = AT.timestamp()
+
+    def answer(promql: str) -> Answer:
+        window = re.findall(r"\[(\d+[smhdw])\]", promql)[0]
+        points = {"errors": [[start, "0"]], "total": [[start, "10"]], "age": [[start, "5"]]}
+        if window == "5m":  # a second series of the same labels: the last would page
+            points["errors2"] = [[start, "10"]]
+        if "timestamp(" not in promql:
+            points.pop("age")
+        series = [
+            json.dumps({"metric": {"guardian": f"x:{p.rstrip('2')}"}, "values": v})
+            for p, v in points.items()
+        ]
+        return Answer(_ok(f"[{','.join(series)}]", "matrix"))
+
+    with OddPrometheus(answer) as server:
+        slos = load_config(_slos_file(server.url)).slos
+        found = replay(slos, _client(server.url), AT, AT, 60)
+    assert found.error == ""
+    (step,) = found.steps
+    assert (step.slos[0].status, step.slos[0].reason) == (
+        "no_data",
+        "Prometheus answered more than one series for the 5m error rate; guardian expects one",
+    )

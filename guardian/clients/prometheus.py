@@ -13,8 +13,11 @@ once, inside the deadline, with tenacity; nothing else retries. Answers are capp
 asked for (no ``data``, ``status: error``, a matrix for a vector, a value that is not a
 number, not JSON) is a ``PrometheusUnavailable`` naming what is wrong; so is a redirect,
 which is never followed.
-A query Prometheus rejects as invalid (400) is a ``ConfigError``: the PromQL came from the
-user. Values are passed on as read, NaN and infinities included: the pipeline judges them.
+A query Prometheus refuses as invalid (400) is a ``QueryRefused``, never retried: the pipeline
+makes the SLOs of that query ``no_data`` and names the one whose selector is refused. Every
+text taken from Prometheus (error messages, a redirect's Location, a Content-Type) reaches
+messages on one line with control characters escaped (``\x1b``); header values are never
+shown. Values are passed on as read, NaN and infinities included: the pipeline judges them.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import json
 import os
 import threading
 import time
+import unicodedata
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -82,6 +86,14 @@ def evaluation_deadline(deadline: Deadline) -> Iterator[None]:
         yield
     finally:
         _SHARED.reset(token)
+
+
+class QueryRefused(PrometheusUnavailable):
+    """Prometheus refused the query as invalid (HTTP 400); ``detail`` is its error, one line."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"Prometheus refused the query (400: {detail})")
+        self.detail = detail
 
 
 class _OutOfTime(Exception):
@@ -208,8 +220,16 @@ class PrometheusClient:
             raise _OutOfTime(deadline.message) from None
         except requests.ConnectionError as exc:
             raise _Transient(_connection_reason(exc)) from None
+        except requests.exceptions.InvalidHeader:
+            # its text quotes the header's value, which may be a secret: never shown
+            raise PrometheusUnavailable(
+                f"cannot query Prometheus at {self.settings.url}: InvalidHeader: a value in "
+                "prometheus.headers or the bearer token cannot be sent in an HTTP header "
+                "(a line break or a control character?); the value is not shown"
+            ) from None
         except requests.RequestException as exc:
-            raise _Transient(f"{type(exc).__name__}: {str(exc)[:200]}") from None
+            # the text of a requests error may quote a header; only its type is shown
+            raise _Transient(type(exc).__name__) from None
         with response:
             if response.is_redirect:
                 raise _BadAnswer(_redirect(response))
@@ -265,7 +285,7 @@ def _redirect(response: requests.Response) -> str:
     if not target.netloc:
         where = target.path or "(no Location)"
     return (
-        f"HTTP {response.status_code}, a redirect to {where[:200]}; guardian follows no "
+        f"HTTP {response.status_code}, a redirect to {printable(where[:200])}; guardian follows no "
         "redirects: set prometheus.url to the address that answers"
     )
 
@@ -279,7 +299,7 @@ def _document(response: requests.Response, body: bytes) -> dict[str, Any]:
         doc = json.loads(body)
     except (ValueError, RecursionError):
         kind = response.headers.get("Content-Type", "none").split(";")[0]
-        raise _BadAnswer(f"not JSON (Content-Type: {kind})") from None
+        raise _BadAnswer(f"not JSON (Content-Type: {printable(kind[:100])})") from None
     if not isinstance(doc, dict):
         raise _BadAnswer("not a JSON object")
     if doc.get("status") != "success":
@@ -369,12 +389,17 @@ def _json(value: Any) -> str:
 
 def _one_line(value: Any) -> str:
     lines = str(value).strip().splitlines()
-    return lines[0][:300] if lines else ""
+    return printable(lines[0][:300]) if lines else ""
+
+
+def printable(text: str) -> str:
+    """``text`` with C0 and C1 control characters (ESC, DEL, ...) written as ``\\x1b``."""
+    return "".join(repr(c)[1:-1] if unicodedata.category(c) == "Cc" else c for c in text)
 
 
 def _raise_status(status: int, detail: str) -> NoReturn:
     if status == 400:
-        raise ConfigError(f"Prometheus rejected a query: {detail}")
+        raise QueryRefused(detail)
     if status == 429 or status >= 500:
         raise _Transient(f"HTTP {status}: {detail}")
     raise PrometheusUnavailable(f"Prometheus answered HTTP {status}: {detail}")
