@@ -553,16 +553,25 @@ def test_a_recorded_ratio_with_a_total_rounded_below_zero_counts_no_events() -> 
 # header values, refused queries ---------------------------------------------------------------
 
 
-def test_a_header_value_that_cannot_be_sent_is_never_shown() -> None:
+@pytest.mark.parametrize(
+    ("value", "kind"),
+    [
+        ("SEKRIT3\n", "InvalidHeader"),
+        ("SEK\rRIT3", "InvalidHeader"),
+        ("SEKRIT3€", "UnicodeEncodeError"),
+    ],
+    ids=["line break", "carriage return", "beyond Latin-1"],
+)
+def test_a_header_value_that_cannot_be_sent_is_never_shown(value: str, kind: str) -> None:
     with OddPrometheus(Answer(_ok(f"[{ONE}]"))) as server:
-        settings = PrometheusSettings(url=server.url, headers=(("X-Api-Key", "SEKRIT3\n"),))
+        settings = PrometheusSettings(url=server.url, headers=(("X-Api-Key", value),))
         with pytest.raises(PrometheusUnavailable) as caught:
             PrometheusClient(settings).instant("vector(1)")
         assert server.queries == []
     assert caught.value.message == (
-        f"cannot query Prometheus at {server.url}: InvalidHeader: a value in prometheus.headers "
-        "or the bearer token cannot be sent in an HTTP header (a line break or a control "
-        "character?); the value is not shown"
+        f"cannot query Prometheus at {server.url}: {kind}: a value in prometheus.headers or the "
+        "bearer token cannot be sent in an HTTP header (a line break, or a character beyond "
+        "Latin-1?); the value is not shown"
     )
 
 

@@ -220,12 +220,12 @@ class PrometheusClient:
             raise _OutOfTime(deadline.message) from None
         except requests.ConnectionError as exc:
             raise _Transient(_connection_reason(exc)) from None
-        except requests.exceptions.InvalidHeader:
-            # its text quotes the header's value, which may be a secret: never shown
+        except (requests.exceptions.InvalidHeader, UnicodeEncodeError) as exc:
+            # its text may quote the header's value, which may be a secret: never shown
             raise PrometheusUnavailable(
-                f"cannot query Prometheus at {self.settings.url}: InvalidHeader: a value in "
-                "prometheus.headers or the bearer token cannot be sent in an HTTP header "
-                "(a line break or a control character?); the value is not shown"
+                f"cannot query Prometheus at {self.settings.url}: {type(exc).__name__}: a "
+                "value in prometheus.headers or the bearer token cannot be sent in an HTTP "
+                "header (a line break, or a character beyond Latin-1?); the value is not shown"
             ) from None
         except requests.RequestException as exc:
             # the text of a requests error may quote a header; only its type is shown
