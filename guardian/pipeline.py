@@ -103,19 +103,18 @@ def evaluate(
     returns within it: what has no answer by then is ``no_data`` for the deadline.
     """
     when = at or datetime.now(UTC)
-    started = time.monotonic()
+    deadline = _deadline(budget)
     queries = build_queries(slos, mode)
 
     def ask(query: WindowQuery) -> list[InstantSample]:
         return source.instant(query.promql, when)
 
     asked = [(query, _members(slos, query.window)) for query in queries]
-    answers = _run(queries, ask, parallel, budget)
+    answers = _run(queries, ask, parallel, deadline)
     alone = _alone(asked, answers, mode)
     if alone:  # which SLO's selector Prometheus refuses: each SLO of the query, alone
-        left = None if budget is None else max(budget - (time.monotonic() - started), 0.0)
         asked += alone
-        answers += _run([query for query, _ in alone], ask, parallel, left)
+        answers += _run([query for query, _ in alone], ask, parallel, deadline)
     found = _Found()
     failed: dict[tuple[str, int], str] = {}
     for (query, members), answer in zip(asked, answers, strict=True):
@@ -195,7 +194,7 @@ def replay(
             failed.append(exc.message)
             raise
 
-    answers = _run(chunks, ask, parallel, budget)
+    answers = _run(chunks, ask, parallel, _deadline(budget))
     points: dict[float, _Found] = defaultdict(_Found)
     for (query, _), answer in zip(chunks, answers, strict=True):
         if isinstance(answer, DataUnavailable):
@@ -213,8 +212,20 @@ def replay(
     return Replay(steps, len(chunks))
 
 
+def _deadline(budget: float | None) -> Deadline | None:
+    """The deadline ``budget`` seconds from now; ``None``: no bound."""
+    if budget is None:
+        return None
+    return Deadline(
+        time.monotonic() + budget, f"no answer within the evaluation's deadline ({budget:g}s)"
+    )
+
+
 def _run(
-    items: Sequence[Item], call: Callable[[Item], R], parallel: int, budget: float | None = None
+    items: Sequence[Item],
+    call: Callable[[Item], R],
+    parallel: int,
+    deadline: Deadline | None = None,
 ) -> list[R | DataUnavailable]:
     def guarded(item: Item) -> R | DataUnavailable:
         try:
@@ -222,21 +233,21 @@ def _run(
         except DataUnavailable as exc:
             return exc
 
-    if budget is None:
+    if deadline is None:
         if parallel <= 1 or len(items) <= 1:
             return [guarded(item) for item in items]
         with ThreadPoolExecutor(parallel, thread_name_prefix="guardian-query") as pool:
             return list(pool.map(guarded, items))
-    return _within(items, guarded, parallel, budget)
+    return _within(items, guarded, parallel, deadline)
 
 
 def _within(
-    items: Sequence[Item], call: Callable[[Item], R | DataUnavailable], parallel: int, budget: float
+    items: Sequence[Item],
+    call: Callable[[Item], R | DataUnavailable],
+    parallel: int,
+    deadline: Deadline,
 ) -> list[R | DataUnavailable]:
-    """``call`` on every item, all within ``budget`` seconds; what is late fails with it."""
-    deadline = Deadline(
-        time.monotonic() + budget, f"no answer within the evaluation's deadline ({budget:g}s)"
-    )
+    """``call`` on every item, all by ``deadline``; what is late fails with its message."""
 
     def bounded(item: Item) -> R | DataUnavailable:
         with evaluation_deadline(deadline):  # a query in flight ends at the deadline too

@@ -621,10 +621,14 @@ def test_a_refused_query_is_one_line_never_retried() -> None:
     assert caught.value.message == f"Prometheus refused the query (400: {REFUSAL_TEXT})"
 
 
-def test_a_refused_query_makes_only_its_slo_no_data_naming_it_and_the_window() -> None:
+@pytest.mark.parametrize(("parallel", "budget"), [(1, None), (2, 20.0)], ids=["serial", "budget"])
+def test_a_refused_query_makes_only_its_slo_no_data_naming_it_and_the_window(
+    parallel: int, budget: float | None
+) -> None:
     with OddPrometheus(_refusing) as server:
         config = load_config(_two_slos(server.url))
-        evaluation, error = evaluate(config.slos, PrometheusClient(config.prometheus), AT)
+        client = PrometheusClient(config.prometheus)
+        evaluation, error = evaluate(config.slos, client, AT, "raw", parallel, budget)
     reason = (
         f"Prometheus refused the 5m query of SLO y (400: {REFUSAL_TEXT}); check the SLO's selector"
     )
