@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from guardian.actions import CATALOGUE, Guardrails, Plan, Refused
+from guardian.actions import CATALOGUE, Guardrails, Plan, Refused, protected
 from guardian.actions.base import Change
 from guardian.actions.protected import Identity
 from guardian.actions.shed_nodes import ShedNodesParams, plan_nodes
@@ -136,6 +136,37 @@ def test_the_plan_refuses_a_configured_subject(nowhere: Kube) -> None:
     assert nowhere.requests == 0
 
 
+def test_an_unknown_own_identity_refuses_every_subject(nowhere: Kube) -> None:
+    """guardian cannot tell an ordinary subject from itself while its SelfSubjectReview
+    fails, so it throttles no one (the same subject plans once the identity is known)."""
+    tenants = _params("group noisy-tenants")
+    with pytest.raises(Refused) as refused:
+        CATALOGUE["throttle-client"].plan(nowhere, tenants)
+    assert refused.value.message.startswith(
+        "throttle-client: guardian's own identity is unknown (SelfSubjectReview: "
+    )
+    assert refused.value.message.endswith(
+        "guardian throttles no one it cannot tell apart from itself: "
+        "let it create selfsubjectreviews (authentication.k8s.io)"
+    )
+    assert nowhere.requests >= 1  # the review was asked (and retried), no change was sent
+
+
+def test_a_known_identity_is_remembered_per_client(nowhere: Kube) -> None:
+    """Once a client's identity is known, planning a throttle sends nothing more to an API
+    server that may be drowning (here: one that cannot be reached at all)."""
+    protected._known[nowhere] = GUARDIAN
+    plan = CATALOGUE["throttle-client"].plan(nowhere, _params("group noisy-tenants"))
+    assert isinstance(plan, Plan) and len(plan.changes) == 2
+    assert nowhere.requests == 0
+    with pytest.raises(Refused, match="guardian's own identity"):
+        CATALOGUE["throttle-client"].plan(nowhere, _params(f"user {GUARDIAN.username}"))
+    other = Kube.from_token("https://127.0.0.1:9", "unused", "/nonexistent/ca.crt")
+    other.total_timeout = 0.5
+    with pytest.raises(Refused, match="identity is unknown"):
+        CATALOGUE["throttle-client"].plan(other, _params("group noisy-tenants"))
+
+
 def _kubeconfig(path: Path) -> Path:
     """A kubeconfig for a closed port: whatever gets that far fails to connect."""
     path.write_text(
@@ -256,6 +287,7 @@ def test_a_playbook_dry_run_keeps_the_blast_radius(nowhere: Kube, tmp_path: Path
     books = load_playbooks([tmp_path / "books"], params)
     store = Store.open(f"sqlite:///{tmp_path / 'g.db'}")
     runner = Runner(store, books, lambda context: nowhere, _NoSignals(), max_changes=1)
+    protected._known[nowhere] = GUARDIAN  # as found by an earlier review on this client
     [check] = runner.dry_run("throttle-noisy", {"params": {}})
     assert check.problems == (
         "throttle-client: blast radius: 2 changes would exceed the maximum of 1 "

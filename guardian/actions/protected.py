@@ -10,9 +10,11 @@ built-in list cannot be emptied, configuration only adds to it.
 
 from __future__ import annotations
 
+import contextlib
+import weakref
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from typing import Literal
+from typing import Any, Literal
 
 from guardian.actions.base import KubeAPI, dig
 from guardian.errors import GuardianError
@@ -97,7 +99,15 @@ def _overlap(pattern: str, name: str) -> bool:
 
 
 def whoami(kube: KubeAPI) -> tuple[Identity | None, str]:
-    """Guardian's identity from a SelfSubjectReview (nothing is stored), or why it is unknown."""
+    """Guardian's identity to the API server behind ``kube``, or why it is unknown.
+
+    Asked once per client with a SelfSubjectReview (nothing is stored on the server) and
+    remembered for that client, so a throttle planned while the API server is overloaded
+    costs no extra call."""
+    try:
+        return _known[kube], ""
+    except (KeyError, TypeError):
+        pass
     body = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
     try:
         review = kube.create(REVIEWS, body)
@@ -107,4 +117,11 @@ def whoami(kube: KubeAPI) -> tuple[Identity | None, str]:
     username = info.get("username")
     if not username:
         return None, "guardian's own identity is unknown (SelfSubjectReview gave no username)"
-    return Identity(str(username), tuple(str(g) for g in info.get("groups") or ())), ""
+    identity = Identity(str(username), tuple(str(g) for g in info.get("groups") or ()))
+    with contextlib.suppress(TypeError):  # a client that cannot be weakly referenced
+        _known[kube] = identity
+    return identity, ""
+
+
+_known: weakref.WeakKeyDictionary[Any, Identity] = weakref.WeakKeyDictionary()
+"""The identity each live client was found to have."""

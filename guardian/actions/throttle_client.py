@@ -6,8 +6,10 @@ with 429 or queued briefly) and a FlowSchema matching every request of that subj
 the built-in schemas. Undo deletes both. The Kubernetes-native "block the traffic that
 drowns the API servers". A protected subject (``guardian.actions.protected``: kubelets,
 control-plane components, kube-system service accounts, everyone, guardian itself, and what
-``policy.protected_subjects`` adds) is refused with ``Refused`` before anything is sent, in a
-plan, a dry run and a playbook run alike.
+``policy.protected_subjects`` adds) is refused with ``Refused`` before any change is sent, in
+a plan, a dry run and a playbook run alike. Guardian itself is known from one SelfSubjectReview
+per client (``protected.whoami``); while that is unknown every subject is refused, since
+guardian cannot tell it apart from itself.
 """
 
 from __future__ import annotations
@@ -96,6 +98,11 @@ def plan(kube: KubeAPI, params: ThrottleClientParams, guardrails: Guardrails = B
     reason = refusal(params, None, guardrails.protected_subjects)
     identity, unknown = (None, "") if reason else protected.whoami(kube)
     reason = reason or refusal(params, identity, guardrails.protected_subjects)
+    if not reason and unknown:
+        reason = (
+            f"throttle-client: {unknown}; guardian throttles no one it cannot tell apart "
+            "from itself: let it create selfsubjectreviews (authentication.k8s.io)"
+        )
     if reason:
         raise Refused(reason)
     name = names(params)
@@ -174,7 +181,6 @@ def plan(kube: KubeAPI, params: ThrottleClientParams, guardrails: Guardrails = B
                 ),
             ),
         ),
-        (unknown,) if unknown else (),
     )
 
 
