@@ -1,7 +1,8 @@
 """The ``guardian`` command: argument parsing, output formats and exit codes.
 
 Exit codes: 0 ok, 1 an SLO pages, 2 bad input (config or arguments), 3 a dependency
-(Prometheus) cannot be reached or answers badly, or ``eval`` is blind (every SLO no_data).
+(Prometheus, the store) cannot be reached or answers badly, or ``eval`` is blind (every SLO
+no_data).
 A ``GuardianError`` becomes its message on stderr, one line per problem, never a traceback.
 Calls ``guardian.pipeline`` for the work.
 """

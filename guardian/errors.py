@@ -6,8 +6,11 @@
     ├── ConfigError                bad input: config or playbook files (exit 2)
     │   └── ConfigErrors           several ConfigErrors found in one pass
     ├── UsageError                 bad command-line arguments (exit 2)
+    │   └── Refused                an action would touch a protected target (actions.base)
     ├── DataUnavailable            a dependency cannot answer (exit 3)
-    │   ├── PrometheusUnavailable  Prometheus unreachable, timing out, or answering 5xx
+    │   ├── PrometheusUnavailable  Prometheus unreachable, timing out, answering 5xx or badly
+    │   │   │                      (not the answer asked for, a redirect, over 50 MB)
+    │   │   └── QueryRefused       a query refused (400; clients.prometheus): its SLO no_data
     │   └── StoreUnavailable       the store cannot be opened, is not guardian's, or fails
     └── KubernetesError            (used by the actions stage)
         ├── TransientKubernetesError  409, 429, 5xx, timeouts: retried

@@ -6,7 +6,9 @@ state change of an execution is a compare-and-set (``UPDATE ... WHERE state = ex
 so two processes, or a double click, can never move one execution twice. Called by
 ``guardian.runner``, ``guardian.policy`` and the CLI (``history``, ``approvals``).
 
-Secrets never reach this module: callers pass only what they mean to keep.
+The store URL's password reaches only ``open``, which never shows it: every message carries
+the URL with it as ``***`` (``masked``) and driver messages are scrubbed (``scrubber``).
+Otherwise callers pass only what they mean to keep.
 """
 
 from __future__ import annotations
