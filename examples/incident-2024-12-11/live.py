@@ -146,8 +146,24 @@ def _act(root: Path, config: Path, env: dict[str, str], log: Path, qps: float) -
         _slack_preview(proposed, store, root)
         _timeline(clock, store, ex.id)
         return 0
+    except SystemExit:
+        _post_mortem(store, log)
+        raise
     finally:
         store.close()
+
+
+def _post_mortem(store: Store, log: Path) -> None:
+    """What guardian saw last, printed when a step of the act does not come in time."""
+    rows = [r for r in store.history() if r.kind == "evaluation"][-6:]
+    print("\nguardian's last status changes:", file=sys.stderr)
+    for row in rows:
+        detail = row.detail
+        print(f"  {row.at:%H:%M:%S}  {detail.get('slo')}: {detail.get('status')}  "
+              f"{detail.get('reason', '')}", file=sys.stderr)  # fmt: skip
+    lines = log.read_text(errors="replace").splitlines()[-15:]
+    print("guardian's log, last lines:", *(f"  {line[:300]}" for line in lines), sep="\n",
+          file=sys.stderr)  # fmt: skip
 
 
 def _config(root: Path) -> Path:
