@@ -112,20 +112,7 @@ class Cycle:
         """Audit status changes, decide, propose and start runs (the leader's part)."""
         at = now or datetime.now(UTC)
         config = self.config
-        for result in evaluation.slos:
-            key = f"status:{result.name}"
-            if self.store.setting(key) != result.status:
-                self.store.set_setting(key, result.status, at)
-                self.store.record(
-                    "evaluation",
-                    at,
-                    None,
-                    "guardian",
-                    "policy",
-                    slo=result.name,
-                    status=result.status,
-                    reason=result.reason,
-                )
+        self._audit_status(evaluation, at)
         recent = [
             Run(e.playbook, e.slo, e.target, e.created_at, e.state in OPEN_STATES)
             for e in self.store.executions(limit=200)
@@ -148,21 +135,35 @@ class Cycle:
         for decision in decisions:
             self._record(decision, at)
             if decision.kind == "propose" and decision.playbook:
-                book = self.playbooks[decision.playbook]
-                context, slo = trigger_context(
-                    config,
-                    book,
-                    self.kube,
-                    {},
-                    self.prometheus,
-                    decision.slo,
-                    self.suspect_window,
-                )
-                execution = self.runner.propose(
-                    book.name, context, "guardian", "policy", slo, target_of(context)
-                )
-                self.runner.advance(execution.id)
+                self._propose(self.playbooks[decision.playbook], decision.slo)
         return decisions
+
+    def _propose(self, book: Playbook, slo_name: str) -> None:
+        """Propose ``book`` for the SLO and move the run as far as it goes without a human."""
+        context, slo = trigger_context(
+            self.config, book, self.kube, {}, self.prometheus, slo_name, self.suspect_window
+        )
+        execution = self.runner.propose(
+            book.name, context, "guardian", "policy", slo, target_of(context)
+        )
+        self.runner.advance(execution.id)
+
+    def _audit_status(self, evaluation: Evaluation, at: datetime) -> None:
+        """An ``evaluation`` audit row for every SLO whose status changed since the last."""
+        for result in evaluation.slos:
+            key = f"status:{result.name}"
+            if self.store.setting(key) != result.status:
+                self.store.set_setting(key, result.status, at)
+                self.store.record(
+                    "evaluation",
+                    at,
+                    None,
+                    "guardian",
+                    "policy",
+                    slo=result.name,
+                    status=result.status,
+                    reason=result.reason,
+                )
 
     def _record(self, decision: Decision, at: datetime) -> None:
         announced = f"announced:{decision.slo}"

@@ -90,8 +90,8 @@ def refusal(
     )
 
 
-def plan(kube: KubeAPI, params: ThrottleClientParams, guardrails: Guardrails = BUILT_IN) -> Plan:
-    """The priority level and flow schema to create; ``Refused`` for a protected subject.
+def _refuse_protected(kube: KubeAPI, params: ThrottleClientParams, guardrails: Guardrails) -> None:
+    """``Refused`` for a protected subject, or while guardian's own identity is unknown.
 
     Guardian's own identity is asked of the API server (one SelfSubjectReview) only when the
     subject is not already refused by the lists."""
@@ -105,17 +105,24 @@ def plan(kube: KubeAPI, params: ThrottleClientParams, guardrails: Guardrails = B
         )
     if reason:
         raise Refused(reason)
-    name = names(params)
+
+
+def _metadata(name: str) -> JSON:
+    return {"name": name, "labels": {"app.kubernetes.io/managed-by": "guardian"}}
+
+
+def priority_level(params: ThrottleClientParams) -> JSON:
+    """The ``Limited`` PriorityLevelConfiguration: few shares, nothing lent, excess refused."""
     response: JSON = {"type": "Reject"}
     if params.queue:
         response = {
             "type": "Queue",
             "queuing": {"queues": 4, "handSize": 1, "queueLengthLimit": 10},
         }
-    level = {
+    return {
         "apiVersion": "flowcontrol.apiserver.k8s.io/v1",
         "kind": "PriorityLevelConfiguration",
-        "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": "guardian"}},
+        "metadata": _metadata(names(params)),
         "spec": {
             "type": "Limited",
             "limited": {
@@ -126,10 +133,22 @@ def plan(kube: KubeAPI, params: ThrottleClientParams, guardrails: Guardrails = B
             },
         },
     }
-    schema = {
+
+
+def flow_schema(params: ThrottleClientParams) -> JSON:
+    """The FlowSchema sending every request of the subject to its priority level."""
+    name = names(params)
+    everything = {
+        "verbs": ["*"],
+        "apiGroups": ["*"],
+        "resources": ["*"],
+        "clusterScope": True,
+        "namespaces": ["*"],
+    }
+    return {
         "apiVersion": "flowcontrol.apiserver.k8s.io/v1",
         "kind": "FlowSchema",
-        "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": "guardian"}},
+        "metadata": _metadata(name),
         "spec": {
             "priorityLevelConfiguration": {"name": name},
             "matchingPrecedence": PRECEDENCE,
@@ -137,21 +156,19 @@ def plan(kube: KubeAPI, params: ThrottleClientParams, guardrails: Guardrails = B
             "rules": [
                 {
                     "subjects": [_subject(params)],
-                    "resourceRules": [
-                        {
-                            "verbs": ["*"],
-                            "apiGroups": ["*"],
-                            "resources": ["*"],
-                            "clusterScope": True,
-                            "namespaces": ["*"],
-                        }
-                    ],
+                    "resourceRules": [everything],
                     "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
                 }
             ],
         },
     }
-    subject = target(params)
+
+
+def plan(kube: KubeAPI, params: ThrottleClientParams, guardrails: Guardrails = BUILT_IN) -> Plan:
+    """The priority level and flow schema to create; ``Refused`` for a protected subject."""
+    _refuse_protected(kube, params, guardrails)
+    name, subject = names(params), target(params)
+    level, schema = priority_level(params), flow_schema(params)
     return Plan(
         "throttle-client",
         subject,
