@@ -333,15 +333,10 @@ class Store:
     ) -> bool:
         """Move the execution if its state is still ``expected`` (and, given ``at``, it is
         still at that (step, phase)); False when it was not: someone else moved it first."""
-        wanted = [expected] if isinstance(expected, str) else list(expected)
         if "context" in values:
             values["context"] = _plain(values["context"])
-        where = [executions.c.id == execution_id, executions.c.state.in_(wanted)]
-        if at is not None:
-            where += [executions.c.step == at[0], executions.c.phase == at[1]]
         with self.engine.begin() as conn:
-            done = conn.execute(update(executions).where(*where).values(updated_at=now, **values))
-            return done.rowcount == 1
+            return _move(conn, execution_id, expected, at, updated_at=now, **values)
 
     def claim(self, execution_id: str, owner: str, now: datetime, until: datetime) -> bool:
         """Take the right to advance the execution until ``until`` (a lease); False if held."""
@@ -376,17 +371,8 @@ class Store:
         open an approval request for it, in one transaction; returns the request's nonce, or
         None when the execution had moved (someone else asked first)."""
         with self.engine.begin() as conn:
-            moved = conn.execute(
-                update(executions)
-                .where(
-                    executions.c.id == execution_id,
-                    executions.c.state == "proposed",
-                    executions.c.step == step,
-                    executions.c.phase == phase,
-                )
-                .values(state="awaiting_approval", expires_at=expires_at, updated_at=now)
-            )
-            if moved.rowcount != 1:
+            values = {"state": "awaiting_approval", "expires_at": expires_at, "updated_at": now}
+            if not _move(conn, execution_id, "proposed", (step, phase), **values):
                 return None
             return _open_request(conn, execution_id, step, phase, now)
 
@@ -446,17 +432,10 @@ class Store:
                 )
                 if marked.rowcount != 1:
                     return False
-                moved = conn.execute(
-                    update(executions)
-                    .where(
-                        executions.c.id == execution_id,
-                        executions.c.state == "awaiting_approval",
-                        executions.c.step == step,
-                        executions.c.phase == phase,
-                    )
-                    .values(state=decision, updated_at=now)
-                )
-                if moved.rowcount != 1:
+                at = (step, phase)
+                if not _move(
+                    conn, execution_id, "awaiting_approval", at, state=decision, updated_at=now
+                ):
                     raise _Undone
         except _Undone:
             return False
@@ -648,6 +627,24 @@ MIN_PREFIX = 4
 
 class _Undone(Exception):
     """Raised inside a transaction to roll it back."""
+
+
+def _move(
+    conn: Any,
+    execution_id: str,
+    expected: str | Sequence[str],
+    at: tuple[int, int] | None,
+    **values: Any,
+) -> bool:
+    """The compare-and-set every move of an execution is: set ``values`` if its state is
+    still ``expected`` (and, given ``at``, it is still at that (step, phase)), in ``conn``'s
+    transaction; False when someone else moved it first."""
+    wanted = [expected] if isinstance(expected, str) else list(expected)
+    where = [executions.c.id == execution_id, executions.c.state.in_(wanted)]
+    if at is not None:
+        where += [executions.c.step == at[0], executions.c.phase == at[1]]
+    done = conn.execute(update(executions).where(*where).values(**values))
+    return bool(done.rowcount == 1)
 
 
 def _open_request(conn: Any, execution_id: str, step: int, phase: int, now: datetime) -> str:
