@@ -48,7 +48,7 @@ from guardian.clients.kube import Kube
 from guardian.clients.lease import Leadership
 from guardian.clients.prometheus import PrometheusClient
 from guardian.config import Config, load_config
-from guardian.config.read import read_bytes
+from guardian.config.files import read_bytes
 from guardian.cycle import Cycle, trigger_context
 from guardian.errors import EXIT_OK, ConfigErrors, GuardianError
 from guardian.evaluation import Evaluation
