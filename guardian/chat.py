@@ -1,38 +1,35 @@
-"""Chat operations: executions shown in Slack, and what Slack users may ask of guardian.
+"""Chat operations: what Slack users may ask of guardian.
 
-Input: runner events (``SlackNotifier.notify``), button presses and ``/guardian`` commands
-(``ChatOps.on_click``, ``ChatOps.on_command``). Output: one Block Kit message per execution
-(what burns and how fast, suspects, the exact planned changes, Approve / Deny buttons bound
-to the step's approval request), updated as the execution moves, with a thread holding the
-details and the burn-rate chart, everything anyone can write escaped as literal mrkdwn;
-answers to commands (quick ones at once, the others once the work is done); refusals
-written to the audit log. Slack being down never blocks guardian: a
-failed post is audited and the console path (``guardian approvals``) keeps working.
-Called by the wiring in ``guardian.commands``; talks to Slack only through
+Input: button presses and ``/guardian`` commands (``ChatOps.on_click``,
+``ChatOps.on_command``). Output: decisions handed to ``guardian.runner`` (a press binds to
+the approval request its button was shown for), answers to commands (quick ones at once,
+the others once the work is done), escaped as literal mrkdwn; refusals written to the
+audit log. How executions are shown in Slack (the messages, the buttons' values, the
+notifier) is ``guardian.blocks``; its names used by callers are importable from here too.
+Called by the wiring in ``guardian.commands`` and the daemon; talks to Slack only through
 ``guardian.clients.slack``.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import shlex
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from guardian.clients.slack import APPROVE, DENY, Click, Command, SlackClient
+from guardian.blocks import Shown, SlackNotifier, _d, _f, button_value, escape, parse_button, render
+from guardian.clients.slack import APPROVE, Click, Command, SlackClient
 from guardian.config.model import SlackSettings
 from guardian.errors import GuardianError
 from guardian.evaluation import Evaluation
 from guardian.playbooks import Playbook
 from guardian.runner import Runner
-from guardian.store import Execution, Store
+from guardian.store import Store
 
+__all__ = ["HELP", "ChatOps", "SlackNotifier", "button_value", "escape", "render"]
 log = logging.getLogger("guardian.chat")
-DIFF_LIMIT = 2800
-"""Characters of a diff shown in a message block (Slack allows 3000 per text object)."""
 MAX_COMMAND = 2000
 """Characters of ``/guardian`` text guardian reads; longer text is refused unread."""
 
@@ -46,225 +43,6 @@ HELP = """\
 /guardian pause | resume              kill switch
 /guardian history                     the last audit rows
 /guardian help"""
-
-
-@dataclass
-class SlackNotifier:
-    """The runner's ``Notifier`` for Slack: one message per execution, a thread of details."""
-
-    client: SlackClient
-    channel: str
-    store: Store
-    playbooks: Mapping[str, Playbook]
-    chart: Callable[[str], bytes | None] = field(default=lambda slo: None)
-    """PNG of the SLO's recent burn rates, or None."""
-
-    def notify(self, event: str, execution: Execution, detail: Mapping[str, Any]) -> None:
-        """Post or update the execution's message; never raises: a notification that fails
-        is logged and audited, and the execution moves on."""
-        try:
-            self._notify(event, execution, detail)
-        except Exception as exc:
-            error = exc.message if isinstance(exc, GuardianError) else f"internal error: {exc!r}"
-            if isinstance(exc, GuardianError):
-                log.warning("slack: %s for execution %s: %s", event, execution.id, error)
-            else:
-                log.exception("slack: %s for execution %s failed", event, execution.id)
-            self.store.record(
-                "notify_failed",
-                datetime.now(UTC),
-                execution.id,
-                "guardian",
-                "slack",
-                event=event,
-                error=error,
-            )
-
-    def announce(self, slo: str, text: str) -> None:
-        """A message without an execution (blind mode, a ticket); never raises."""
-        try:
-            self.client.post(self.channel, escape(f"{slo}: {text}"))
-        except Exception as exc:
-            error = exc.message if isinstance(exc, GuardianError) else repr(exc)
-            log.warning("slack: announcement for %s failed: %s", slo, error)
-
-    def _notify(self, event: str, ex: Execution, detail: Mapping[str, Any]) -> None:
-        text, blocks = render(ex, self.playbooks.get(ex.playbook), detail, self.store, event)
-        where = self.store.message(ex.id)
-        if where is None:
-            ts = self.client.post(self.channel, text, blocks)
-            self.store.save_message(ex.id, self.channel, ts)
-            where = (self.channel, ts)
-            png = self.chart(ex.slo) if ex.slo else None
-            if png:
-                self.client.upload(
-                    self.channel, ts, png, f"{ex.slo}-burn.png", f"{ex.slo}: burn rates"
-                )
-        else:
-            self.client.update(where[0], where[1], text, blocks)
-        line = _thread_line(event, detail)
-        if line:
-            self.client.post(where[0], line, thread_ts=where[1])
-
-
-def render(
-    ex: Execution,
-    book: Playbook | None,
-    detail: Mapping[str, Any],
-    store: Store,
-    event: str,
-    as_of: datetime | None = None,
-) -> tuple[str, list[dict[str, Any]]]:
-    """The execution's message: fallback text and Block Kit blocks (with the decisions
-    recorded until ``as_of``, default all)."""
-    title = f"{ex.playbook} for {ex.slo or 'a manual run'}: {ex.state.replace('_', ' ')}"
-    blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": title[:150]}},
-    ]
-    slo = ex.context.get("slo") or {}
-    if slo.get("windows"):
-        rows = [
-            f"{w['severity']:<6} {_d(w['long'])}/{_d(w['short'])}  burn {_f(w['long_burn'])} / "
-            f"{_f(w['short_burn'])}  factor {_f(w['factor'])}{'  FIRING' if w['firing'] else ''}"
-            for w in slo["windows"]
-        ]
-        name = escape(str(slo.get("name")))
-        blocks.append(_section(f"*{name}* burns:\n```" + escape("\n".join(rows)) + "```"))
-    suspects = ex.context.get("suspects") or []
-    if suspects:
-        lines = [
-            escape(
-                f"{i}. {s['kind']} {s['namespace']}/{s['name']} "
-                f"(revision {s.get('revision', '?')}, {s.get('touches', 0)} touched)"
-            )
-            for i, s in enumerate(suspects[:3], 1)
-        ]
-        blocks.append(_section("*Suspects*\n" + "\n".join(lines)))
-    if book is not None and ex.state == "awaiting_approval" and ex.step < len(book.steps):
-        step = book.steps[ex.step]
-        plan = detail.get("plan") or {}
-        blocks.append(_section(_plan_text(ex.step, len(book.steps), step.name, step.action, plan)))
-        request = store.request(ex.id, ex.step)
-        if request is not None and request.decision is None and request.phase == ex.phase:
-            value = button_value(ex.id, ex.step, ex.phase, request.nonce)
-            blocks.append(
-                {
-                    "type": "actions",
-                    "block_id": "decision",
-                    "elements": [
-                        _button("Approve", APPROVE, value, "primary"),
-                        _button("Deny", DENY, value, "danger"),
-                    ],
-                }
-            )
-        else:
-            blocks.append(_section(f"decide with `/guardian approve {ex.id} {ex.step + 1}`"))
-    decisions = [
-        f"step {escape(str(r.detail.get('step_name', r.detail.get('step'))))} {r.kind} by "
-        f"{_who(r.actor, r.via)} at {r.at:%H:%M:%S} UTC"
-        for r in store.history(ex.id)
-        if r.kind in ("approved", "denied") and (as_of is None or r.at <= as_of)
-    ]
-    context = [f"execution `{ex.id}` asked by {_who(ex.requested_by, ex.requested_via)}"]
-    context += decisions
-    if ex.message:
-        context.append(escape(ex.message))
-    blocks.append(
-        {"type": "context", "elements": [{"type": "mrkdwn", "text": "\n".join(context)[:2900]}]}
-    )
-    return escape(f"{title} (execution {ex.id})"), blocks
-
-
-def button_value(execution_id: str, step: int, phase: int, nonce: str) -> str:
-    """What an Approve/Deny button carries: the execution, step, phase and request nonce
-    it was shown for (``ID:STEP:PHASE:NONCE``, step and phase from 0)."""
-    return f"{execution_id}:{step}:{phase}:{nonce}"
-
-
-@dataclass(frozen=True)
-class Shown:
-    """What a button press names: the approval request its message was shown for."""
-
-    execution: str
-    step: int
-    phase: int
-    nonce: str
-
-
-def parse_button(value: str) -> Shown | str:
-    """The request a button value names, or why it names none."""
-    if ":" not in value:
-        return (
-            "this button names no step (a message from an older guardian); nothing was "
-            "decided: use the execution's current message, or /guardian approve ID STEP"
-        )
-    parts = value.split(":")
-    if (
-        len(parts) != 4
-        or not all(parts)
-        or not (parts[1].isdigit() and parts[2].isdigit())
-        or max(len(p) for p in parts) > 32
-    ):
-        return "this button's value is not one guardian gave; nothing was decided"
-    return Shown(parts[0], int(parts[1]), int(parts[2]), parts[3])
-
-
-def escape(text: str) -> str:
-    """``text`` as literal mrkdwn: Slack's three control characters escaped, so
-    ``<!channel>`` or ``<https://x|y>`` written by anyone stays text, and backticks shown
-    as ``ˋ`` so that no text opens or closes a code span or a ``` block."""
-    escaped = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return escaped.replace("`", "\u02cb")
-
-
-def _plan_text(index: int, count: int, name: str, action: str, plan: Mapping[str, Any]) -> str:
-    head = f"*Step {index + 1} of {count}: {escape(name)}* ({escape(action)}) needs approval"
-    if "error" in plan:
-        return f"{head}\nplanning failed: {escape(str(plan['error']))}"
-    changes = plan.get("changes") or []
-    diff = "\n".join(f"{c['op']} {c['path']}: {c['description']}" for c in changes)
-    if len(diff) > DIFF_LIMIT:
-        diff = diff[:DIFF_LIMIT] + f"\n… ({len(changes)} changes in all)"
-    target = escape(str(plan.get("target", "")))
-    return f"{head}\n{target}, {len(changes)} changes:\n```{escape(diff) or 'nothing to change'}```"
-
-
-def _thread_line(event: str, detail: Mapping[str, Any]) -> str:
-    if event in ("approved", "denied"):
-        return f"{event} by {_who(str(detail.get('by', '')), str(detail.get('via', '')))}"
-    return escape(_thread_text(event, detail))
-
-
-def _thread_text(event: str, detail: Mapping[str, Any]) -> str:
-    if event == "applied":
-        phase = int(detail.get("phase", 0)) + 1
-        return f"applied {detail.get('step')} phase {phase} of {detail.get('of')}"
-    if event == "step_succeeded":
-        return f"{detail.get('step')}: verified"
-    if event in ("succeeded", "failed", "undone", "expired"):
-        return f"{event}{': ' + str(detail['message']) if detail.get('message') else ''}"
-    return ""
-
-
-def _who(actor: str, via: str) -> str:
-    """A Slack user as a mention (Slack user IDs only), anyone else as escaped text."""
-    if via == "slack" and re.fullmatch(r"[A-Za-z0-9_]{1,64}", actor):
-        return f"<@{actor}>"
-    return escape(f"{actor} ({via})")
-
-
-def _section(text: str) -> dict[str, Any]:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}}
-
-
-def _button(label: str, action: str, value: str, style: str) -> dict[str, Any]:
-    return {
-        "type": "button",
-        "text": {"type": "plain_text", "text": label},
-        "action_id": action,
-        "value": value,
-        "style": style,
-    }
 
 
 def _help(user: str, args: list[str]) -> str:
@@ -285,16 +63,6 @@ def _usage(verb: str, args: list[str]) -> str:
     if verb == "run" and not [a for a in args if a != "--dry-run"]:
         return "usage: /guardian run PLAYBOOK [k=v ...] [--dry-run]"
     return ""
-
-
-def _d(seconds: Any) -> str:
-    from guardian.durations import format_duration
-
-    return format_duration(int(seconds))
-
-
-def _f(value: Any) -> str:
-    return "-" if value is None else f"{float(value):.2f}"
 
 
 @dataclass

@@ -212,7 +212,7 @@ def notifier(
     that cannot be read gives a warning and no Slack messages instead of an error."""
     if config.slack is None:
         return Silent()
-    from guardian.chat import SlackNotifier
+    from guardian.blocks import SlackNotifier
     from guardian.clients.slack import SlackClient
 
     try:
