@@ -70,7 +70,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"guardian {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_evaluation_parsers(sub)
+    _add_cluster_parsers(sub)
+    commands.add_parsers(sub, _config_arg, _format_arg)
+    daemon.add_parsers(sub, _config_arg)
+    schema = sub.add_parser("schema", help="print the JSON Schema of guardian/v1 config files")
+    schema.set_defaults(handler=_cmd_schema)
+    return parser
 
+
+def _add_evaluation_parsers(sub: Any) -> None:
+    """``check``, ``eval``, ``rules`` and ``backtest``: what reads the config and Prometheus."""
     check = sub.add_parser("check", help="validate the configuration")
     _config_arg(check)
     check.set_defaults(handler=_cmd_check)
@@ -100,6 +110,9 @@ def _parser() -> argparse.ArgumentParser:
     _format_arg(bt)
     bt.set_defaults(handler=_cmd_backtest)
 
+
+def _add_cluster_parsers(sub: Any) -> None:
+    """``suspects`` and ``act``: what reads or changes the cluster by hand."""
     sus = sub.add_parser("suspects", help="recent rollouts, ranked: candidates for pause-rollout")
     sus.add_argument("--since", default="30m", help="look back this far before the burn (30m)")
     sus.add_argument("--at", help="start of the burn, RFC 3339 (default: now)")
@@ -135,13 +148,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     _format_arg(act)
     act.set_defaults(handler=_cmd_act)
-
-    commands.add_parsers(sub, _config_arg, _format_arg)
-    daemon.add_parsers(sub, _config_arg)
-
-    schema = sub.add_parser("schema", help="print the JSON Schema of guardian/v1 config files")
-    schema.set_defaults(handler=_cmd_schema)
-    return parser
 
 
 def _config_arg(parser: argparse.ArgumentParser) -> None:
