@@ -12,12 +12,55 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 from guardian.testing.prometheus import free_port
+from tests.traffic import ratio_slo
 
 
-class FailingProxy:
+class _Served:
+    """A loopback HTTP server on its own thread while the ``with`` block runs."""
+
+    port: int
+    _server: ThreadingHTTPServer
+    _thread: threading.Thread
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def odd_config(
+    directory: Path, url: str, timeout: str = "5s", extra: str = "", name: str = "x"
+) -> Path:
+    """A config of one ratio SLO ``name`` read from ``url`` with that query ``timeout``;
+    ``extra`` adds top-level sections (``daemon: {interval: 2s}\n``)."""
+    path = directory / "guardian.yaml"
+    slo = ratio_slo(name, f'job="{name}"', 99.9, "google-30d")
+    path.write_text(
+        f"version: guardian/v1\nprometheus: {{url: '{url}', timeout: {timeout}}}\n{extra}"
+        f"slos:{slo}\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+class FailingProxy(_Served):
     """Answers ``status`` to the first ``failures`` requests, then forwards to ``upstream``.
 
     With ``matching``, only requests whose decoded body or path contain that text fail (all
@@ -84,23 +127,6 @@ class FailingProxy:
         text = urllib.parse.unquote_plus(path + "?" + (body or b"").decode("utf-8", "replace"))
         return self.matching in text
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> FailingProxy:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
 
 @dataclass(frozen=True)
 class Answer:
@@ -120,7 +146,7 @@ class Answer:
     """Send Content-Length; without it the body ends when the connection closes."""
 
 
-class OddPrometheus:
+class OddPrometheus(_Served):
     """A real HTTP server on 127.0.0.1 that answers each query with ``answer(promql)``."""
 
     def __init__(self, answer: Answer | Callable[[str], Answer]) -> None:
@@ -177,14 +203,6 @@ class OddPrometheus:
         self._server.block_on_close = False
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> OddPrometheus:
-        self._thread.start()
-        return self
-
     def __exit__(
         self,
         exc_type: type[BaseException] | None,
@@ -192,8 +210,7 @@ class OddPrometheus:
         tb: TracebackType | None,
     ) -> None:
         self._stop.set()
-        self._server.shutdown()
-        self._server.server_close()
+        super().__exit__(exc_type, exc, tb)
 
 
 def elapsed(since: float) -> float:

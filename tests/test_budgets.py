@@ -25,8 +25,7 @@ from guardian.cycle import trigger_context
 from guardian.pipeline import PrometheusSignals, evaluation_budget
 from guardian.playbooks import load_playbooks
 from guardian.testing.slack import SlackEmulator
-from tests.faults import Answer, OddPrometheus, elapsed
-from tests.traffic import ratio_slo
+from tests.faults import Answer, OddPrometheus, elapsed, odd_config
 
 ROOT = Path(__file__).resolve().parent.parent
 BUDGET = 1.6
@@ -46,14 +45,7 @@ steps:
 
 
 def _config(directory: Path, url: str, extra: str = "") -> Path:
-    path = directory / "guardian.yaml"
-    slo = ratio_slo("x", 'job="x"', 99.9, "google-30d")
-    path.write_text(
-        f"version: guardian/v1\nprometheus: {{url: '{url}', timeout: 5s}}\n"
-        f"daemon: {{interval: 2s}}\n{extra}slos:{slo}\n",
-        encoding="utf-8",
-    )
-    return path
+    return odd_config(directory, url, "5s", "daemon: {interval: 2s}\n" + extra)
 
 
 @pytest.fixture

@@ -31,8 +31,7 @@ from guardian.cycle import Cycle
 from guardian.errors import PrometheusUnavailable
 from guardian.evaluation import Evaluation
 from guardian.pipeline import evaluate, evaluation_budget, replay
-from tests.faults import Answer, OddPrometheus, elapsed
-from tests.traffic import ratio_slo
+from tests.faults import Answer, OddPrometheus, elapsed, odd_config
 
 
 def _ok(result: str, kind: str = "vector") -> bytes:
@@ -172,7 +171,7 @@ def test_eval_on_an_odd_answer_exits_3_with_one_line(
 ) -> None:
     answer, detail = INSTANT_CORPUS[case]
     with OddPrometheus(answer) as server:
-        code = main(["eval", "-c", str(_config(tmp_path, server.url)), "-o", "json"])
+        code = main(["eval", "-c", str(odd_config(tmp_path, server.url)), "-o", "json"])
     captured = capsys.readouterr()
     assert code == 3
     assert captured.err.splitlines() == [
@@ -181,17 +180,6 @@ def test_eval_on_an_odd_answer_exits_3_with_one_line(
     ]
     assert "Traceback" not in captured.err
     assert {s["status"] for s in json.loads(captured.out)["slos"]} == {"no_data"}
-
-
-def _config(tmp_path: Path, url: str, timeout: str = "5s", extra: str = "") -> Path:
-    path = tmp_path / "guardian.yaml"
-    slo = ratio_slo("x", 'job="x"', 99.9, "google-30d")
-    path.write_text(
-        f"version: guardian/v1\nprometheus: {{url: '{url}', timeout: {timeout}}}\n{extra}"
-        f"slos:{slo}\n",
-        encoding="utf-8",
-    )
-    return path
 
 
 def _at(seconds: float) -> datetime:
@@ -237,7 +225,7 @@ def test_an_evaluation_ends_within_its_deadline_when_prometheus_never_answers(
     tmp_path: Path,
 ) -> None:
     # 8 windows on 2 threads, 2 s per query: the budget (2 x timeout = 4 s) cuts the rest.
-    config = load_config(_config(tmp_path, "http://127.0.0.1:1", timeout="2s"))
+    config = load_config(odd_config(tmp_path, "http://127.0.0.1:1", timeout="2s"))
     assert evaluation_budget(2, config.daemon.interval) == 4.0
     with OddPrometheus(Answer(hang=True)) as server:
         client = _client(server.url, timeout=2)
@@ -255,7 +243,9 @@ def test_the_daemon_interval_bounds_an_evaluation(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # timeout 5 s, interval 2 s: the whole evaluation gets 1.6 s, not 8 windows x 5 s.
-    path = _config(tmp_path, "http://127.0.0.1:1", timeout="5s", extra="daemon: {interval: 2s}\n")
+    path = odd_config(
+        tmp_path, "http://127.0.0.1:1", timeout="5s", extra="daemon: {interval: 2s}\n"
+    )
     config = load_config(path)
     assert evaluation_budget(config.prometheus.timeout, config.daemon.interval) == 1.6
     with OddPrometheus(Answer(hang=True)) as server:
@@ -273,7 +263,7 @@ def test_the_daemon_interval_bounds_an_evaluation(
 
 def test_the_daemon_cycle_evaluates_within_the_interval(tmp_path: Path) -> None:
     with OddPrometheus(Answer(hang=True)) as server:
-        path = _config(tmp_path, server.url, timeout="5s", extra="daemon: {interval: 2s}\n")
+        path = odd_config(tmp_path, server.url, timeout="5s", extra="daemon: {interval: 2s}\n")
         config = load_config(path)
         client = PrometheusClient(config.prometheus)
         # evaluate() needs only the config and Prometheus; the rest is for acting
