@@ -9,8 +9,6 @@ formats pydantic's errors into breadcrumb lines. Checks that need more than one 
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Callable
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -22,69 +20,24 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
+from guardian.config.checks import (
+    Bucket,
+    Duration,
+    Headers,
+    HttpURL,
+    LabelNames,
+    Listen,
+    Selector,
+    SloName,
+    StoreURL,
+    Subjects,
+    at_most,
+)
 from guardian.config.read import shown
 from guardian.durations import parse_duration
 
 API_VERSION = "guardian/v1"
-
-_MATCHER = r'\s*+[a-zA-Z_][a-zA-Z0-9_]*+\s*+(?:=~|!~|!=|=)\s*+"(?:[^"\\]|\\.)*+"\s*+'
-_SELECTOR = re.compile(rf"^(?:{_MATCHER})(?:,{_MATCHER})*+,?\s*$")
-"""Possessive quantifiers: linear time on any input (a run of spaces cannot backtrack)."""
-_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
-_LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
-_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-"""An HTTP header name: an RFC 7230 token (no space, colon, line break or quote)."""
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
-"""Characters a header value must not hold (a tab is allowed, as RFC 7230 says)."""
-
-
-def _duration(value: object) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"must be a duration like 30s, 5m, 1h or 30d (got {shown(value)})")
-    parse_duration(value)
-    return value
-
-
-def at_most(limit: str) -> Callable[[object], str]:
-    """A validator for a duration no longer than ``limit`` (e.g. ``"10m"``)."""
-    seconds = parse_duration(limit)
-
-    def check(value: object) -> str:
-        if not isinstance(value, str):
-            raise ValueError(f"must be a duration like 30s, 5m, 1h or 30d (got {shown(value)})")
-        parse_duration(value, at_most=seconds)
-        return value
-
-    return check
-
-
-def _listen(value: str) -> str:
-    """``host:port`` with a port from 1 to 65535."""
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or len(port) > 5:
-        raise ValueError(f"must be host:port like 127.0.0.1:8080 (got {shown(value)})")
-    if not 1 <= int(port) <= 65535:
-        raise ValueError(f"port: must be from 1 to 65535 (got {int(port)})")
-    return value
-
-
-def _selector(value: object) -> str:
-    if not isinstance(value, str):
-        raise ValueError(
-            f'must be label matchers like cluster="prod", job="apiserver" (got {shown(value)})'
-        )
-    if value.strip() and not _SELECTOR.match(value):
-        raise ValueError(
-            f'must be label matchers like cluster="prod", job="apiserver" (got {shown(value)})'
-        )
-    return value.strip().rstrip(",")
-
-
-Duration = Annotated[str, BeforeValidator(_duration)]
-Selector = Annotated[str, BeforeValidator(_selector)]
 
 
 class _Spec(BaseModel):
@@ -101,7 +54,7 @@ class BasicAuthSpec(_Spec):
 class PrometheusSpec(_Spec):
     """How to reach Prometheus (or Thanos, Mimir, Cortex: anything with its query API)."""
 
-    url: str = Field(description="Base URL, e.g. http://prometheus.monitoring:9090")
+    url: HttpURL = Field(description="Base URL, e.g. http://prometheus.monitoring:9090")
     timeout: Annotated[str, BeforeValidator(at_most("10m"))] = Field(
         "10s", description="Timeout of one query"
     )
@@ -110,7 +63,7 @@ class PrometheusSpec(_Spec):
     basic_auth: BasicAuthSpec | None = None
     tls_ca_file: str | None = Field(None, description="CA bundle for an https URL")
     tls_insecure_skip_verify: bool = False
-    headers: dict[str, str] = Field(
+    headers: Headers = Field(
         default_factory=dict, description="Extra headers, e.g. X-Scope-OrgID for Mimir"
     )
     source: Literal["raw", "rules"] = Field(
@@ -119,43 +72,6 @@ class PrometheusSpec(_Spec):
     parallel_queries: int = Field(
         2, ge=1, le=16, description="Window queries sent at once (Prometheus runs each on a core)"
     )
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        if not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError(f"must be an http:// or https:// URL (got {shown(value)})")
-        if "@" in value.split("/")[2]:
-            raise ValueError(
-                "holds a user or password; use basic_auth with a password_file instead"
-            )
-        return value.rstrip("/")
-
-    @field_validator("headers")
-    @classmethod
-    def _headers(cls, value: dict[str, str]) -> dict[str, str]:
-        for name, text in value.items():
-            if not _TOKEN.fullmatch(name):
-                raise ValueError(
-                    f"{shown(name, 40)}: not a valid header name; use letters, digits and '-' "
-                    "only, like X-Scope-OrgID"
-                )
-            if name.lower() in ("authorization", "proxy-authorization", "cookie"):
-                raise ValueError(
-                    f"{shown(name, 40)} holds a credential; use bearer_token_file, "
-                    "bearer_token_env or basic_auth instead"
-                )
-            label = name if len(name) <= 40 else name[:39] + "…"
-            if _CONTROL.search(text):  # the value may be a secret: never echoed
-                raise ValueError(
-                    f"{label}: the value holds a control character (a line break?); remove it"
-                )
-            if not text.isascii():
-                raise ValueError(
-                    f"{label}: the value holds a character that is not ASCII; an HTTP header "
-                    "carries ASCII only"
-                )
-        return value
 
     @model_validator(mode="after")
     def _one_auth(self) -> PrometheusSpec:
@@ -253,20 +169,8 @@ class LatencySpec(_Spec):
     """A Prometheus histogram: good requests are the ones under the ``le`` bucket."""
 
     metric: str = Field(description="Histogram name without _bucket, e.g. http_request_seconds")
-    le: str = Field(description='Threshold bucket exactly as exposed, e.g. "0.5"')
+    le: Bucket = Field(description='Threshold bucket exactly as exposed, e.g. "0.5"')
     selector: Selector = ""
-
-    @field_validator("le", mode="before")
-    @classmethod
-    def _le(cls, value: object) -> str:
-        text = str(value)
-        try:
-            finite = math.isfinite(float(text))
-        except ValueError:
-            finite = False
-        if not finite:  # +Inf counts every request as good: the SLO could never burn
-            raise ValueError(f'must be a bucket boundary like "0.5" (got {shown(value)})')
-        return text
 
 
 class SLISpec(_Spec):
@@ -289,23 +193,14 @@ class SLISpec(_Spec):
 class SLOSpec(_Spec):
     """One service level objective."""
 
-    name: str
+    name: SloName
     objective: float = Field(description="Target in percent, e.g. 99.9")
     period: Annotated[str, BeforeValidator(at_most("365d"))] = "30d"
     description: str = ""
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: LabelNames = Field(default_factory=dict)
     sli: SLISpec
     windows: str = Field("google-30d", description="A window set name")
     min_events: int | None = Field(None, ge=0)
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        if not _NAME.match(value) or len(value) > 63:
-            raise ValueError(
-                f"must be lower-case letters, digits and '-', at most 63 (got {shown(value)})"
-            )
-        return value
 
     @field_validator("objective")
     @classmethod
@@ -314,22 +209,11 @@ class SLOSpec(_Spec):
             raise ValueError(f"must be > 0 and < 100 (got {value:g})")
         return value
 
-    @field_validator("labels")
-    @classmethod
-    def _labels(cls, value: dict[str, str]) -> dict[str, str]:
-        for key in value:
-            if not _LABEL.match(key) or key in ("slo", "window", "severity", "long", "short"):
-                raise ValueError(
-                    f"{shown(key, 40)} is not a usable label name (reserved: slo, window, "
-                    "severity, long, short)"
-                )
-        return value
-
 
 class StoreSpec(_Spec):
     """Where executions, approvals and the audit log live (a SQLAlchemy URL)."""
 
-    url: str = Field(
+    url: StoreURL = Field(
         "sqlite:///guardian.db",
         description="sqlite:///path (relative to the working directory) or "
         "postgresql+psycopg://user@host/db; no password here: use url_env",
@@ -337,28 +221,6 @@ class StoreSpec(_Spec):
     url_env: str | None = Field(
         None, description="Environment variable holding the URL instead (it may hold a password)"
     )
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        try:
-            url = make_url(value)
-        except (ArgumentError, ValueError):
-            url = None
-        if url is not None and _holds_password(url.password, dict(url.query)):
-            raise ValueError(_PASSWORD)
-        if url is None or not re.match(r"^(sqlite|postgresql)(\+\w+)?://", value):
-            raise ValueError("must be a sqlite:/// or postgresql+psycopg:// URL")
-        return value
-
-
-_PASSWORD = "holds a password; put the URL in an environment variable and name it in url_env"
-
-
-def _holds_password(password: object, query: dict[str, object]) -> bool:
-    """A password in the URL's user part or its query (``?password=``, any spelling)."""
-    names = {"password", "passwd", "pwd", "sslpassword"}
-    return password is not None or any(k.lower() in names for k in query)
 
 
 class PolicySpec(_Spec):
@@ -377,23 +239,12 @@ class PolicySpec(_Spec):
     notify: Literal["page", "ticket", "none"] = Field(
         "ticket", description="Lowest severity that notifies (page: only pages)"
     )
-    protected_subjects: list[str] = Field(
+    protected_subjects: Subjects = Field(
         default_factory=list,
         description="More subjects throttle-client never throttles, beside the built-in ones "
         "(system:masters, system:nodes, system:kube-*, kube-system service accounts, guardian "
         "itself...): user:NAME, group:NAME or serviceaccount:NAMESPACE/NAME; * matches anything",
     )
-
-    @field_validator("protected_subjects")
-    @classmethod
-    def _protected(cls, value: list[str]) -> list[str]:
-        for entry in value:
-            if not re.fullmatch(r"(user|group):\S+|serviceaccount:[^/\s]+/\S+", entry):
-                raise ValueError(
-                    "entries must be user:NAME, group:NAME or serviceaccount:NAMESPACE/NAME "
-                    f"(got {entry[:80]!r})"
-                )
-        return value
 
 
 class SlackSpec(_Spec):
@@ -412,7 +263,7 @@ class SlackSpec(_Spec):
     mode: Literal["socket", "http"] = Field(
         "socket", description="socket: Socket Mode (no ingress); http: POST /slack/events"
     )
-    listen: str = Field("127.0.0.1:8080", description="host:port of /slack/events in http mode")
+    listen: Listen = Field("127.0.0.1:8080", description="host:port of /slack/events in http mode")
     api_url: str = Field("https://slack.com/api/", description="Slack Web API base URL")
     bot_token_env: str | None = "SLACK_BOT_TOKEN"
     bot_token_file: str | None = None
@@ -420,11 +271,6 @@ class SlackSpec(_Spec):
     app_token_file: str | None = None
     signing_secret_env: str | None = "SLACK_SIGNING_SECRET"
     signing_secret_file: str | None = None
-
-    @field_validator("listen")
-    @classmethod
-    def _listen(cls, value: str) -> str:
-        return _listen(value)
 
 
 class LeaseSpec(_Spec):
@@ -468,7 +314,7 @@ class DaemonSpec(_Spec):
     progress_interval: Annotated[str, BeforeValidator(at_most("10m"))] = Field(
         "5s", description="Move open executions and expire approvals this often"
     )
-    listen: str = Field(
+    listen: Listen = Field(
         "127.0.0.1:8080",
         description="host:port of /healthz, /readyz, /metrics (and /slack/events in http mode)",
     )
@@ -476,11 +322,6 @@ class DaemonSpec(_Spec):
     log_format: Literal["auto", "json", "text"] = Field(
         "auto", description="auto: text on a terminal, JSON lines otherwise"
     )
-
-    @field_validator("listen")
-    @classmethod
-    def _listen(cls, value: str) -> str:
-        return _listen(value)
 
 
 class FileSpec(_Spec):

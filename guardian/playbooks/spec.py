@@ -19,8 +19,8 @@ from pydantic import (
     model_validator,
 )
 
+from guardian.config.checks import at_most
 from guardian.config.read import shown
-from guardian.config.spec import at_most
 
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 _CLOCK = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
