@@ -9,62 +9,62 @@ that trickles one byte a second is cut at the deadline, not after each quiet rea
 ``evaluation_deadline`` (the pipeline's budget for a whole evaluation) a query ends by that
 deadline too, if it comes first. Transient failures (connection errors, 429, 5xx) are retried
 once, inside the deadline, with tenacity; nothing else retries. Answers are capped at
-``MAX_ANSWER_BYTES`` and checked field by field: anything that is not the Prometheus answer
-asked for (no ``data``, ``status: error``, a matrix for a vector, a value that is not a
-number, not JSON) is a ``PrometheusUnavailable`` naming what is wrong; so is a redirect,
-which is never followed.
+``MAX_ANSWER_BYTES`` and checked field by field by ``guardian.clients.prometheus_answers``:
+anything that is not the Prometheus answer asked for is a ``PrometheusUnavailable`` naming
+what is wrong; so is a redirect, which is never followed.
 A query Prometheus refuses as invalid (400) is a ``QueryRefused``, never retried: the pipeline
 makes the SLOs of that query ``no_data`` and names the one whose selector is refused. Every
 text taken from Prometheus (error messages, a redirect's Location, a Content-Type) reaches
 messages on one line with control characters escaped (``\x1b``); header values are never
-shown. Values are passed on as read, NaN and infinities included: the pipeline judges them.
+shown.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
-import unicodedata
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 from urllib.parse import urlsplit
 
 import requests
 import tenacity
 import urllib3
 
+from guardian.clients.prometheus_answers import (
+    BadAnswer,
+    InstantSample,
+    RangeSeries,
+    answer_data,
+    error_text,
+    instant_samples,
+    printable,
+    range_series,
+)
 from guardian.config.model import PrometheusSettings
 from guardian.config.read import check_ca_file, read_secret
 from guardian.errors import ConfigError, PrometheusUnavailable
+
+__all__ = [
+    "MAX_ANSWER_BYTES",
+    "Deadline",
+    "InstantSample",
+    "PrometheusClient",
+    "QueryRefused",
+    "RangeSeries",
+    "evaluation_deadline",
+]
 
 MAX_ANSWER_BYTES = 50 * 1024 * 1024
 """Largest answer read; a bigger one is a bad answer, not a reason to run out of memory."""
 
 _CHUNK = 64 * 1024
-ResultType = Literal["vector", "matrix"]
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class InstantSample:
-    """One series of an instant query."""
-
-    labels: dict[str, str]
-    value: float
-
-
-@dataclass(frozen=True)
-class RangeSeries:
-    """One series of a range query: ``(unix_seconds, value)`` points."""
-
-    labels: dict[str, str]
-    points: list[tuple[float, float]]
 
 
 @dataclass(frozen=True)
@@ -104,10 +104,6 @@ class _Transient(Exception):
     """Worth one more try, if the deadline leaves time for it."""
 
 
-class _BadAnswer(Exception):
-    """Prometheus answered, but not with what was asked for; never retried."""
-
-
 class PrometheusClient:
     """A small, synchronous PromQL client: one deadline per query, one retry inside it.
 
@@ -137,7 +133,7 @@ class PrometheusClient:
         """Evaluate ``promql`` at ``at`` (now when ``None``)."""
         params = {} if at is None else {"time": f"{at.timestamp():.3f}"}
         data = self._call("query", promql, params)
-        return self._checked(lambda: _instant(data))
+        return self._checked(lambda: instant_samples(data))
 
     def range(self, promql: str, start: datetime, end: datetime, step: int) -> list[RangeSeries]:
         """Evaluate ``promql`` at every ``step`` seconds from ``start`` to ``end``."""
@@ -147,7 +143,7 @@ class PrometheusClient:
             "step": str(step),
         }
         data = self._call("query_range", promql, params)
-        return self._checked(lambda: _range(data))
+        return self._checked(lambda: range_series(data))
 
     def ping(self) -> None:
         """Raise ``PrometheusUnavailable`` unless Prometheus answers a trivial query."""
@@ -160,7 +156,7 @@ class PrometheusClient:
     def _checked(self, read: Callable[[], T]) -> T:
         try:
             return read()
-        except _BadAnswer as exc:
+        except BadAnswer as exc:
             raise PrometheusUnavailable(self._bad(str(exc))) from None
 
     def _bad(self, detail: str) -> str:
@@ -182,7 +178,7 @@ class PrometheusClient:
             raise PrometheusUnavailable(
                 f"cannot query Prometheus at {self.settings.url}: {exc}"
             ) from None
-        except _BadAnswer as exc:
+        except BadAnswer as exc:
             raise PrometheusUnavailable(self._bad(str(exc))) from None
         except _OutOfTime as exc:
             raise PrometheusUnavailable(str(exc)) from None
@@ -232,7 +228,7 @@ class PrometheusClient:
             raise _Transient(type(exc).__name__) from None
         with response:
             if response.is_redirect:
-                raise _BadAnswer(_redirect(response))
+                raise BadAnswer(_redirect(response))
             body = self._body(response, deadline)
         return _document(response, body)
 
@@ -248,7 +244,7 @@ class PrometheusClient:
         cap = self.max_answer_bytes
         declared = response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > cap:
-            raise _BadAnswer(_too_large(cap))
+            raise BadAnswer(_too_large(cap))
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -263,7 +259,7 @@ class PrometheusClient:
                 return b"".join(chunks)
             size += len(chunk)
             if size > cap:
-                raise _BadAnswer(_too_large(cap))
+                raise BadAnswer(_too_large(cap))
             chunks.append(chunk)
 
 
@@ -294,107 +290,8 @@ def _document(response: requests.Response, body: bytes) -> dict[str, Any]:
     """The ``data`` object of a successful answer; raises for anything else."""
     status = response.status_code
     if status != 200:
-        _raise_status(status, _error_text(body))
-    try:
-        doc = json.loads(body)
-    except (ValueError, RecursionError):
-        kind = response.headers.get("Content-Type", "none").split(";")[0]
-        raise _BadAnswer(f"not JSON (Content-Type: {printable(kind[:100])})") from None
-    if not isinstance(doc, dict):
-        raise _BadAnswer("not a JSON object")
-    if doc.get("status") != "success":
-        if doc.get("status") == "error":
-            raise _BadAnswer(f"status error: {_one_line(doc.get('error'))}")
-        raise _BadAnswer(f'status is {_json(doc.get("status"))}, not "success"')
-    data = doc.get("data")
-    if not isinstance(data, dict) or "result" not in data:
-        raise _BadAnswer("no data.result")
-    return data
-
-
-def _instant(data: dict[str, Any]) -> list[InstantSample]:
-    kind, result = _result(data, "vector")
-    if kind == "scalar":
-        return [InstantSample({}, _point(result, "data.result")[1])]
-    return [
-        InstantSample(
-            _labels(item, f"data.result[{i}]"),
-            _point(_field(item, "value", f"data.result[{i}]"), f"data.result[{i}].value")[1],
-        )
-        for i, item in enumerate(result)
-    ]
-
-
-def _range(data: dict[str, Any]) -> list[RangeSeries]:
-    _, result = _result(data, "matrix")
-    series: list[RangeSeries] = []
-    for i, item in enumerate(result):
-        where = f"data.result[{i}]"
-        values = _field(item, "values", where)
-        if not isinstance(values, list):
-            raise _BadAnswer(f"{where}.values is not a list of [time, value]")
-        points = [_point(v, f"{where}.values[{j}]") for j, v in enumerate(values)]
-        series.append(RangeSeries(_labels(item, where), points))
-    return series
-
-
-def _result(data: dict[str, Any], wanted: ResultType) -> tuple[str, Any]:
-    kind = data.get("resultType")
-    allowed = ("vector", "scalar") if wanted == "vector" else ("matrix",)
-    if kind not in allowed:
-        raise _BadAnswer(f"data.resultType is {_json(kind)}, not {wanted}")
-    result = data["result"]
-    if kind != "scalar" and not isinstance(result, list):
-        raise _BadAnswer("data.result is not a list")
-    return str(kind), result
-
-
-def _field(item: Any, name: str, where: str) -> Any:
-    if not isinstance(item, dict) or name not in item:
-        raise _BadAnswer(f"{where}.{name} is missing")
-    return item[name]
-
-
-def _labels(item: Any, where: str) -> dict[str, str]:
-    metric = _field(item, "metric", where)
-    if not isinstance(metric, dict) or not all(isinstance(v, str) for v in metric.values()):
-        raise _BadAnswer(f"{where}.metric is not an object of strings")
-    return dict(metric)
-
-
-def _point(raw: Any, where: str) -> tuple[float, float]:
-    if not isinstance(raw, list) or len(raw) != 2:
-        raise _BadAnswer(f"{where} is not [time, value]")
-    stamp, value = raw
-    if isinstance(stamp, bool) or not isinstance(stamp, int | float):
-        raise _BadAnswer(f"{where}[0] is not a time: {_json(stamp)}")
-    return float(stamp), _number(value, f"{where}[1]")
-
-
-def _number(raw: Any, where: str) -> float:
-    """A sample value: Prometheus writes them as strings ("1.5", "NaN", "+Inf")."""
-    if isinstance(raw, int | float) and not isinstance(raw, bool):
-        return float(raw)
-    if isinstance(raw, str):
-        try:
-            return float(raw)
-        except ValueError:
-            pass
-    raise _BadAnswer(f"{where} is not a number: {_json(raw)}")
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value)[:60]
-
-
-def _one_line(value: Any) -> str:
-    lines = str(value).strip().splitlines()
-    return printable(lines[0][:300]) if lines else ""
-
-
-def printable(text: str) -> str:
-    """``text`` with C0 and C1 control characters (ESC, DEL, ...) written as ``\\x1b``."""
-    return "".join(repr(c)[1:-1] if unicodedata.category(c) == "Cc" else c for c in text)
+        _raise_status(status, error_text(body))
+    return answer_data(body, response.headers.get("Content-Type", "none"))
 
 
 def _raise_status(status: int, detail: str) -> NoReturn:
@@ -403,16 +300,6 @@ def _raise_status(status: int, detail: str) -> NoReturn:
     if status == 429 or status >= 500:
         raise _Transient(f"HTTP {status}: {detail}")
     raise PrometheusUnavailable(f"Prometheus answered HTTP {status}: {detail}")
-
-
-def _error_text(body: bytes) -> str:
-    text = body.decode("utf-8", "replace")
-    try:
-        parsed = json.loads(text)
-        text = str(parsed.get("error", "")) if isinstance(parsed, dict) else text
-    except (ValueError, RecursionError):
-        pass
-    return _one_line(text)
 
 
 def _connection_reason(exc: requests.ConnectionError) -> str:
