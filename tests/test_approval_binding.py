@@ -26,6 +26,7 @@ from guardian.playbooks import Playbook, load_playbooks
 from guardian.runner import Decision, Runner
 from guardian.store import Execution, Store, executions
 from guardian.testing.slack import SlackEmulator
+from tests.signals import NoSignals
 from tests.store_fixture import store_config
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
@@ -44,14 +45,6 @@ steps:
     action: pause-rollout
     params: {kind: DaemonSet, namespace: telemetry, name: agent}
 """
-
-
-class NoSignals:
-    def short_burn(self, slo: str) -> float | None:
-        return None
-
-    def holds(self, promql: str) -> bool:
-        return False
 
 
 def _no_cluster(context: str | None) -> KubeAPI:

@@ -7,14 +7,7 @@ from datetime import UTC, datetime
 from guardian.actions.base import KubeAPI
 from guardian.runner import Runner
 from guardian.store import Store
-
-
-class NoSignals:
-    def short_burn(self, slo: str) -> float | None:
-        return None
-
-    def holds(self, promql: str) -> bool:
-        return False
+from tests.signals import NoSignals
 
 
 def _no_cluster(context: str | None) -> KubeAPI:
