@@ -21,7 +21,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from guardian import __version__, commands, daemon
+from guardian import __version__, approvals, commands, daemon
 from guardian.backtest import episodes
 from guardian.clients.prometheus import PrometheusClient
 from guardian.config import Config, load_config
@@ -73,6 +73,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_evaluation_parsers(sub)
     _add_cluster_parsers(sub)
     commands.add_parsers(sub, _config_arg, _format_arg)
+    approvals.add_parsers(sub, _config_arg, _format_arg)
     daemon.add_parsers(sub, _config_arg)
     schema = sub.add_parser("schema", help="print the JSON Schema of guardian/v1 config files")
     schema.set_defaults(handler=_cmd_schema)

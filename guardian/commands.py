@@ -1,9 +1,11 @@
-"""Console commands for playbooks and executions: ``playbook``, ``approvals``, ``history``,
-``pause`` and ``resume``.
+"""Console commands for playbooks (``playbook list|show|run``), and the wiring of the real
+parts.
 
 Input: parsed arguments. Output: text or JSON on stdout and an exit code. Wires the real
-parts together (config, playbooks, store, API server, Prometheus) and hands them to
-``guardian.runner``. Called by ``guardian.cli``, which owns the parser.
+parts together (config, playbooks, store, API server, Prometheus, Slack notifier) and hands
+them to ``guardian.runner``; the wiring (``open_store``, ``playbooks_of``, ``runner_for``,
+``notifier``, ``burn_chart``) is also used by ``guardian.approvals`` and ``guardian.daemon``.
+Called by ``guardian.cli``, which owns the parser.
 """
 
 from __future__ import annotations
@@ -21,16 +23,16 @@ from guardian.actions import CATALOGUE
 from guardian.actions.base import KubeAPI
 from guardian.clients.prometheus import PrometheusClient
 from guardian.config import Config, load_config
-from guardian.cycle import Cycle, target_of, trigger_context
-from guardian.errors import EXIT_BURNING, EXIT_OK, ConfigError, GuardianError, UsageError
+from guardian.cycle import target_of, trigger_context
+from guardian.errors import EXIT_BURNING, EXIT_OK, ConfigError, UsageError
 from guardian.pipeline import PrometheusSignals, evaluation_budget, replay
 from guardian.playbooks import Playbook, load_playbooks
 from guardian.runner import Notifier, Runner, Silent, StepCheck
-from guardian.store import MIN_PREFIX, OPEN_STATES, AmbiguousPrefix, Execution, Store
+from guardian.store import Execution, Store
 
 
 def add_parsers(sub: Any, config_arg: Any, format_arg: Any) -> None:
-    """Register the subcommands on ``sub`` (``argparse`` sub-parsers)."""
+    """Register ``playbook list|show|run`` on ``sub`` (``argparse`` sub-parsers)."""
     playbook = sub.add_parser("playbook", help="list, show or run playbooks")
     books = playbook.add_subparsers(dest="playbook_command", required=True, metavar="COMMAND")
     listing = books.add_parser("list", help="the loaded playbooks")
@@ -55,96 +57,26 @@ def add_parsers(sub: Any, config_arg: Any, format_arg: Any) -> None:
         help="plan every step, check it with dryRun=All, change nothing; exit 1 if any fails",
     )
     run.add_argument("--since", default="30m", help="look-back for suspects (default 30m)")
-    _kube_args(run)
-    _actor_arg(run)
+    kube_args(run)
+    actor_arg(run)
     format_arg(run)
     run.set_defaults(handler=_cmd_run)
 
-    approvals = sub.add_parser("approvals", help="pending approvals: list, approve, deny")
-    verbs = approvals.add_subparsers(dest="approvals_command", required=True, metavar="COMMAND")
-    pending = verbs.add_parser("list", help="executions awaiting approval")
-    config_arg(pending)
-    format_arg(pending)
-    pending.set_defaults(handler=_cmd_pending)
-    for verb in ("approve", "deny"):
-        decide = verbs.add_parser(
-            verb,
-            help=f"{verb} the step of an execution that awaits approval",
-            description=f"{verb.capitalize()} step N of execution ID. The decision binds to "
-            "that step: it is refused (and audited) unless N is the step awaiting approval "
-            "now, so a second or late command never decides a later step that nobody looked "
-            "at. 'guardian approvals list' shows each pending execution with its step.",
-        )
-        decide.add_argument("id", help="execution ID (a unique prefix will do)")
-        decide.add_argument(
-            "--step",
-            type=_step_number,
-            required=True,
-            metavar="N",
-            help="the step you are deciding, as 'approvals list' shows it (1 is the first)",
-        )
-        config_arg(decide)
-        _kube_args(decide)
-        _actor_arg(decide)
-        decide.add_argument(
-            "--no-run",
-            action="store_true",
-            help="record the decision only; a running daemon carries the execution on",
-        )
-        decide.set_defaults(handler=_cmd_decide, verb=verb)
 
-    _add_operator_parsers(sub, config_arg, format_arg)
-
-
-def _add_operator_parsers(sub: Any, config_arg: Any, format_arg: Any) -> None:
-    history = sub.add_parser("history", help="the audit log, oldest first")
-    config_arg(history)
-    history.add_argument("--execution", help="only this execution")
-    history.add_argument("--limit", type=int, default=50)
-    format_arg(history)
-    history.set_defaults(handler=_cmd_history)
-
-    slack = sub.add_parser(
-        "slack",
-        help="the approvals loop: evaluate, propose playbook runs, answer Slack's buttons and "
-        "/guardian (Socket Mode or HTTP, per config)",
-    )
-    config_arg(slack)
-    _kube_args(slack)
-    slack.add_argument("--interval", default="30s", help="evaluation interval (default 30s)")
-    slack.set_defaults(handler=_cmd_slack)
-
-    for verb, text in (
-        ("pause", "kill switch: propose and run nothing until resume"),
-        ("resume", "lift the kill switch"),
-    ):
-        switch = sub.add_parser(verb, help=text)
-        config_arg(switch)
-        _actor_arg(switch)
-        switch.set_defaults(handler=_cmd_switch, verb=verb)
-
-
-def _kube_args(parser: argparse.ArgumentParser) -> None:
+def kube_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kubeconfig", help="kubeconfig file (default $KUBECONFIG)")
     parser.add_argument("--context", help="kubeconfig context (default: the current one)")
     parser.add_argument("--qps", type=float, default=5.0, help="API requests per second")
     parser.add_argument("--burst", type=int, default=10, help="token bucket burst")
 
 
-def _actor_arg(parser: argparse.ArgumentParser) -> None:
+def actor_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--as", dest="actor", default=None, help="who you are, for the audit (default $USER)"
     )
 
 
-def _step_number(text: str) -> int:
-    """A step number as people see it (1 is the first step)."""
-    if not text.isdigit() or not 1 <= int(text) <= 999:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a step number (1, 2, ...)")
-    return int(text)
-
-
-def _actor(args: argparse.Namespace) -> str:
+def actor(args: argparse.Namespace) -> str:
     return str(args.actor or os.environ.get("USER") or getpass.getuser())
 
 
@@ -172,7 +104,7 @@ def playbooks_of(config: Config) -> dict[str, Playbook]:
     return load_playbooks(config.policy.playbook_paths, params, [s.name for s in config.slos])
 
 
-def _runner(
+def runner_for(
     args: argparse.Namespace,
     config: Config,
     store: Store,
@@ -196,7 +128,7 @@ def _runner(
         kube_for,
         signals,
         notifier=notifier(config, store, books, required=owner is not None),
-        owner=owner or f"console:{_actor(args)}@{socket.gethostname()}",
+        owner=owner or f"console:{actor(args)}@{socket.gethostname()}",
         approval_timeout=config.policy.approval_timeout,
         max_changes=config.policy.max_changes,
         protected_subjects=config.policy.protected_subjects,
@@ -274,7 +206,7 @@ def parse_sets(items: list[str]) -> dict[str, str]:
     return values
 
 
-def _seconds(text: str) -> int:
+def seconds(text: str) -> int:
     from guardian.durations import parse_duration
 
     try:
@@ -366,7 +298,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     book = _book(books, args.name)
     store = open_store(config)
     try:
-        runner = _runner(args, config, store, books)
+        runner = runner_for(args, config, store, books)
         prometheus = PrometheusClient(config.prometheus)
         context, slo = trigger_context(
             config,
@@ -375,7 +307,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             parse_sets(args.set),
             prometheus,
             args.slo,
-            _seconds(args.since),
+            seconds(args.since),
         )
         prometheus.close()
         if args.dry_run:
@@ -385,9 +317,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if store.setting("paused", "false") == "true":
             raise UsageError("guardian is paused (kill switch): run 'guardian resume' first")
         target = target_of(context)
-        execution = runner.propose(book.name, context, _actor(args), "console", slo, target)
+        execution = runner.propose(book.name, context, actor(args), "console", slo, target)
         execution = runner.advance(execution.id)
-        _print_execution(args, store, execution)
+        print_execution(args, store, execution)
         return EXIT_OK if execution.state in ("awaiting_approval", "succeeded") else EXIT_BURNING
     finally:
         store.close()
@@ -429,7 +361,7 @@ def _print_checks(
         print(check.plan.diff())
 
 
-def _print_execution(args: argparse.Namespace, store: Store, execution: Execution) -> None:
+def print_execution(args: argparse.Namespace, store: Store, execution: Execution) -> None:
     steps = store.steps(execution.id)
     if getattr(args, "output", "table") == "json":
         doc = {
@@ -452,182 +384,3 @@ def _print_execution(args: argparse.Namespace, store: Store, execution: Executio
         )
     if execution.message:
         print(f"  {execution.message}")
-
-
-def _cmd_pending(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
-    store = open_store(config)
-    try:
-        books = playbooks_of(config)
-        rows = []
-        for ex in store.executions(["awaiting_approval"]):
-            book = books.get(ex.playbook)
-            step = book.steps[ex.step].name if book and ex.step < len(book.steps) else "?"
-            request = store.request(ex.id, ex.step)
-            rows.append(
-                {
-                    "id": ex.id,
-                    "playbook": ex.playbook,
-                    "step": ex.step + 1,
-                    "step_name": step,
-                    "request": request.nonce if request else None,
-                    "slo": ex.slo,
-                    "target": ex.target,
-                    "requested_by": ex.requested_by,
-                    "expires_at": ex.expires_at.isoformat() if ex.expires_at else None,
-                }
-            )
-    finally:
-        store.close()
-    if args.output == "json":
-        print(json.dumps({"pending": rows}, indent=2))
-    elif not rows:
-        print("no execution awaits approval")
-    else:
-        for row in rows:
-            print(
-                f"{row['id']}  step {row['step']} ({row['step_name']}) of {row['playbook']}  "
-                f"slo {row['slo'] or '-'}  target {row['target'] or '-'}  "
-                f"asked by {row['requested_by']}  expires {row['expires_at']}\n"
-                f"    decide with: guardian approvals approve|deny {row['id']} "
-                f"--step {row['step']}"
-            )
-    return EXIT_OK
-
-
-def _cmd_decide(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
-    store = open_store(config)
-    try:
-        runner = _runner(args, config, store, playbooks_of(config))
-        decide = runner.approve if args.verb == "approve" else runner.deny
-        decision = decide(args.id, _actor(args), "console", step=args.step - 1)
-        if not decision.ok:
-            raise UsageError(decision.message)
-        print(decision.message)
-        if args.verb == "approve" and not args.no_run:
-            execution = runner.advance(store.find(args.id).id)
-            _print_execution(args, store, execution)
-            return EXIT_OK if execution.state in (*OPEN_STATES, "succeeded") else EXIT_BURNING
-        return EXIT_OK
-    finally:
-        store.close()
-
-
-def _cmd_history(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
-    store = open_store(config)
-    try:
-        execution = store.find(args.execution).id if args.execution else None
-        rows = store.history(execution, args.limit)
-    except AmbiguousPrefix:
-        raise UsageError(
-            f"--execution {args.execution}: more than one execution starts with it; "
-            "give more of the ID"
-        ) from None
-    except KeyError:
-        raise UsageError(
-            f"--execution {args.execution}: no such execution "
-            f"(give its ID or a unique prefix of {MIN_PREFIX} or more)"
-        ) from None
-    finally:
-        store.close()
-    if args.output == "json":
-        doc = [
-            {
-                "seq": r.seq,
-                "at": r.at.isoformat(),
-                "kind": r.kind,
-                "execution": r.execution_id,
-                "actor": r.actor,
-                "via": r.via,
-                "detail": r.detail,
-            }
-            for r in rows
-        ]
-        print(json.dumps({"history": doc}, indent=2))
-    else:
-        for r in rows:
-            detail = ", ".join(f"{k}={v}" for k, v in r.detail.items())
-            print(
-                f"{r.at:%Y-%m-%d %H:%M:%S}  {r.kind:<18} {r.execution_id or '-':<10} "
-                f"{r.actor or '-'} via {r.via or '-'}  {detail}"
-            )
-    return EXIT_OK
-
-
-def _cmd_switch(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
-    store = open_store(config)
-    now = datetime.now(UTC)
-    try:
-        store.set_setting("paused", "true" if args.verb == "pause" else "false", now)
-        store.record(args.verb, now, None, _actor(args), "console")
-    finally:
-        store.close()
-    print("guardian paused: nothing is proposed or run" if args.verb == "pause" else "resumed")
-    return EXIT_OK
-
-
-def _cmd_slack(args: argparse.Namespace) -> int:
-    import signal
-    import threading
-
-    from guardian.chat import ChatOps
-    from guardian.clients.slack import SlackApp, SlackClient
-    from guardian.suspects import find_suspects
-
-    config = load_config(args.config)
-    if config.slack is None:
-        raise UsageError(f"{args.config}: slack: is required; add a slack section")
-    settings = config.slack
-    interval = _seconds(args.interval)
-    books = playbooks_of(config)
-    store = open_store(config)
-    runner = _runner(args, config, store, books, owner=f"guardian@{socket.gethostname()}")
-    kube = runner.kube_for(None)
-    prometheus = PrometheusClient(config.prometheus)
-    cycle = Cycle(config, books, store, runner, kube, prometheus)
-
-    def evaluate_now() -> Any:  # within evaluation_budget, as the loop's own evaluations
-        return cycle.evaluate()
-
-    def suspects_now() -> list[dict[str, Any]]:
-        found = find_suspects(kube, datetime.now(UTC), timedelta(minutes=30))  # type: ignore[arg-type]
-        return [s.to_json() for s in found]
-
-    ops = ChatOps(
-        runner,
-        store,
-        settings,
-        SlackClient.from_settings(settings),
-        books,
-        evaluate_now,
-        suspects_now,
-        lambda book, params: trigger_context(config, book, kube, params, prometheus),
-    )
-    app = SlackApp(settings, ops.client, ops.on_click, ops.on_command)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    app.start()
-    where = f"http on {settings.listen}" if settings.mode == "http" else "Socket Mode"
-    print(f"guardian: answering Slack ({where}), channel {settings.channel}", flush=True)
-    try:
-        while not stop.wait(interval):
-            for what, job in (("evaluation", cycle.tick), ("advancing", runner.advance_all)):
-                try:
-                    job()
-                except GuardianError as exc:
-                    print(f"guardian: {what}: {exc.message}", file=sys.stderr, flush=True)
-                except Exception as exc:  # the loop outlives one bad cycle
-                    print(
-                        f"guardian: {what} failed: {type(exc).__name__}: {exc}",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-    finally:
-        app.stop()
-        prometheus.close()
-        store.close()
-    return EXIT_OK
