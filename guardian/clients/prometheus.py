@@ -21,7 +21,6 @@ shown.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -46,9 +45,9 @@ from guardian.clients.prometheus_answers import (
     printable,
     range_series,
 )
+from guardian.clients.prometheus_auth import basic_auth, request_headers, tls_verify
 from guardian.config.model import PrometheusSettings
-from guardian.config.read import check_ca_file, read_secret
-from guardian.errors import ConfigError, PrometheusUnavailable
+from guardian.errors import PrometheusUnavailable
 
 __all__ = [
     "MAX_ANSWER_BYTES",
@@ -121,12 +120,12 @@ class PrometheusClient:
         self.queries = 0
         self.max_answer_bytes = max_answer_bytes
         self._count_lock = threading.Lock()
-        self._headers = _headers(settings)
-        self._auth = _basic_auth(settings)
+        self._headers = request_headers(settings)
+        self._auth = basic_auth(settings)
         self._sleep = sleep
         self._retry_wait = retry_wait
         session = requests.Session()
-        session.verify = _verify(settings)
+        session.verify = tls_verify(settings)
         self._session = session
 
     def instant(self, promql: str, at: datetime | None = None) -> list[InstantSample]:
@@ -308,43 +307,3 @@ def _connection_reason(exc: requests.ConnectionError) -> str:
         if known in text:
             return known.lower()
     return "connection failed"
-
-
-def _headers(settings: PrometheusSettings) -> dict[str, str]:
-    headers = dict(settings.headers)
-    token = _bearer_token(settings)
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    return headers
-
-
-def _bearer_token(settings: PrometheusSettings) -> str | None:
-    if settings.bearer_token_env:
-        value = os.environ.get(settings.bearer_token_env)
-        if not value:
-            raise ConfigError(
-                f"prometheus: bearer_token_env: variable {settings.bearer_token_env} is not set"
-            )
-        return value.strip()
-    if settings.bearer_token_file:
-        return _read_secret(settings.bearer_token_file, "bearer_token_file")
-    return None
-
-
-def _basic_auth(settings: PrometheusSettings) -> tuple[str, str] | None:
-    if settings.basic_auth_username is None or settings.basic_auth_password_file is None:
-        return None
-    password = _read_secret(settings.basic_auth_password_file, "basic_auth: password_file")
-    return settings.basic_auth_username, password
-
-
-def _read_secret(path: str, field: str) -> str:
-    return read_secret(path, f"prometheus: {field}")
-
-
-def _verify(settings: PrometheusSettings) -> bool | str:
-    if settings.tls_insecure_skip_verify:
-        return False
-    if settings.tls_ca_file:
-        check_ca_file(settings.tls_ca_file, "prometheus: tls_ca_file")
-    return settings.tls_ca_file or True
