@@ -28,9 +28,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from socketserver import ThreadingMixIn
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from wsgiref.simple_server import WSGIServer
 
 from apscheduler.events import (
     EVENT_JOB_ERROR,
@@ -47,6 +46,7 @@ from guardian import commands
 from guardian.clients.kube import Kube
 from guardian.clients.lease import Leadership
 from guardian.clients.prometheus import PrometheusClient
+from guardian.clients.slack_http import serve_wsgi
 from guardian.config import Config, load_config
 from guardian.config.files import read_bytes
 from guardian.cycle import Cycle, trigger_context
@@ -441,11 +441,8 @@ class Daemon:
             start(f"{code} {'OK' if code == 200 else 'Error'}", [("Content-Type", "text/plain")])
             return [body.encode()]
 
-        self._http = make_server(
-            host, int(port), app, server_class=_ThreadingWSGIServer, handler_class=_Quiet
-        )
+        self._http = serve_wsgi(host, int(port), app, name="http")
         self.port = self._http.server_port
-        threading.Thread(target=self._http.serve_forever, name="http", daemon=True).start()
 
     # jobs ----------------------------------------------------------------------------------
 
@@ -615,12 +612,3 @@ def _minutes(count: int) -> Any:
     from datetime import timedelta
 
     return timedelta(minutes=count)
-
-
-class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-
-
-class _Quiet(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug(format, *args)

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import os
 
+from guardian.config.files import check_ca_file, read_secret
 from guardian.config.model import PrometheusSettings
-from guardian.config.read import check_ca_file, read_secret
 from guardian.errors import ConfigError
 
 

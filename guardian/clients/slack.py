@@ -28,8 +28,8 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from guardian.clients.slack_http import SlackEndpoint, serve_wsgi
+from guardian.config.files import read_secret
 from guardian.config.model import SlackSettings
-from guardian.config.read import read_secret
 from guardian.errors import ConfigError, DataUnavailable
 
 log = logging.getLogger("guardian.slack")

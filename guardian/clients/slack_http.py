@@ -174,9 +174,13 @@ class _Quiet(WSGIRequestHandler):
         log.debug(format, *args)
 
 
-def serve_wsgi(host: str, port: int, app: Callable[..., Any]) -> WSGIServer:
-    """Serve ``app`` on ``host:port`` (0: any free port) from a daemon thread; returns the
-    running server (``server_port``, ``shutdown()``, ``server_close()``)."""
+def serve_wsgi(
+    host: str, port: int, app: Callable[..., Any], name: str = "slack-http"
+) -> WSGIServer:
+    """Serve ``app`` on ``host:port`` (0: any free port) from a daemon thread named
+    ``name``, one thread per request, access lines at DEBUG; returns the running server
+    (``server_port``, ``shutdown()``, ``server_close()``). Used by the Slack app and by the
+    daemon's health port."""
     server = make_server(host, port, app, server_class=_ThreadingWSGIServer, handler_class=_Quiet)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, name=name, daemon=True).start()
     return server

@@ -25,10 +25,8 @@ from yaml.composer import Composer
 from yaml.constructor import SafeConstructor
 from yaml.resolver import Resolver
 
-from guardian.config.files import check_ca_file, read_bytes, read_secret
+from guardian.config.files import read_bytes
 from guardian.errors import ConfigError, ConfigErrors
-
-__all__ = ["MAX_DEPTH", "MAX_VALUES", "check_ca_file", "read_secret", "read_yaml", "shown"]
 
 MAX_DEPTH = 64
 """Mappings and lists nest at most this deep (guardian's own specs need fewer than 10)."""
