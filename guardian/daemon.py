@@ -50,12 +50,13 @@ from guardian.clients.slack_http import serve_wsgi
 from guardian.config import Config, load_config
 from guardian.config.files import read_bytes
 from guardian.cycle import Cycle, trigger_context
+from guardian.database_url import masked
 from guardian.errors import EXIT_OK, ConfigErrors, GuardianError
 from guardian.evaluation import Evaluation
 from guardian.pipeline import PrometheusSignals
 from guardian.playbooks import Playbook
 from guardian.runner import Runner
-from guardian.store import Store, masked
+from guardian.store import Store
 
 log = logging.getLogger("guardian")
 

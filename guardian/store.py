@@ -6,23 +6,19 @@ state change of an execution is a compare-and-set (``UPDATE ... WHERE state = ex
 so two processes, or a double click, can never move one execution twice. Called by
 ``guardian.runner``, ``guardian.policy`` and the CLI (``history``, ``approvals``).
 
-The store URL's password reaches only ``open``, which never shows it: every message carries
-the URL with it as ``***`` (``masked``) and driver messages are scrubbed (``scrubber``).
-Otherwise callers pass only what they mean to keep.
+The store URL's password reaches only ``open``, which hands it to ``guardian.database`` and
+never shows it. Otherwise callers pass only what they mean to keep.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import secrets
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
-from urllib.parse import quote, quote_plus, unquote
 
 from sqlalchemy import (
     JSON,
@@ -35,26 +31,18 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
-    create_engine,
-    event,
     func,
     insert,
-    inspect,
     select,
     update,
 )
-from sqlalchemy.engine import URL, ExceptionContext, make_url
 from sqlalchemy.exc import (
-    ArgumentError,
-    DatabaseError,
     IntegrityError,
-    NoSuchModuleError,
-    OperationalError,
-    ProgrammingError,
     SQLAlchemyError,
 )
 
-from guardian.errors import DataUnavailable, StoreUnavailable
+from guardian.database import open_engine
+from guardian.errors import DataUnavailable
 
 metadata = MetaData()
 
@@ -226,19 +214,8 @@ class Store:
         ``StoreUnavailable`` naming the store with its password masked; a file or database
         that is not guardian's is left exactly as it is. A SQLite writer waits
         ``busy_timeout`` seconds for another one (default: the URL's ``?timeout=``, else
-        ``BUSY_TIMEOUT``)."""
-        parsed = parse_url(url, source)
-        name = masked(parsed)
-        _check_url(parsed, name, source)
-        if parsed.get_backend_name() == "sqlite":
-            _check_sqlite_file(parsed, name, source)
-        engine = _engine(parsed, name, source, busy_timeout or _busy_timeout(parsed))
-        try:
-            _prepare(engine, name, source)
-        except BaseException:
-            engine.dispose()
-            raise
-        return cls(engine)
+        ``guardian.database.BUSY_TIMEOUT``)."""
+        return cls(open_engine(url, metadata, source, busy_timeout))
 
     # executions ---------------------------------------------------------------------------
 
@@ -694,310 +671,3 @@ STATES = (
     "expired",
 )
 OPEN_STATES = ("proposed", "awaiting_approval", "approved", "running")
-
-
-# opening the store: its URL, its file, its schema, its faults ------------------------------
-
-BUSY_TIMEOUT = 10.0
-"""Seconds a SQLite writer waits for another one before the store is unavailable."""
-
-CONNECT_TIMEOUT = 10
-"""Seconds to connect to PostgreSQL, unless the URL sets ``connect_timeout``."""
-
-URL_FORM = "sqlite:///PATH or postgresql+psycopg://USER@HOST:PORT/DATABASE"
-"""How a store URL is written, for messages."""
-
-_LEFT = "guardian left it as it is"
-
-
-def parse_url(text: str, source: str = "the URL") -> URL:
-    """``text`` as a SQLAlchemy URL. A raw ``@`` in the password is taken as part of it:
-    with more than one ``@``, the credentials end at the last. ``StoreUnavailable`` when
-    it is no URL, without echoing ``text``, which may hold a password."""
-    url: URL | None
-    try:
-        url = _resplit(text) if text.count("@") > 1 else make_url(text)
-    except (ArgumentError, ValueError):
-        url = None
-    if url is None:
-        raise StoreUnavailable(
-            f"store: {source} is not a SQLAlchemy URL (not shown: it may hold a password); "
-            f"write it as {URL_FORM}"
-        )
-    return url
-
-
-def _resplit(text: str) -> URL | None:
-    """Credentials end at the last ``@`` before the query (a query value may hold a URI with
-    an ``@`` of its own), or at the last ``@`` when none comes before the query."""
-    found = re.fullmatch(r"([\w+]+)://(.*)", text, re.DOTALL)
-    if found is None:
-        return None
-    scheme, after = found.groups()
-    head = after.split("?", 1)[0]
-    cut = head.rfind("@") if "@" in head else after.rfind("@")
-    if cut < 0:
-        return None
-    credentials, rest = after[:cut], after[cut + 1 :]
-    user, colon, password = credentials.partition(":")
-    try:
-        url = make_url(f"{scheme}://{rest}")
-    except (ArgumentError, ValueError):
-        return None
-    return url.set(username=unquote(user), password=unquote(password) if colon else None)
-
-
-def masked(url: URL) -> str:
-    """``url`` as text with its password shown as ``***`` and query parameters that hold
-    one left out: the only form in which a store URL is ever printed or logged."""
-    query = {
-        k: tuple(_masked_value(x) for x in v) if isinstance(v, tuple) else _masked_value(v)
-        for k, v in url.query.items()
-        if not _secret_key(k)
-    }
-    return url.set(query=query).render_as_string(hide_password=True)
-
-
-_EMBEDDED = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@?#\s]*:)(?P<secret>[^@\s]*)@", re.I)
-"""A URI inside a query value (``?dbname=postgresql://u:PASS@host/db``): its password."""
-
-
-def _masked_value(value: str) -> str:
-    """A query value with any password it embeds (a URI's, or libpq's ``password=...``)
-    shown as ``***``."""
-    value = _EMBEDDED.sub(lambda m: m["head"] + "***@", value)
-    return _LIBPQ_PASSWORD.sub(lambda m: m[0][: m.start(1) - m.start(0)] + "***", value)
-
-
-_LIBPQ_PASSWORD = re.compile(r"password\s*=\s*('(?:[^'\\]|\\.)*'|[^\s&]+)", re.I)
-"""libpq's ``password=...`` inside a value (``?options=...``, a conninfo string)."""
-
-
-def _embedded_secrets(value: str) -> list[str]:
-    """The passwords a query value embeds (for the scrubber)."""
-    found = [m["secret"] for m in _EMBEDDED.finditer(value) if m["secret"]]
-    found += [m.strip("'") for m in _LIBPQ_PASSWORD.findall(value) if m.strip("'")]
-    return found + [unquote(f) for f in found if unquote(f) != f]
-
-
-def _secret_key(key: str) -> bool:
-    """A query parameter that holds a password (``password``, ``sslpassword``, ...)."""
-    return "password" in key.lower() or key.lower() in ("passwd", "pwd")
-
-
-def scrubber(url: URL) -> Callable[[str], str]:
-    """A function that makes a driver's message safe to show: ``url``'s password (as
-    given, decoded or percent-encoded) and any ``password=...`` become ``***``, and the
-    message becomes one line."""
-    found: list[str] = [url.password] if isinstance(url.password, str) else []
-    for key, value in url.query.items():
-        values = [value] if isinstance(value, str) else list(value)
-        if _secret_key(key):
-            found += values
-        for one in values:
-            found += _embedded_secrets(one)
-    hidden = {form for s in found if s for form in (s, quote(s, safe=""), quote_plus(s))}
-    ordered = sorted(hidden, key=len, reverse=True)
-
-    def scrub(text: str) -> str:
-        for secret in ordered:
-            text = text.replace(secret, "***")
-        text = re.sub(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", r"\1***", text, flags=re.I)
-        return " ".join(text.split())
-
-    return scrub
-
-
-def _check_url(url: URL, name: str, source: str) -> None:
-    backend = url.get_backend_name()
-    if backend not in ("sqlite", "postgresql"):
-        raise StoreUnavailable(
-            f"store {name}: guardian keeps its store in SQLite or PostgreSQL, not {backend}; "
-            f"correct {source} to {URL_FORM}"
-        )
-    if url.port is not None and not 0 < url.port < 65536:
-        raise StoreUnavailable(
-            f"store {name}: port {url.port} is out of range; use a port from 1 to 65535 in {source}"
-        )
-
-
-def _check_sqlite_file(url: URL, name: str, source: str) -> None:
-    """Refuse, before SQLite opens it, what is not a regular file (a FIFO would hang, a
-    device never end), a file that is not a SQLite database, and one shorter than its
-    header says (truncated). A missing or empty file is a new database."""
-    database = url.database or ""
-    if database in ("", ":memory:") or database.startswith("file:"):
-        return
-    path = Path(database)
-    if not path.exists():
-        return
-    if not path.is_file():
-        raise StoreUnavailable(
-            f"store {name}: {database} is not a regular file; correct {source} to a SQLite file"
-        )
-    size = path.stat().st_size
-    if size == 0:
-        return
-    with path.open("rb") as file:
-        head = file.read(100)
-    if not head.startswith(b"SQLite format 3\x00"):
-        raise StoreUnavailable(
-            f"store {name}: the file is not a SQLite database; correct {source} to "
-            f"guardian's database or a new file ({_LEFT})"
-        )
-    expected = _sqlite_size(head)
-    if size < expected:
-        raise StoreUnavailable(
-            f"store {name}: the file is truncated ({size} of {expected} bytes); restore it "
-            f"from a backup, or correct {source} to a new file ({_LEFT})"
-        )
-
-
-def _sqlite_size(head: bytes) -> int:
-    """The size a SQLite file's 100-byte header says it has: 0 when it does not say, 100
-    when the header itself is cut short."""
-    if len(head) < 100:
-        return 100
-    page_size = int.from_bytes(head[16:18], "big")
-    page_size = 65536 if page_size == 1 else page_size
-    pages = int.from_bytes(head[28:32], "big")
-    valid = head[24:28] == head[92:96]  # the in-header size counts only when these match
-    return page_size * pages if valid else 0
-
-
-def _engine(url: URL, name: str, source: str, busy_timeout: float) -> Engine:
-    connect_args: dict[str, Any] = {}
-    if url.get_backend_name() == "postgresql" and "connect_timeout" not in url.query:
-        connect_args["connect_timeout"] = CONNECT_TIMEOUT
-    try:
-        engine = create_engine(
-            url, pool_pre_ping=True, hide_parameters=True, connect_args=connect_args
-        )
-    except (NoSuchModuleError, ImportError) as exc:
-        raise StoreUnavailable(
-            f"store {name}: no database driver {url.drivername} "
-            f"({type(exc).__name__}); correct {source} to {URL_FORM}"
-        ) from None
-    except (ValueError, TypeError) as exc:
-        raise StoreUnavailable(
-            f"store {name}: an option is not valid ({scrubber(url)(str(exc))}); correct the "
-            f"options in {source}"
-        ) from None
-    if engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", _sqlite_pragmas(busy_timeout))
-    event.listen(engine, "handle_error", _faults(name, source, scrubber(url), busy_timeout))
-    return engine
-
-
-def _busy_timeout(url: URL) -> float:
-    given = url.query.get("timeout") if url.get_backend_name() == "sqlite" else None
-    try:
-        seconds = float(given) if isinstance(given, str) else BUSY_TIMEOUT
-    except ValueError:
-        return BUSY_TIMEOUT
-    return seconds if 0 < seconds < 3600 else BUSY_TIMEOUT
-
-
-def _sqlite_pragmas(busy_timeout: float) -> Callable[[Any, Any], None]:
-    """Each new SQLite connection waits ``busy_timeout`` for a lock held by another."""
-
-    def pragmas(connection: Any, record: Any) -> None:
-        del record
-        cursor = connection.cursor()
-        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
-        cursor.close()
-
-    return pragmas
-
-
-def _prepare(engine: Engine, name: str, source: str) -> None:
-    """Check that the database is guardian's (a SQLite file: guardian's or empty; any
-    database: guardian's tables, if present, have guardian's columns) before changing
-    anything, then create the missing tables and, on SQLite, switch to WAL (it persists in
-    the file)."""
-    inspector = inspect(engine)
-    present = set(inspector.get_table_names())
-    ours = sorted(present & set(metadata.tables))
-    redo = f"correct {source} to guardian's database or an empty one ({_LEFT})"
-    if present and not ours and engine.dialect.name == "sqlite":
-        # a SQLite file is one application's; a PostgreSQL database is often shared
-        others = sorted(present)
-        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
-        raise StoreUnavailable(
-            f"store {name}: the database holds other tables ({shown}) and none of "
-            f"guardian's; {redo}"
-        )
-    for table in ours:
-        have = {column["name"] for column in inspector.get_columns(table)}
-        missing = [c.name for c in metadata.tables[table].columns if c.name not in have]
-        if missing:
-            shown = ", ".join(missing[:3]) + (
-                f" and {len(missing) - 3} more" if len(missing) > 3 else ""
-            )
-            raise StoreUnavailable(
-                f"store {name}: table {table} lacks guardian's columns {shown}: not guardian's "
-                f"database, or one of another version; {redo}"
-            )
-    metadata.create_all(engine)
-    if engine.dialect.name == "sqlite":
-        with engine.connect() as conn:
-            conn.exec_driver_sql("PRAGMA journal_mode=WAL")
-
-
-_FIXES = (
-    (
-        "database is locked",
-        "another process held it past the {busy:g} s busy timeout; try again once it is done",
-    ),
-    ("password authentication failed", "correct the user or password in {source}"),
-    ("does not exist", "create it, or correct {source}"),
-    (
-        "unable to open database file",
-        "check that the directory exists and guardian may write there",
-    ),
-    ("readonly database", "let guardian write the file and its directory"),
-    (
-        "permission denied",
-        "grant the user what guardian needs (CREATE on the schema for the first start, then "
-        "reading and writing its tables), or correct {source}",
-    ),
-    ("not a database", "restore it from a backup ({left})"),
-    ("malformed", "restore it from a backup ({left})"),
-    ("resolve host", "correct the host name in {source}"),
-    ("invalid connection option", "remove that option from {source}"),
-    ("invalid", "correct that option in {source}"),
-    ("timeout expired", "check that PostgreSQL answers at that host and port"),
-    ("connection", "check that PostgreSQL runs at that host and port and accepts guardian"),
-)
-
-
-def _faults(
-    name: str, source: str, scrub: Callable[[str], str], busy_timeout: float
-) -> Callable[[ExceptionContext], None]:
-    """A ``handle_error`` listener: a database that fails (connection refused, login
-    refused, locked, damaged, a permission missing) raises ``StoreUnavailable`` with the
-    driver's message scrubbed and without PostgreSQL's statement excerpt; constraint
-    violations and other programming errors pass as they are."""
-
-    def handle(context: ExceptionContext) -> None:
-        error = context.sqlalchemy_exception
-        if context.is_pre_ping or error is None:
-            return
-        said = str(context.original_exception).split("\nLINE ", 1)[0]
-        connecting = context.connection is None
-        failing = isinstance(error, OperationalError) or type(error) is DatabaseError
-        refused = isinstance(error, ProgrammingError) and "permission denied" in said
-        if not (connecting or failing or refused):
-            return
-        text = scrub(said) or type(error).__name__
-        raise StoreUnavailable(f"store {name}: {text}; {_fix(text, source, busy_timeout)}")
-
-    return handle
-
-
-def _fix(text: str, source: str, busy_timeout: float) -> str:
-    lowered = text.lower()
-    for pattern, fix in _FIXES:
-        if pattern in lowered:
-            return fix.format(busy=busy_timeout, source=source, left=_LEFT)
-    return f"check that the database is up and that {source} is right"

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from guardian import cli
+from guardian.database_url import masked, parse_url, scrubber
 from guardian.errors import DataUnavailable
-from guardian.store import Store, masked, parse_url, scrubber
+from guardian.store import Store
 from tests.store_fixture import LOCKED_PASSWORD, PasswordLogin, guardian, store_config
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)

@@ -23,8 +23,9 @@ from sqlalchemy import create_engine, text
 
 from guardian import cli
 from guardian.daemon import Daemon, _Live
+from guardian.database import CONNECT_TIMEOUT
 from guardian.errors import StoreUnavailable
-from guardian.store import CONNECT_TIMEOUT, Store
+from guardian.store import Store
 from guardian.testing.postgres import PostgresServer
 from tests.store_fixture import fresh_url, guardian, store_config
 
