@@ -16,7 +16,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from guardian.config.load import format_error, read_document
+from guardian.config.load import read_document
+from guardian.config.messages import format_error
 from guardian.config.read import shown
 from guardian.durations import parse_duration
 from guardian.errors import ConfigError, ConfigErrors
