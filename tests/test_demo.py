@@ -21,7 +21,7 @@ def test_the_live_act_pages_throttles_pauses_recovers_and_stops_everything() -> 
         timeout=600,
         check=False,
     )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-8000:]  # the post-mortem
     timeline = done.stdout.split("timeline (seconds from the fault)")[1]
     events = [
         (float(m.group(1)), m.group(2)) for m in re.finditer(r"^\s+([\d.]+)  (\w+)", timeline, re.M)
