@@ -26,6 +26,7 @@ check: $(DEPS_STAMP)
 	$(BIN)/ruff format --check guardian tests bench examples lab
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	$(BIN)/python scripts/check-sizes.py guardian
 
 test: setup check
 	$(BIN)/pytest -q

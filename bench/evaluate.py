@@ -76,15 +76,15 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from guardian.cli import main as guardian_cli
+from guardian.app.cli import main as guardian_cli
 from guardian.clients.prometheus import InstantSample, PrometheusClient, RangeSeries
 from guardian.config import Config, load_config
 from guardian.config.model import PrometheusSettings
 from guardian.durations import format_duration
 from guardian.errors import GuardianError
-from guardian.evaluation import Evaluation
-from guardian.pipeline import evaluate
-from guardian.queries import Source, build_queries
+from guardian.evaluation.queries import Source, build_queries
+from guardian.evaluation.results import Evaluation
+from guardian.evaluation.run import evaluate
 from guardian.testing.openmetrics import Series, write_counters
 from guardian.testing.prometheus import PrometheusServer, backfill, binary, free_port
 

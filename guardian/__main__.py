@@ -2,6 +2,6 @@
 
 import sys
 
-from guardian.cli import main
+from guardian.app.cli import main
 
 sys.exit(main())

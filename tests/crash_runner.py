@@ -14,11 +14,11 @@ import sys
 from guardian.actions import CATALOGUE
 from guardian.clients.kube import Kube
 from guardian.clients.prometheus import PrometheusClient
+from guardian.clients.store import Store
 from guardian.config import load_config
-from guardian.pipeline import PrometheusSignals
+from guardian.evaluation.run import PrometheusSignals
+from guardian.executor.runner import Runner
 from guardian.playbooks import load_playbooks
-from guardian.runner import Runner
-from guardian.store import Store
 
 
 def main() -> int:

@@ -16,7 +16,7 @@ from subprocess import CompletedProcess
 import pytest
 from sqlalchemy import create_engine, text
 
-from guardian.store import Store
+from guardian.clients.store import Store
 from guardian.testing.postgres import PostgresServer
 
 

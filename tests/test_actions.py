@@ -19,8 +19,8 @@ from guardian.actions import CATALOGUE, execute, undo
 from guardian.actions.pause_rollout import QUARANTINE_LABEL, PauseRolloutParams
 from guardian.actions.throttle_client import ThrottleClientParams, names
 from guardian.clients.kube import Kube
+from guardian.clients.ratelimit import TokenBucket
 from guardian.errors import PermanentKubernetesError
-from guardian.ratelimit import TokenBucket
 from tests.lab_fixture import NODES, ROOT, Lab, eventually, running_lab
 
 pytestmark = pytest.mark.lab

@@ -15,16 +15,16 @@ from pathlib import Path
 import pytest
 from slack_sdk import WebClient
 
-from guardian import cli
 from guardian.actions import CATALOGUE
 from guardian.actions.base import KubeAPI
-from guardian.chat import HELP, ChatOps, button_value
+from guardian.app import cli
+from guardian.app.chatops import HELP, ChatOps, button_value
 from guardian.clients.slack import APPROVE, DENY, Click, Command, SlackClient
+from guardian.clients.store import Execution, Store, executions
 from guardian.config.model import SlackSettings
 from guardian.errors import DataUnavailable
+from guardian.executor.runner import Decision, Runner
 from guardian.playbooks import Playbook, load_playbooks
-from guardian.runner import Decision, Runner
-from guardian.store import Execution, Store, executions
 from guardian.testing.slack import SlackEmulator
 from tests.signals import NoSignals
 from tests.store_fixture import store_config

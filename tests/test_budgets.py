@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 
 from guardian.actions import CATALOGUE
-from guardian.cli import main
+from guardian.app.cli import main
+from guardian.app.commands.playbooks import burn_chart
 from guardian.clients.prometheus import PrometheusClient
-from guardian.commands import burn_chart
 from guardian.config import Config, load_config
-from guardian.cycle import trigger_context
-from guardian.pipeline import PrometheusSignals, evaluation_budget
+from guardian.evaluation.run import PrometheusSignals, evaluation_budget
+from guardian.planning.trigger import trigger_context
 from guardian.playbooks import load_playbooks
 from guardian.testing.slack import SlackEmulator
 from tests.faults import Answer, OddPrometheus, elapsed, odd_config

@@ -9,10 +9,10 @@ from pathlib import Path
 from slack_sdk import WebClient
 
 from guardian.actions import CATALOGUE
-from guardian.chat import SlackNotifier, escape, render
+from guardian.app.chatops import SlackNotifier, escape, render
 from guardian.clients.slack import SlackClient
+from guardian.clients.store import Store
 from guardian.playbooks import load_playbooks
-from guardian.store import Store
 from guardian.testing.slack import SlackEmulator, block_problems
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -16,7 +16,7 @@ import jsonschema
 import pytest
 import yaml
 
-from guardian.cli import main
+from guardian.app.cli import main
 from tests.lab_fixture import ROOT
 
 COMPOSE_GO = "github.com/compose-spec/compose-go/v2@v2.9.1"

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from guardian.cli import main
+from guardian.app.cli import main
 from guardian.config import ApiserverLatencySLI, load_config
 from guardian.config.spec import FileSpec
 from guardian.errors import ConfigErrors
@@ -429,10 +429,10 @@ def test_the_console_works_without_a_slack_token_and_the_daemon_refuses(
 ) -> None:
     import shutil
 
-    from guardian.commands import notifier
+    from guardian.app.commands.playbooks import notifier
+    from guardian.clients.store import Store
     from guardian.errors import ConfigError
-    from guardian.runner import Silent
-    from guardian.store import Store
+    from guardian.executor.runner import Silent
 
     for file in (ROOT / "config").glob("*.yaml"):
         shutil.copy(file, tmp_path / file.name)

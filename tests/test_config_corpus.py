@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from guardian.cli import main
+from guardian.app.cli import main
 from guardian.errors import ConfigErrors
 from guardian.playbooks import load_playbooks
 from tests.lab_fixture import ROOT

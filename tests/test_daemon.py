@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from guardian.clients.kube import Kube
-from guardian.store import Store
+from guardian.clients.store import Store
 from guardian.testing.postgres import PostgresServer
 from guardian.testing.slack import SlackEmulator
 from tests.lab_fixture import ROOT, Lab, eventually

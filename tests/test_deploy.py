@@ -16,7 +16,7 @@ from guardian.actions.shed_nodes import ShedNodesParams
 from guardian.actions.throttle_client import ThrottleClientParams
 from guardian.clients.kube import Kube
 from guardian.errors import PermanentKubernetesError
-from guardian.suspects import find_suspects
+from guardian.planning.suspects import find_suspects
 from guardian.testing.manifests import COLLECTIONS, apply_manifests, service_account_client
 from tests.lab_fixture import ROOT, Lab
 

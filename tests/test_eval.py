@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from guardian.cli import main
+from guardian.app.cli import main
 from guardian.clients.prometheus import PrometheusClient, QueryRefused
 from guardian.config import load_config
 from guardian.errors import PrometheusUnavailable
-from guardian.pipeline import evaluate
+from guardian.evaluation.run import evaluate
 from guardian.testing.prometheus import free_port
 from tests.conftest import StartPrometheus
 from tests.faults import FailingProxy

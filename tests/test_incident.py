@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from guardian.cli import main
+from guardian.app.cli import main
 from guardian.testing.prometheus import PrometheusServer, backfill
 
 pytestmark = [pytest.mark.prometheus, pytest.mark.slow]

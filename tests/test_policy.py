@@ -7,9 +7,9 @@ from datetime import UTC, datetime, time, timedelta
 import pytest
 
 from guardian.config.model import SLO, RatioSLI
-from guardian.evaluation import Evaluation, SLOResult
+from guardian.evaluation.results import Evaluation, SLOResult
 from guardian.playbooks.model import Guards, MaintenanceWindow, Playbook, Step, Trigger
-from guardian.policy import Run, decide
+from guardian.policy.decide import Run, decide
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)  # a Tuesday
 SLO_ = SLO(

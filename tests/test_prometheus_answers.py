@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from guardian.cli import main
+from guardian.app.cli import main
 from guardian.clients.prometheus import (
     Deadline,
     InstantSample,
@@ -27,10 +27,10 @@ from guardian.clients.prometheus import (
 )
 from guardian.config import load_config
 from guardian.config.model import PrometheusSettings
-from guardian.cycle import Cycle
 from guardian.errors import PrometheusUnavailable
-from guardian.evaluation import Evaluation
-from guardian.pipeline import evaluate, evaluation_budget, replay
+from guardian.evaluation.results import Evaluation
+from guardian.evaluation.run import evaluate, evaluation_budget, replay
+from guardian.pipeline import Cycle
 from tests.faults import Answer, OddPrometheus, elapsed, odd_config
 
 

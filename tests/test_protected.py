@@ -16,13 +16,13 @@ from guardian.actions.base import Change
 from guardian.actions.protected import Identity
 from guardian.actions.shed_nodes import ShedNodesParams, plan_nodes
 from guardian.actions.throttle_client import ThrottleClientParams, refusal
-from guardian.cli import main
+from guardian.app.cli import main
 from guardian.clients.kube import Kube
+from guardian.clients.store import Store
 from guardian.config import load_config
 from guardian.errors import ConfigErrors
+from guardian.executor.runner import Runner
 from guardian.playbooks import load_playbooks
-from guardian.runner import Runner
-from guardian.store import Store
 from tests.lab_fixture import ROOT
 
 GUARDIAN = Identity(

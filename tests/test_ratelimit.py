@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from guardian.ratelimit import TokenBucket
+from guardian.clients.ratelimit import TokenBucket
 from tests.clock import Clock
 
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
+from guardian.app.daemon import _fingerprint, _watched
 from guardian.config import load_config
-from guardian.daemon import _fingerprint, _watched
 from tests.lab_fixture import eventually
 from tests.test_daemon import rig
 

@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 import yaml
 
-from guardian.cli import main
+from guardian.app.cli import main
 from guardian.clients.prometheus import PrometheusClient
 from guardian.config import load_config
 from guardian.durations import format_duration
-from guardian.pipeline import evaluate
-from guardian.rules import ALERT
+from guardian.evaluation.rules import ALERT
+from guardian.evaluation.run import evaluate
 from guardian.testing.prometheus import binary
 from tests.conftest import StartPrometheus
 from tests.traffic import Burst, apiserver, coredns, histogram, ratio_slo, steady, timeline

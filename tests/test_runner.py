@@ -17,11 +17,11 @@ import pytest
 from guardian.actions import CATALOGUE
 from guardian.clients.kube import Kube
 from guardian.clients.prometheus import PrometheusClient
+from guardian.clients.store import Store
 from guardian.config import load_config
-from guardian.pipeline import PrometheusSignals
+from guardian.evaluation.run import PrometheusSignals
+from guardian.executor.runner import Runner
 from guardian.playbooks import Playbook, load_playbooks
-from guardian.runner import Runner
-from guardian.store import Store
 from tests.lab_fixture import ROOT, Lab
 
 pytestmark = pytest.mark.lab

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from guardian.actions.base import KubeAPI
-from guardian.runner import Runner
-from guardian.store import Store
+from guardian.clients.store import Store
+from guardian.executor.runner import Runner
 from tests.signals import NoSignals
 
 

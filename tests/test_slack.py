@@ -14,18 +14,19 @@ from typing import Any
 import pytest
 
 from guardian.actions import CATALOGUE
-from guardian.chat import ChatOps, SlackNotifier
+from guardian.app.chatops import ChatOps, SlackNotifier
+from guardian.app.commands.playbooks import burn_chart
 from guardian.clients.kube import Kube
 from guardian.clients.prometheus import PrometheusClient
 from guardian.clients.slack import APPROVE, DENY, SlackApp, SlackClient
-from guardian.commands import burn_chart
+from guardian.clients.store import Store
 from guardian.config import load_config
 from guardian.config.model import SlackSettings
-from guardian.cycle import Cycle, trigger_context
-from guardian.pipeline import PrometheusSignals, evaluate
+from guardian.evaluation.run import PrometheusSignals, evaluate
+from guardian.executor.runner import Runner
+from guardian.pipeline import Cycle
+from guardian.planning.trigger import trigger_context
 from guardian.playbooks import load_playbooks
-from guardian.runner import Runner
-from guardian.store import Store
 from guardian.testing.slack import SlackEmulator
 from tests.lab_fixture import ROOT, Lab
 

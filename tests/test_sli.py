@@ -12,7 +12,7 @@ import pytest
 
 from guardian.clients.prometheus import PrometheusClient
 from guardian.config import load_config
-from guardian.pipeline import evaluate
+from guardian.evaluation.run import evaluate
 from guardian.testing.openmetrics import Series
 from tests.conftest import StartPrometheus
 from tests.traffic import apiserver, timeline

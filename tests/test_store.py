@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from guardian import cli
-from guardian.database_url import masked, parse_url, scrubber
+from guardian.app import cli
+from guardian.clients.database_url import masked, parse_url, scrubber
+from guardian.clients.store import Store
 from guardian.errors import DataUnavailable
-from guardian.store import Store
 from tests.store_fixture import LOCKED_PASSWORD, PasswordLogin, guardian, store_config
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)

@@ -21,11 +21,11 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from sqlalchemy import create_engine, text
 
-from guardian import cli
-from guardian.daemon import Daemon, _Live
-from guardian.database import CONNECT_TIMEOUT
+from guardian.app import cli
+from guardian.app.daemon import Daemon, _Live
+from guardian.clients.database import CONNECT_TIMEOUT
+from guardian.clients.store import Store
 from guardian.errors import StoreUnavailable
-from guardian.store import Store
 from guardian.testing.postgres import PostgresServer
 from tests.store_fixture import fresh_url, guardian, store_config
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from guardian.backtest import Episode, episodes
 from guardian.clients.prometheus import PrometheusClient
 from guardian.config import load_config
-from guardian.pipeline import replay
+from guardian.evaluation.backtest import Episode, episodes
+from guardian.evaluation.run import replay
 from tests.conftest import StartPrometheus
 from tests.traffic import Burst, ratio_slo, steady, timeline
 

@@ -27,9 +27,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from guardian.chat import render
+from guardian.app.chatops import render
+from guardian.clients.store import Execution, Store
 from guardian.playbooks import load_playbooks
-from guardian.store import Execution, Store
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent

@@ -23,13 +23,13 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
+from guardian.clients.ratelimit import TokenBucket
 from guardian.errors import (
     ConfigError,
     KubernetesError,
     PermanentKubernetesError,
     TransientKubernetesError,
 )
-from guardian.ratelimit import TokenBucket
 
 JSON = dict[str, Any]
 METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"

@@ -1,7 +1,7 @@
 """Prometheus client: PromQL in, checked samples out, over HTTP with one deadline per query.
 
 Input: ``PrometheusSettings`` and PromQL strings. Output: ``InstantSample`` / ``RangeSeries``
-lists. Called by ``guardian.pipeline`` (evaluation, backtest) and by the CLI.
+lists. Called by ``guardian.evaluation.run`` (evaluation, backtest) and by the CLI.
 
 Each query has one deadline, ``prometheus.timeout``, for the whole exchange: connecting, the
 headers, and every byte of the body (read in chunks against a monotonic clock, so a server

@@ -2,8 +2,8 @@
 
 Input: an ``SLI`` from the model and a window in seconds. Output: PromQL strings, each
 evaluating to a single series (or nothing when the data is missing). Called by
-``guardian.queries`` (batched evaluation) and ``guardian.rules`` (recording rules), so both
-compute exactly the same numbers.
+``guardian.evaluation.queries`` (batched evaluation) and ``guardian.evaluation.rules``
+(recording rules), so both compute exactly the same numbers.
 """
 
 from __future__ import annotations

@@ -4,9 +4,9 @@ Input: records from the runner, the policy and the CLI. Output: the same records
 on SQLite (one file, the default) or PostgreSQL, through one SQLAlchemy Core schema. Every
 state change of an execution is a compare-and-set (``UPDATE ... WHERE state = expected``),
 so two processes, or a double click, can never move one execution twice. Called by
-``guardian.runner``, ``guardian.policy`` and the CLI (``history``, ``approvals``).
+``guardian.executor.runner``, ``guardian.policy.decide`` and the CLI (``history``, ``approvals``).
 
-The store URL's password reaches only ``open``, which hands it to ``guardian.database`` and
+The store URL's password reaches only ``open``, which hands it to ``guardian.clients.database`` and
 never shows it. Otherwise callers pass only what they mean to keep.
 """
 
@@ -41,7 +41,7 @@ from sqlalchemy.exc import (
     SQLAlchemyError,
 )
 
-from guardian.database import open_engine
+from guardian.clients.database import open_engine
 from guardian.errors import DataUnavailable
 
 metadata = MetaData()
@@ -214,7 +214,7 @@ class Store:
         ``StoreUnavailable`` naming the store with its password masked; a file or database
         that is not guardian's is left exactly as it is. A SQLite writer waits
         ``busy_timeout`` seconds for another one (default: the URL's ``?timeout=``, else
-        ``guardian.database.BUSY_TIMEOUT``)."""
+        ``guardian.clients.database.BUSY_TIMEOUT``)."""
         return cls(open_engine(url, metadata, source, busy_timeout))
 
     # executions ---------------------------------------------------------------------------

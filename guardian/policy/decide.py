@@ -3,7 +3,7 @@
 Input: an ``Evaluation``, the SLOs, the playbooks, what is already running or ran recently
 (``Recent``), the kill switch, whether a suspect rollout exists, and the time. Output: one
 ``Decision`` per SLO. Pure: no I/O, so every guard is tested with plain values. Called by
-the daemon's evaluation job, which then proposes through ``guardian.runner``.
+the daemon's evaluation job, which then proposes through ``guardian.executor.runner``.
 
 Rules, in order: a healthy SLO is ignored; an SLO without data (blind) notifies and never
 acts; a burning SLO with an open execution is ignored (one open incident per SLO); the kill
@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from guardian.config.model import SLO
-from guardian.evaluation import Evaluation, SLOResult
+from guardian.evaluation.results import Evaluation, SLOResult
 from guardian.playbooks.model import Playbook
 
 Kind = Literal["ignore", "notify", "propose"]

@@ -3,9 +3,9 @@
 
 Input: parsed arguments. Output: text or JSON on stdout and an exit code; decisions,
 switches and the Slack approvals loop (evaluate every interval, answer Slack's buttons and
-``/guardian`` until SIGTERM) go through ``guardian.runner`` and the store, wired by
-``guardian.commands``. Called by ``guardian.cli``, which owns the parser and calls
-``add_parsers`` after ``guardian.commands.add_parsers``.
+``/guardian`` until SIGTERM) go through ``guardian.executor.runner`` and the store, wired by
+``guardian.app.commands.playbooks``. Called by ``guardian.app.cli``, which owns the parser and calls
+``add_parsers`` after ``guardian.app.commands.playbooks.add_parsers``.
 """
 
 from __future__ import annotations
@@ -18,9 +18,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from guardian.chat import ChatOps
-from guardian.clients.prometheus import PrometheusClient
-from guardian.commands import (
+from guardian.app.chatops import ChatOps
+from guardian.app.commands.playbooks import (
     actor,
     actor_arg,
     kube_args,
@@ -29,12 +28,14 @@ from guardian.commands import (
     print_execution,
     runner_for,
 )
-from guardian.commands import seconds as _seconds
+from guardian.app.commands.playbooks import seconds as _seconds
+from guardian.clients.prometheus import PrometheusClient
+from guardian.clients.store import MIN_PREFIX, OPEN_STATES, AmbiguousPrefix
 from guardian.config import Config, load_config
 from guardian.config.model import SlackSettings
-from guardian.cycle import Cycle, trigger_context
 from guardian.errors import EXIT_BURNING, EXIT_OK, GuardianError, UsageError
-from guardian.store import MIN_PREFIX, OPEN_STATES, AmbiguousPrefix
+from guardian.pipeline import Cycle
+from guardian.planning.trigger import trigger_context
 
 
 def add_parsers(sub: Any, config_arg: Any, format_arg: Any) -> None:
@@ -249,7 +250,7 @@ def _cmd_slack(args: argparse.Namespace) -> int:
 def _chat_ops(config: Config, cycle: Cycle, prometheus: PrometheusClient) -> ChatOps:
     """What Slack users may ask, answered with the loop's own cycle, runner and clients."""
     from guardian.clients.slack import SlackClient
-    from guardian.suspects import find_suspects
+    from guardian.planning.suspects import find_suspects
 
     assert config.slack is not None
     kube = cycle.kube

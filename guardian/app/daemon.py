@@ -42,21 +42,22 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from guardian import commands
+from guardian.app.commands import playbooks as commands
+from guardian.clients.database_url import masked
 from guardian.clients.kube import Kube
 from guardian.clients.lease import Leadership
 from guardian.clients.prometheus import PrometheusClient
 from guardian.clients.slack_http import serve_wsgi
+from guardian.clients.store import Store
 from guardian.config import Config, load_config
 from guardian.config.files import read_bytes
-from guardian.cycle import Cycle, trigger_context
-from guardian.database_url import masked
 from guardian.errors import EXIT_OK, ConfigErrors, GuardianError
-from guardian.evaluation import Evaluation
-from guardian.pipeline import PrometheusSignals
+from guardian.evaluation.results import Evaluation
+from guardian.evaluation.run import PrometheusSignals
+from guardian.executor.runner import Runner
+from guardian.pipeline import Cycle
+from guardian.planning.trigger import trigger_context
 from guardian.playbooks import Playbook
-from guardian.runner import Runner
-from guardian.store import Store
 
 log = logging.getLogger("guardian")
 
@@ -388,9 +389,9 @@ class Daemon:
         settings = self.config.slack
         if settings is None:
             return
-        from guardian.chat import ChatOps
+        from guardian.app.chatops import ChatOps
         from guardian.clients.slack import SlackApp, SlackClient
-        from guardian.suspects import find_suspects
+        from guardian.planning.suspects import find_suspects
 
         def evaluate_now() -> Evaluation:
             return self.parts.cycle.evaluate()

@@ -1,12 +1,12 @@
 """Chat operations: what Slack users may ask of guardian.
 
-Input: button presses and ``/guardian`` commands (``ChatOps.on_click``,
-``ChatOps.on_command``). Output: decisions handed to ``guardian.runner`` (a press binds to
-the approval request its button was shown for), answers to commands (quick ones at once,
-the others once the work is done), escaped as literal mrkdwn; refusals written to the
-audit log. How executions are shown in Slack (the messages, the buttons' values, the
-notifier) is ``guardian.blocks``; its names used by callers are importable from here too.
-Called by the wiring in ``guardian.commands`` and the daemon; talks to Slack only through
+Input: button presses and ``/guardian`` commands (``ChatOps.on_click``, ``ChatOps.on_command``).
+Output: decisions handed to ``guardian.executor.runner`` (a press binds to the approval request
+its button was shown for), answers to commands (quick ones at once, the others once the work is
+done), escaped as literal mrkdwn; refusals written to the audit log. How executions are shown in
+Slack (the messages, the buttons' values, the notifier) is ``guardian.approval.blocks``; its
+names used by callers are importable from here too. Called by the wiring in
+``guardian.app.commands.playbooks`` and the daemon; talks to Slack only through
 ``guardian.clients.slack``.
 """
 
@@ -19,17 +19,26 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from guardian.blocks import Shown, SlackNotifier, _d, _f, button_value, escape, parse_button, render
+from guardian.approval.blocks import (
+    Shown,
+    SlackNotifier,
+    _d,
+    _f,
+    button_value,
+    escape,
+    parse_button,
+    render,
+)
 from guardian.clients.slack import APPROVE, Click, Command, SlackClient
+from guardian.clients.store import Store
 from guardian.config.model import SlackSettings
 from guardian.errors import GuardianError
-from guardian.evaluation import Evaluation
+from guardian.evaluation.results import Evaluation
+from guardian.executor.runner import Runner
 from guardian.playbooks import Playbook
-from guardian.runner import Runner
-from guardian.store import Store
 
 __all__ = ["HELP", "ChatOps", "SlackNotifier", "button_value", "escape", "render"]
-log = logging.getLogger("guardian.chat")
+log = logging.getLogger("guardian.app.chatops")
 MAX_COMMAND = 2000
 """Characters of ``/guardian`` text guardian reads; longer text is refused unread."""
 

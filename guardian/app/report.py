@@ -15,9 +15,9 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
-from guardian.backtest import Episode
 from guardian.durations import format_duration
-from guardian.evaluation import Evaluation, SLOResult, WindowResult
+from guardian.evaluation.backtest import Episode
+from guardian.evaluation.results import Evaluation, SLOResult, WindowResult
 
 _STYLE = {"ok": "green", "ticket": "yellow", "page": "bold red", "no_data": "bold magenta"}
 

@@ -1,11 +1,10 @@
-"""Console commands for playbooks (``playbook list|show|run``), and the wiring of the real
-parts.
+"""Console commands for playbooks (``playbook list|show|run``), and the wiring of the real parts.
 
-Input: parsed arguments. Output: text or JSON on stdout and an exit code. Wires the real
-parts together (config, playbooks, store, API server, Prometheus, Slack notifier) and hands
-them to ``guardian.runner``; the wiring (``open_store``, ``playbooks_of``, ``runner_for``,
-``notifier``, ``burn_chart``) is also used by ``guardian.approvals`` and ``guardian.daemon``.
-Called by ``guardian.cli``, which owns the parser.
+Input: parsed arguments. Output: text or JSON on stdout and an exit code. Wires the real parts
+together (config, playbooks, store, API server, Prometheus, Slack notifier) and hands them to
+``guardian.executor.runner``; the wiring (``open_store``, ``playbooks_of``, ``runner_for``,
+``notifier``, ``burn_chart``) is also used by ``guardian.app.commands.approvals`` and
+``guardian.app.daemon``. Called by ``guardian.app.cli``, which owns the parser.
 """
 
 from __future__ import annotations
@@ -22,13 +21,13 @@ from typing import Any
 from guardian.actions import CATALOGUE
 from guardian.actions.base import KubeAPI
 from guardian.clients.prometheus import PrometheusClient
+from guardian.clients.store import Execution, Store
 from guardian.config import Config, load_config
-from guardian.cycle import target_of, trigger_context
 from guardian.errors import EXIT_BURNING, EXIT_OK, ConfigError, UsageError
-from guardian.pipeline import PrometheusSignals, evaluation_budget, replay
+from guardian.evaluation.run import PrometheusSignals, evaluation_budget, replay
+from guardian.executor.runner import Notifier, Runner, Silent, StepCheck
+from guardian.planning.trigger import target_of, trigger_context
 from guardian.playbooks import Playbook, load_playbooks
-from guardian.runner import Notifier, Runner, Silent, StepCheck
-from guardian.store import Execution, Store
 
 
 def add_parsers(sub: Any, config_arg: Any, format_arg: Any) -> None:
@@ -144,7 +143,7 @@ def notifier(
     that cannot be read gives a warning and no Slack messages instead of an error."""
     if config.slack is None:
         return Silent()
-    from guardian.blocks import SlackNotifier
+    from guardian.approval.blocks import SlackNotifier
     from guardian.clients.slack import SlackClient
 
     try:
@@ -165,7 +164,7 @@ def burn_chart(config: Config, slo_name: str) -> bytes | None:
     import tempfile
     from pathlib import Path
 
-    from guardian.plot import plot_replay
+    from guardian.app.plot import plot_replay
 
     try:
         slo = config.slo(slo_name)

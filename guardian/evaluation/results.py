@@ -1,12 +1,12 @@
 """Evaluation: Prometheus numbers per SLO and window → burn rates, firing pairs, status.
 
-Input: the model's ``SLO`` values and a ``WindowData`` per (SLO, window), plus the age of
-each SLO's newest sample. Output: an immutable ``Evaluation``. Pure: no I/O. Called by
-``guardian.pipeline`` for one instant and by ``guardian.backtest`` for every step of a range.
+Input: the model's ``SLO`` values and a ``WindowData`` per (SLO, window), plus the age of each
+SLO's newest sample. Output: an immutable ``Evaluation``. Pure: no I/O. Called by
+``guardian.evaluation.run`` for one instant and by ``guardian.evaluation.backtest`` for every
+step of a range.
 
-Status order: ``no_data`` (missing, stale, unreachable or impossible data such as a NaN
-ratio or a negative age — never healthy) beats
-``page``, which beats ``ticket``, which beats ``ok``.
+Status order: ``no_data`` (missing, stale, unreachable or impossible data such as a NaN ratio or
+a negative age — never healthy) beats ``page``, which beats ``ticket``, which beats ``ok``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Literal
 
 from guardian.config.model import SLO, Severity, WindowPair
 from guardian.durations import format_duration
-from guardian.queries import WindowData, age_problem
+from guardian.evaluation.queries import WindowData, age_problem
 
 Status = Literal["ok", "ticket", "page", "no_data"]
 

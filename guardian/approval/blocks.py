@@ -1,13 +1,14 @@
 """Executions shown in Slack: one Block Kit message per execution, a thread of details.
 
-Input: runner events (``SlackNotifier.notify``: the execution, the event, its detail) and
-the store's approval requests and decisions. Output: the execution's message posted or
-updated (what burns and how fast, suspects, the exact planned changes, Approve / Deny
-buttons whose value binds them to the step's approval request), a thread line per event
-and the burn-rate chart, everything anyone can write escaped as literal mrkdwn. A failed
-post is logged and audited, never raised. Also reads back a button's value
-(``parse_button``). Called by ``guardian.chat`` (escaping, button values) and the wiring in
-``guardian.commands`` (the notifier); talks to Slack only through ``guardian.clients.slack``.
+Input: runner events (``SlackNotifier.notify``: the execution, the event, its detail) and the
+store's approval requests and decisions. Output: the execution's message posted or updated (what
+burns and how fast, suspects, the exact planned changes, Approve / Deny buttons whose value
+binds them to the step's approval request), a thread line per event and the burn-rate chart,
+everything anyone can write escaped as literal mrkdwn. A failed post is logged and audited,
+never raised. Also reads back a button's value (``parse_button``). Called by
+``guardian.app.chatops`` (escaping, button values) and the wiring in
+``guardian.app.commands.playbooks`` (the notifier); talks to Slack only through
+``guardian.clients.slack``.
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from guardian.clients.slack import APPROVE, DENY, SlackClient
+from guardian.clients.store import Execution, Store
 from guardian.errors import GuardianError
 from guardian.playbooks import Playbook
-from guardian.store import Execution, Store
 
-log = logging.getLogger("guardian.chat")
+log = logging.getLogger("guardian.app.chatops")
 DIFF_LIMIT = 2800
 """Characters of a diff shown in a message block (Slack allows 3000 per text object)."""
 

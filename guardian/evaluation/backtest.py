@@ -1,6 +1,6 @@
 """Backtest: evaluations over a range → alert episodes (when each window pair fired).
 
-Input: a ``Replay`` from ``guardian.pipeline.replay``. Output: ``Episode`` values, one per
+Input: a ``Replay`` from ``guardian.evaluation.run.replay``. Output: ``Episode`` values, one per
 contiguous run of firing steps of one (SLO, window pair). Pure; called by the CLI, the demo
 and the tests that compare detection times with the SRE Workbook's formula.
 """
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from guardian.config.model import Severity
-from guardian.evaluation import Evaluation, WindowResult
+from guardian.evaluation.results import Evaluation, WindowResult
 
 
 @dataclass(frozen=True)

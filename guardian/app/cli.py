@@ -4,7 +4,7 @@ Exit codes: 0 ok, 1 an SLO pages, 2 bad input (config or arguments), 3 a depende
 (Prometheus, the store) cannot be reached or answers badly, or ``eval`` is blind (every SLO
 no_data).
 A ``GuardianError`` becomes its message on stderr, one line per problem, never a traceback.
-Calls ``guardian.pipeline`` for the work.
+Calls ``guardian.evaluation.run`` for the work.
 """
 
 from __future__ import annotations
@@ -21,8 +21,17 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from guardian import __version__, approvals, commands, daemon
-from guardian.backtest import episodes
+from guardian import __version__
+from guardian.app import daemon
+from guardian.app.commands import approvals
+from guardian.app.commands import playbooks as commands
+from guardian.app.report import (
+    backtest_json,
+    backtest_table,
+    evaluation_json,
+    evaluation_table,
+    rfc3339,
+)
 from guardian.clients.prometheus import PrometheusClient
 from guardian.config import Config, load_config
 from guardian.config.spec import FileSpec
@@ -35,14 +44,8 @@ from guardian.errors import (
     PrometheusUnavailable,
     UsageError,
 )
-from guardian.pipeline import evaluate, evaluation_budget, replay
-from guardian.report import (
-    backtest_json,
-    backtest_table,
-    evaluation_json,
-    evaluation_table,
-    rfc3339,
-)
+from guardian.evaluation.backtest import episodes
+from guardian.evaluation.run import evaluate, evaluation_budget, replay
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -219,7 +222,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_rules(args: argparse.Namespace) -> int:
-    from guardian.rules import rule_groups
+    from guardian.evaluation.rules import rule_groups
 
     config = load_config(args.config)
     text = yaml.dump(rule_groups(config.slos), Dumper=_BlockDumper, sort_keys=False, width=100)
@@ -254,7 +257,7 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
         raise PrometheusUnavailable(result.error)
     found = episodes(result.steps)
     if args.plot:
-        from guardian.plot import plot_replay
+        from guardian.app.plot import plot_replay
 
         title = f"guardian backtest, {args.start} to {args.end}, step {args.step}"
         plot_replay(result.steps, found, Path(args.plot), title=title)
@@ -268,7 +271,7 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
 
 def _cmd_suspects(args: argparse.Namespace) -> int:
     from guardian.clients.kube import Kube
-    from guardian.suspects import find_suspects
+    from guardian.planning.suspects import find_suspects
 
     burn = _time(args.at, "--at") if args.at else datetime.now(UTC)
     since = timedelta(seconds=_duration(args.since, "--since"))

@@ -23,9 +23,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from guardian import sli as sli_promql
 from guardian.config.model import SLO, WindowPair
 from guardian.durations import format_duration
+from guardian.evaluation import sli as sli_promql
 
 ALERT = "GuardianBurnRate"
 

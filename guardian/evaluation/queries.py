@@ -2,7 +2,7 @@
 
 Input: SLOs and the source (``raw`` metrics or ``rules`` exported by ``guardian rules``).
 Output: ``WindowQuery`` values, one per distinct window, whose result series ``split``
-assigns back to an SLO and a part. Called by ``guardian.pipeline``. The number of queries an
+assigns back to an SLO and a part. Called by ``guardian.evaluation.run``. The number of queries an
 evaluation makes is the number of distinct windows (long, short and period), whatever the
 SLO count.
 
@@ -22,9 +22,9 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from guardian import sli as sli_promql
 from guardian.config.model import SLO
 from guardian.durations import format_duration
+from guardian.evaluation import sli as sli_promql
 
 TAG = "guardian"
 Source = Literal["raw", "rules"]

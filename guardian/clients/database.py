@@ -8,8 +8,8 @@ driver, a port outside 1-65535, a SQLite path that is no regular file or no SQLi
 truncated one), a SQLite file of another application, and tables of guardian's names without
 guardian's columns. Faults of any later call (a lock held past the busy timeout, a lost
 connection, a missing right) become the same kind of line, shown through
-``guardian.database_url`` (the password masked, driver messages scrubbed). Called by
-``guardian.store.Store.open``.
+``guardian.clients.database_url`` (the password masked, driver messages scrubbed). Called by
+``guardian.clients.store.Store.open``.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from sqlalchemy.exc import (
     ProgrammingError,
 )
 
-from guardian.database_url import URL_FORM, masked, parse_url, scrubber
+from guardian.clients.database_url import URL_FORM, masked, parse_url, scrubber
 from guardian.errors import StoreUnavailable
 
 

@@ -20,9 +20,9 @@ import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 
-from guardian.backtest import Episode
 from guardian.durations import format_duration
-from guardian.evaluation import Evaluation
+from guardian.evaluation.backtest import Episode
+from guardian.evaluation.results import Evaluation
 
 _SHADE = {"page": "#d62728", "ticket": "#ff9f1c"}
 
