@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from guardian.actions.base import KubeAPI
-from guardian.clients.store import OPEN_STATES, Store
+from guardian.audit.records import OPEN_STATES
+from guardian.clients.store import Store
 from guardian.config import Config
 from guardian.evaluation.results import Evaluation
 from guardian.evaluation.run import QuerySource, evaluate, evaluation_budget

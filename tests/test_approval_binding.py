@@ -19,8 +19,10 @@ from guardian.actions import CATALOGUE
 from guardian.actions.base import KubeAPI
 from guardian.app import cli
 from guardian.app.chatops import HELP, ChatOps, button_value
+from guardian.audit.records import Execution
 from guardian.clients.slack import APPROVE, DENY, Click, Command, SlackClient
-from guardian.clients.store import Execution, Store, executions
+from guardian.clients.store import Store
+from guardian.clients.store.schema import executions
 from guardian.config.model import SlackSettings
 from guardian.errors import DataUnavailable
 from guardian.executor.runner import Decision, Runner

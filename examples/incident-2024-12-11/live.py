@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from guardian.app.chatops import render
-from guardian.clients.store import Execution, Store
+from guardian.audit.records import Execution
+from guardian.clients.store import Store
 from guardian.playbooks import load_playbooks
 
 HERE = Path(__file__).resolve().parent

@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from guardian.audit.records import Execution
 from guardian.clients.slack import APPROVE, DENY, SlackClient
-from guardian.clients.store import Execution, Store
+from guardian.clients.store import Store
 from guardian.errors import GuardianError
 from guardian.playbooks import Playbook
 

@@ -31,7 +31,8 @@ from pydantic import ValidationError
 
 from guardian.actions import CATALOGUE, Plan, Refused, execute, undo
 from guardian.actions.base import Guardrails, KubeAPI, verify_until
-from guardian.clients.store import OPEN_STATES, AmbiguousPrefix, Execution, Store
+from guardian.audit.records import OPEN_STATES, AmbiguousPrefix, Execution
+from guardian.clients.store import Store
 from guardian.errors import GuardianError
 from guardian.playbooks import template
 from guardian.playbooks.model import Playbook, Step

@@ -29,8 +29,8 @@ from guardian.app.commands.playbooks import (
     runner_for,
 )
 from guardian.app.commands.playbooks import seconds as _seconds
+from guardian.audit.records import MIN_PREFIX, OPEN_STATES, AmbiguousPrefix
 from guardian.clients.prometheus import PrometheusClient
-from guardian.clients.store import MIN_PREFIX, OPEN_STATES, AmbiguousPrefix
 from guardian.config import Config, load_config
 from guardian.config.model import SlackSettings
 from guardian.errors import EXIT_BURNING, EXIT_OK, GuardianError, UsageError

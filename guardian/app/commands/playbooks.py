@@ -20,8 +20,9 @@ from typing import Any
 
 from guardian.actions import CATALOGUE
 from guardian.actions.base import KubeAPI
+from guardian.audit.records import Execution
 from guardian.clients.prometheus import PrometheusClient
-from guardian.clients.store import Execution, Store
+from guardian.clients.store import Store
 from guardian.config import Config, load_config
 from guardian.errors import EXIT_BURNING, EXIT_OK, ConfigError, UsageError
 from guardian.evaluation.run import PrometheusSignals, evaluation_budget, replay

@@ -1,0 +1,93 @@
+"""Approval requests: ask (with a nonce), read back, decide by compare-and-set."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Engine, select, update
+
+from guardian.audit.records import ApprovalRequest
+from guardian.clients.store.schema import Undone, approvals, aware, move, open_request
+
+
+class Approvals:
+    """Approvals: a part of ``Store`` (``guardian.clients.store.store``)."""
+
+    engine: Engine
+
+    def ask(
+        self, execution_id: str, step: int, phase: int, now: datetime, expires_at: datetime
+    ) -> str | None:
+        """Move the execution from ``proposed`` to ``awaiting_approval`` at (step, phase) and
+        open an approval request for it, in one transaction; returns the request's nonce, or
+        None when the execution had moved (someone else asked first)."""
+        with self.engine.begin() as conn:
+            values = {"state": "awaiting_approval", "expires_at": expires_at, "updated_at": now}
+            if not move(conn, execution_id, "proposed", (step, phase), **values):
+                return None
+            return open_request(conn, execution_id, step, phase, now)
+
+    def reopen(self, execution_id: str, step: int, phase: int, now: datetime) -> str:
+        """Open a request for an execution already awaiting approval without one (asked
+        before approvals carried a step and a nonce); returns its nonce."""
+        with self.engine.begin() as conn:
+            return open_request(conn, execution_id, step, phase, now)
+
+    def request(self, execution_id: str, step: int) -> ApprovalRequest | None:
+        """The newest approval request for the execution's ``step``, if there is one."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(approvals)
+                .where(approvals.c.execution_id == execution_id, approvals.c.step == step)
+                .order_by(approvals.c.asked_at.desc())
+                .limit(1)
+            ).first()
+        if row is None:
+            return None
+        return ApprovalRequest(
+            row.nonce,
+            row.execution_id,
+            row.step,
+            row.phase,
+            aware(row.asked_at),
+            row.decision,
+            row.decided_by,
+        )
+
+    def decide(
+        self,
+        execution_id: str,
+        step: int,
+        phase: int,
+        nonce: str,
+        decision: str,
+        actor: str,
+        now: datetime,
+    ) -> bool:
+        """Decide the approval request ``nonce``: a compare-and-set on exactly (execution,
+        step, phase, nonce), undecided, with the execution still awaiting approval at that
+        step and phase. The execution moves to ``decision``; False (nothing changed) when
+        any of it no longer holds."""
+        try:
+            with self.engine.begin() as conn:
+                marked = conn.execute(
+                    update(approvals)
+                    .where(
+                        approvals.c.nonce == nonce,
+                        approvals.c.execution_id == execution_id,
+                        approvals.c.step == step,
+                        approvals.c.phase == phase,
+                        approvals.c.decision.is_(None),
+                    )
+                    .values(decision=decision, decided_by=actor, decided_at=now)
+                )
+                if marked.rowcount != 1:
+                    return False
+                at = (step, phase)
+                if not move(
+                    conn, execution_id, "awaiting_approval", at, state=decision, updated_at=now
+                ):
+                    raise Undone
+        except Undone:
+            return False
+        return True

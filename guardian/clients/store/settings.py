@@ -1,0 +1,30 @@
+"""Stored settings (the kill switch's state, the pipeline's last statuses)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Engine, insert, select, update
+
+from guardian.clients.store.schema import settings
+
+
+class Settings:
+    """Settings: a part of ``Store`` (``guardian.clients.store.store``)."""
+
+    engine: Engine
+
+    def setting(self, key: str, default: str = "") -> str:
+        """A stored setting (the kill switch: ``paused``)."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(settings.c.value).where(settings.c.key == key)).first()
+        return str(row.value) if row is not None else default
+
+    def set_setting(self, key: str, value: str, now: datetime) -> None:
+        """Store a setting."""
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                update(settings).where(settings.c.key == key).values(value=value, updated_at=now)
+            )
+            if done.rowcount == 0:
+                conn.execute(insert(settings).values(key=key, value=value, updated_at=now))
