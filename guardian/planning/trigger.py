@@ -14,7 +14,10 @@ from typing import Any
 from guardian.actions.base import KubeAPI
 from guardian.config import Config
 from guardian.errors import DataUnavailable, UsageError
-from guardian.evaluation.run import QuerySource, evaluate, evaluation_budget, slo_context
+from guardian.evaluation.budget import evaluation_budget
+from guardian.evaluation.instant import evaluate
+from guardian.evaluation.signals import slo_context
+from guardian.evaluation.source import QuerySource
 from guardian.planning.suspects import find_suspects
 from guardian.playbooks import Playbook
 
