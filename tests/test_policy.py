@@ -162,3 +162,16 @@ CASES = [
 @pytest.mark.parametrize(("kw", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_policy(kw: dict[str, object], expected: tuple[str, str, str | None]) -> None:
     assert _one(**kw) == expected  # type: ignore[arg-type]
+
+
+def test_one_open_run_per_target_compares_the_targets() -> None:
+    """An open run of the playbook on another target does not hold this one back."""
+    book = _book("pause-suspect-rollout")
+    elsewhere = _run("pause-suspect-rollout", 50, open_=True, slo="dns")  # on DaemonSet x/y
+
+    def one(target: str) -> tuple[str, str]:
+        [d] = decide(_eval("page"), [SLO_], {book.name: book}, [elsewhere], NOW, target=target)
+        return d.kind, d.reason
+
+    assert one("Deployment a/b") == ("propose", "page: run pause-suspect-rollout")
+    assert one("DaemonSet x/y") == ("notify", "pause-suspect-rollout already has an open execution")

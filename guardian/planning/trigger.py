@@ -8,6 +8,7 @@ target label for the execution. Called by ``guardian.pipeline.Cycle`` (proposals
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,7 +19,7 @@ from guardian.evaluation.budget import evaluation_budget
 from guardian.evaluation.instant import evaluate
 from guardian.evaluation.signals import slo_context
 from guardian.evaluation.source import QuerySource
-from guardian.planning.suspects import find_suspects
+from guardian.planning.suspects import Suspect, find_suspects
 from guardian.playbooks import Playbook
 
 
@@ -71,8 +72,15 @@ def trigger_context(
 
 
 def target_of(context: dict[str, Any]) -> str:
+    """What a run started with ``context`` touches: its top suspect ("Kind ns/name")."""
     suspects = context.get("suspects") or []
     if suspects:
         top = suspects[0]
         return f"{top['kind']} {top['namespace']}/{top['name']}"
     return ""
+
+
+def suspect_target(suspects: Sequence[Suspect]) -> str:
+    """The target a run proposed now would touch (``target_of`` its trigger context), for
+    ``guardian.policy.decide``'s ``target``: the top suspect, or empty without one."""
+    return target_of({"suspects": [s.to_json() for s in suspects[:1]]})
