@@ -1,21 +1,36 @@
-"""One cycle of guardian's main job: evaluate → decide → propose, with the audit it needs.
+"""guardian's pipeline: the one module that states the order of the stages.
 
-Input: the config, the playbooks, the store, a ``Runner``, the API server and Prometheus.
-Output: the policy's decisions for this evaluation; proposed executions moved as far as they
-go without a human; an ``evaluation`` audit row for every SLO whose status changed and a
-``decision`` row for every decision that changed. The daemon calls ``tick`` on its
-interval; ``guardian slack`` and the tests call it too. ``trigger_context`` builds what
-playbook templates see (also for runs asked for by hand).
+    evaluation → policy → planning → approval → executor → audit
+
+``Cycle.tick`` is one turn of it. ``evaluate`` asks Prometheus for every SLO
+(``guardian.evaluation``: an ``Evaluation``, nothing written). ``act`` audits each SLO whose
+status changed (an ``evaluation`` row), lets the policy decide (``guardian.policy``: a
+``Decision`` per SLO, nothing proposed while the kill switch is engaged), audits each
+decision that changed (a ``decision`` row) and announces a ``notify`` once per episode; for
+a ``propose`` it plans (``guardian.planning``: the trigger context, the suspects), proposes
+the run to the executor and moves it as far as it goes without a human
+(``guardian.executor``, which asks ``guardian.approval`` and appends its own audit rows).
+
+Input: the config, the playbooks, the store (through ``CycleStore``: the ports of
+``guardian.audit.ports`` and the executions), a ``Runner``, the API server and Prometheus.
+Output: the policy's decisions for this evaluation. Built by the composition root
+(``guardian.app.wiring``) for the daemon (``guardian run``, which calls ``tick`` on its
+interval, or ``evaluate`` alone on a follower) and ``guardian slack``; the tests call it
+too. It sits below ``guardian.clients``: the store arrives through the Protocol.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
 
 from guardian.actions.base import KubeAPI
-from guardian.audit.records import OPEN_STATES
-from guardian.clients.store import Store
+from guardian.audit.kinds import AuditKind
+from guardian.audit.ports import AuditWriter, PipelineMemory, Settings
+from guardian.audit.records import OPEN_STATES, Execution
+from guardian.audit.switch import KillSwitch
 from guardian.config import Config
 from guardian.evaluation.results import Evaluation
 from guardian.evaluation.run import QuerySource, evaluate, evaluation_budget
@@ -26,13 +41,22 @@ from guardian.playbooks import Playbook
 from guardian.policy.decide import Decision, Run, decide
 
 
+class CycleStore(AuditWriter, Settings, PipelineMemory, Protocol):
+    """What a cycle needs of the store: the audit log, the settings (the kill switch), what
+    it last wrote per SLO, and the recent executions (for the policy's guards)."""
+
+    def executions(
+        self, states: Sequence[str] = (), playbook: str | None = None, limit: int = 100
+    ) -> list[Execution]: ...
+
+
 @dataclass
 class Cycle:
     """Everything one evaluation cycle needs."""
 
     config: Config
     playbooks: dict[str, Playbook]
-    store: Store
+    store: CycleStore
     runner: Runner
     kube: KubeAPI
     prometheus: QuerySource
@@ -78,7 +102,7 @@ class Cycle:
             self.playbooks,
             recent,
             at,
-            paused=self.store.setting("paused", "false") == "true",
+            paused=KillSwitch(self.store).engaged(),
             has_suspect=has_suspect,
             notify_from=config.policy.notify,
         )
@@ -100,39 +124,32 @@ class Cycle:
 
     def _audit_status(self, evaluation: Evaluation, at: datetime) -> None:
         """An ``evaluation`` audit row for every SLO whose status changed since the last."""
-        for result in evaluation.slos:
-            key = f"status:{result.name}"
-            if self.store.setting(key) != result.status:
-                self.store.set_setting(key, result.status, at)
-                self.store.record(
-                    "evaluation",
-                    at,
-                    None,
-                    "guardian",
-                    "policy",
-                    slo=result.name,
-                    status=result.status,
-                    reason=result.reason,
-                )
+        memory = self.store
+        for slo in evaluation.slos:
+            if memory.last_status(slo.name) != slo.status:
+                memory.remember_status(slo.name, slo.status, at)
+                self._audit("evaluation", at, slo.name, status=slo.status, reason=slo.reason)
 
     def _record(self, decision: Decision, at: datetime) -> None:
-        announced = f"announced:{decision.slo}"
-        if self.store.setting(announced) != decision.kind:
-            self.store.set_setting(announced, decision.kind, at)
-            if decision.kind == "notify":  # once per episode, not on every new reason
-                self.runner.notifier.announce(decision.slo, decision.reason)
-        key = f"decision:{decision.slo}"
+        """Announce a ``notify`` once per episode (not on every new reason), and a
+        ``decision`` audit row for every decision that changed since the last."""
+        memory, slo = self.store, decision.slo
+        if memory.last_announced(slo) != decision.kind:
+            memory.remember_announced(slo, decision.kind, at)
+            if decision.kind == "notify":
+                self.runner.notifier.announce(slo, decision.reason)
         text = f"{decision.kind}:{decision.playbook or ''}:{decision.reason}"
-        if self.store.setting(key) != text:
-            self.store.set_setting(key, text, at)
-            self.store.record(
+        if memory.last_decision(slo) != text:
+            memory.remember_decision(slo, text, at)
+            self._audit(
                 "decision",
                 at,
-                None,
-                "guardian",
-                "policy",
-                slo=decision.slo,
+                slo,
                 decision=decision.kind,
                 playbook=decision.playbook,
                 reason=decision.reason,
             )
+
+    def _audit(self, kind: AuditKind, at: datetime, slo: str, **detail: Any) -> None:
+        """An audit row of the pipeline's own (actor ``guardian``, via ``policy``)."""
+        self.store.record(kind, at, None, "guardian", "policy", slo=slo, **detail)

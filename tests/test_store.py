@@ -84,10 +84,10 @@ def test_a_phase_is_marked_applied_once(store: Store) -> None:
 
 def test_the_audit_log_keeps_order_and_details(store: Store) -> None:
     execution = _new(store)
-    store.record("approval", NOW, execution, "U_SRE", "slack", step=0, decision="approve")
+    store.record("approved", NOW, execution, "U_SRE", "slack", step=0, decision="approve")
     store.record("refused", NOW, execution, "U_X", "slack", reason="not an approver")
     kinds = [(r.kind, r.actor) for r in store.history(execution)]
-    assert kinds == [("proposed", "U_REQUESTER"), ("approval", "U_SRE"), ("refused", "U_X")]
+    assert kinds == [("proposed", "U_REQUESTER"), ("approved", "U_SRE"), ("refused", "U_X")]
     assert store.history(execution)[1].detail == {"step": 0, "decision": "approve"}
     assert store.history(limit=1)[0].kind == "refused"
 

@@ -1,6 +1,7 @@
 """The kill switch: one object that says whether guardian is paused, and pauses or resumes it.
 
-Input: the store's settings and audit log (``SwitchStore``, a port the store implements).
+Input: the store's settings and audit log (``SwitchStore``: the ports ``Settings`` and
+``AuditWriter`` of ``guardian.audit.ports``, which the store implements).
 Output: ``engaged()``; ``pause``/``resume`` set the switch and append the audit row
 (``pause``/``resume``) in the same call. While it is engaged nothing is proposed or run.
 Read by the executor (``guardian.executor``), the pipeline (``guardian.pipeline``) and the
@@ -11,28 +12,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
+
+from guardian.audit.ports import AuditWriter, Settings
 
 KEY = "paused"
 """The setting that holds the switch (``true`` or ``false``)."""
 
 
-class SwitchStore(Protocol):
-    """What the kill switch needs of the store."""
-
-    def setting(self, key: str, default: str = "") -> str: ...
-
-    def set_setting(self, key: str, value: str, now: datetime) -> None: ...
-
-    def record(
-        self,
-        kind: Any,
-        now: datetime,
-        execution_id: str | None = None,
-        actor: str = "",
-        via: str = "",
-        **detail: Any,
-    ) -> None: ...
+class SwitchStore(Settings, AuditWriter, Protocol):
+    """What the kill switch needs of the store: its settings and its audit log."""
 
 
 @dataclass(frozen=True)

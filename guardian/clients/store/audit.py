@@ -1,12 +1,19 @@
-"""The append-only audit log: append a row, read rows back, count them by kind."""
+"""The append-only audit log: append a row, read rows back, count them by kind.
+
+Only the kinds of ``guardian.audit.kinds`` are appended: any other is a ``ValueError`` and
+nothing is written. ``append`` writes one row inside a transaction the caller holds (the
+executions part writes an execution's rows with its transitions).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, insert, select
+from sqlalchemy import Connection, Engine, func, insert, select
 
+from guardian.audit.kinds import AuditKind, audit_kind
 from guardian.audit.records import AuditRow
 from guardian.clients.store.schema import audit, aware, executions, plain
 
@@ -18,25 +25,16 @@ class AuditLog:
 
     def record(
         self,
-        kind: str,
+        kind: AuditKind,
         now: datetime,
         execution_id: str | None = None,
         actor: str = "",
         via: str = "",
         **detail: Any,
     ) -> None:
-        """Append one audit row."""
+        """Append one audit row; ``ValueError`` for a kind guardian does not write."""
         with self.engine.begin() as conn:
-            conn.execute(
-                insert(audit).values(
-                    at=now,
-                    kind=kind,
-                    execution_id=execution_id,
-                    actor=actor,
-                    via=via,
-                    detail=plain(detail),
-                )
-            )
+            append(conn, kind, now, execution_id, actor, via, detail)
 
     def counts(self) -> tuple[dict[str, int], dict[str, int]]:
         """Executions by state, and audit rows by kind (for metrics)."""
@@ -58,3 +56,18 @@ class AuditLog:
             AuditRow(r.seq, aware(r.at), r.kind, r.execution_id, r.actor, r.via, r.detail)
             for r in reversed(rows)
         ]
+
+
+def append(
+    conn: Connection,
+    kind: AuditKind,
+    now: datetime,
+    execution_id: str | None,
+    actor: str,
+    via: str,
+    detail: Mapping[str, Any],
+) -> None:
+    """Append one audit row in ``conn``'s transaction; ``ValueError`` (before anything is
+    written) for a kind guardian does not write."""
+    values = {"at": now, "kind": audit_kind(kind), "execution_id": execution_id}
+    conn.execute(insert(audit).values(**values, actor=actor, via=via, detail=plain(dict(detail))))

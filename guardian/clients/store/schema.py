@@ -1,7 +1,8 @@
 """The store's schema, and the row helpers every part of the store shares.
 
 One SQLAlchemy Core ``MetaData``: executions, steps, applied phases, audit, approval requests,
-chat message refs and settings. Used by the parts of ``guardian.clients.store``.
+chat message refs, settings and the pipeline's state per SLO. Used by the parts of
+``guardian.clients.store``; ``guardian.clients.database`` creates the tables that are missing.
 """
 
 from __future__ import annotations
@@ -117,6 +118,19 @@ settings = Table(
     Column("value", Text, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
+"""Stored settings by key: the kill switch (``paused``)."""
+
+pipeline_state = Table(
+    "pipeline_state",
+    metadata,
+    Column("slo", String(63), primary_key=True),
+    Column("status", String(32)),
+    Column("announced", String(32)),
+    Column("decision", Text),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+"""Per SLO, what the pipeline last wrote about it: the status it audited, the decision kind
+it last saw (announcements) and the decision it audited (``kind:playbook:reason``)."""
 
 
 class Undone(Exception):

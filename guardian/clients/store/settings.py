@@ -1,4 +1,5 @@
-"""Stored settings (the kill switch's state, the pipeline's last statuses)."""
+"""Stored settings by key: the kill switch's state (``paused``, read through
+``guardian.audit.switch.KillSwitch``)."""
 
 from __future__ import annotations
 
