@@ -5,7 +5,7 @@ version (that state in ``settings``) keeps it when it gets the ``pipeline_state`
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any, cast
@@ -164,3 +164,18 @@ def test_a_store_of_the_previous_version_keeps_what_the_pipeline_last_wrote(
     again = Store.open(store_url)
     assert again.last_status(NAME) == "no_data", "opening once more changes nothing"
     again.close()
+
+
+def test_an_slo_name_of_63_characters_is_remembered_on_every_backend(store: Store) -> None:
+    """The previous version kept this state under ``decision:<slo>`` in a key of at most 63
+    characters: PostgreSQL refused the write, and every cycle failed, for a long SLO name."""
+    name = "a" * 63
+    slo = replace(SLO_, name=name)
+    config = cast(Config, SimpleNamespace(slos=[slo], policy=SimpleNamespace(notify="ticket")))
+    runner = FakeRunner()
+    cycle = Cycle(config, {}, store, cast(Runner, runner), NoRollouts(), None)  # type: ignore[arg-type]
+    blind = Evaluation(NOW, (SLOResult(name, 99, "no_data", None, (), "down"),))
+    for _ in range(2):
+        cycle.act(blind, NOW)
+    assert [r.kind for r in store.history()] == ["evaluation", "decision"]
+    assert runner.announced == [(name, "blind: down; guardian will not act")]
