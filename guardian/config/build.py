@@ -22,14 +22,8 @@ from guardian.config.model import (
     WindowPair,
 )
 from guardian.config.read import shown
-from guardian.config.spec import (
-    EvaluationSpec,
-    FileSpec,
-    PrometheusSpec,
-    SLISpec,
-    SLOSpec,
-    WindowPairSpec,
-)
+from guardian.config.slo_spec import SLISpec, SLOSpec, WindowPairSpec
+from guardian.config.spec import EvaluationSpec, FileSpec, PrometheusSpec
 from guardian.durations import format_duration, parse_duration
 from guardian.errors import ConfigError
 

@@ -13,10 +13,11 @@ built by ``guardian.config.build`` and pydantic errors become lines in
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from guardian.config.build import Loaded, build_slos, prometheus_settings, window_sets
 from guardian.config.messages import format_error
@@ -29,12 +30,17 @@ from guardian.config.model import (
 from guardian.config.read import read_yaml, shown
 from guardian.config.spec import (
     API_VERSION,
+    DaemonSpec,
     EvaluationSpec,
     FileSpec,
+    PolicySpec,
     PrometheusSpec,
+    SlackSpec,
 )
 from guardian.durations import parse_duration
 from guardian.errors import ConfigError, ConfigErrors
+
+M = TypeVar("M", bound=BaseModel)
 
 
 def load_config(path: str | Path) -> Config:
@@ -64,12 +70,23 @@ def _files(path: Path) -> list[Path]:
 
 
 def _parse_file(file: Path) -> FileSpec:
+    return validated(file, FileSpec)
+
+
+def validated(
+    file: Path,
+    model: type[M],
+    named: Callable[[str, dict[str, Any]], str] = lambda message, _: message,
+) -> M:
+    """``file``'s document (``read_document``) as ``model``; ``ConfigErrors`` else, one line
+    per pydantic error naming the file, each line passed through ``named``. Also called by
+    ``guardian.playbooks.load``."""
     raw = read_document(file)
     try:
-        return FileSpec.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as exc:
         raise ConfigErrors(
-            [ConfigError(f"{file}: {format_error(err, raw)}") for err in exc.errors()]
+            [ConfigError(f"{file}: {named(format_error(err, raw), raw)}") for err in exc.errors()]
         ) from None
 
 
@@ -113,14 +130,21 @@ def _merge(root: str, loaded: list[Loaded]) -> Config:
     )
 
 
-def _daemon(loaded: list[Loaded], errors: list[ConfigError]) -> DaemonSettings:
-    found = [(item.path, item.spec.daemon) for item in loaded if item.spec.daemon is not None]
+def _once(loaded: list[Loaded], key: str, errors: list[ConfigError]) -> tuple[str, Any] | None:
+    """The first file's section ``key`` (its path and spec); each other file giving it too is
+    an error."""
+    found = [(item.path, getattr(item.spec, key)) for item in loaded]
+    found = [(path, section) for path, section in found if section is not None]
     for path, _ in found[1:]:
-        errors.append(ConfigError(f"{path}: daemon: already given in {found[0][0]}; keep one"))
-    if not found:
+        errors.append(ConfigError(f"{path}: {key}: already given in {found[0][0]}; keep one"))
+    return found[0] if found else None
+
+
+def _daemon(loaded: list[Loaded], errors: list[ConfigError]) -> DaemonSettings:
+    found = _once(loaded, "daemon", errors)
+    if found is None:
         return DaemonSettings()
-    spec = found[0][1]
-    assert spec is not None
+    spec: DaemonSpec = found[1]
     return DaemonSettings(
         interval=parse_duration(spec.interval),
         progress_interval=parse_duration(spec.progress_interval),
@@ -135,13 +159,10 @@ def _daemon(loaded: list[Loaded], errors: list[ConfigError]) -> DaemonSettings:
 
 
 def _slack(loaded: list[Loaded], errors: list[ConfigError]) -> SlackSettings | None:
-    found = [(item.path, item.spec.slack) for item in loaded if item.spec.slack is not None]
-    for path, _ in found[1:]:
-        errors.append(ConfigError(f"{path}: slack: already given in {found[0][0]}; keep one"))
-    if not found:
+    found = _once(loaded, "slack", errors)
+    if found is None:
         return None
-    spec = found[0][1]
-    assert spec is not None
+    spec: SlackSpec = found[1]
     return SlackSettings(
         channel=spec.channel,
         allowed_channels=tuple(spec.allowed_channels or [spec.channel]),
@@ -159,13 +180,10 @@ def _slack(loaded: list[Loaded], errors: list[ConfigError]) -> SlackSettings | N
 
 
 def _policy(loaded: list[Loaded], errors: list[ConfigError]) -> PolicySettings:
-    found = [(item.path, item.spec.policy) for item in loaded if item.spec.policy is not None]
-    for path, _ in found[1:]:
-        errors.append(ConfigError(f"{path}: policy: already given in {found[0][0]}; keep one"))
-    if not found:
+    found = _once(loaded, "policy", errors)
+    if found is None:
         return PolicySettings()
-    path, spec = found[0]
-    assert spec is not None
+    path, spec = found[0], cast(PolicySpec, found[1])
     base = Path(path).parent
     return PolicySettings(
         playbook_paths=tuple(str(base / p) for p in spec.playbooks),
@@ -181,15 +199,10 @@ def _policy(loaded: list[Loaded], errors: list[ConfigError]) -> PolicySettings:
 def _single_section(
     root: str, loaded: list[Loaded], key: str, errors: list[ConfigError]
 ) -> PrometheusSpec | EvaluationSpec | None:
-    found: list[tuple[str, PrometheusSpec | EvaluationSpec]] = []
-    for item in loaded:
-        section = getattr(item.spec, key)
-        if section is not None:
-            found.append((item.path, section))
-    for path, _ in found[1:]:
-        errors.append(ConfigError(f"{path}: {key}: already given in {found[0][0]}; keep one"))
-    if not found and key == "prometheus":
+    found = _once(loaded, key, errors)
+    if found is None and key == "prometheus":
         errors.append(
             ConfigError(f"{root}: prometheus: is required; add 'prometheus: {{url: ...}}'")
         )
-    return found[0][1] if found else None
+    section: PrometheusSpec | EvaluationSpec | None = found[1] if found else None
+    return section

@@ -1,14 +1,16 @@
 """The versioned user spec (``version: guardian/v1``): what a YAML file may say, nothing more.
 
 Input: one parsed YAML document. Output: a ``FileSpec`` (pydantic, frozen, unknown keys
-forbidden). Called by ``guardian.config.load``, which turns specs into the internal model and
-formats pydantic's errors into breadcrumb lines. Checks that need more than one file
-(duplicate names, references to window sets) live in ``guardian.config.load``.
+forbidden); its SLOs and window sets are specified in ``guardian.config.slo_spec``. Called by
+``guardian.config.load``, which merges the files' sections (``guardian.config.build`` turns
+specs into the internal model; ``guardian.config.messages`` formats pydantic's errors into
+breadcrumb lines), and by ``guardian schema`` (the CLI prints its JSON Schema). Checks that
+need more than one file (duplicate names, references to window sets) live in
+``guardian.config.load`` and ``guardian.config.build``.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -16,25 +18,20 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    Strict,
     field_validator,
     model_validator,
 )
 
 from guardian.config.checks import (
-    Bucket,
-    Duration,
     Headers,
     HttpURL,
-    LabelNames,
     Listen,
-    Selector,
-    SloName,
     StoreURL,
     Subjects,
     at_most,
 )
 from guardian.config.read import shown
+from guardian.config.slo_spec import SLOSpec, WindowPairSpec
 from guardian.durations import parse_duration
 
 API_VERSION = "guardian/v1"
@@ -90,124 +87,6 @@ class EvaluationSpec(_Spec):
     min_events: int = Field(
         0, ge=0, description="Events needed in the long window before a pair may page"
     )
-
-
-class WindowPairSpec(_Spec):
-    """One multi-window alert: both windows must burn faster than the factor."""
-
-    severity: Literal["page", "ticket"]
-    long: Duration
-    short: Duration
-    budget_fraction: Annotated[float, Strict()] | None = Field(
-        None, description="Share of the period's budget spent in the long window (0.02 = 2%)"
-    )
-    factor: Annotated[float, Strict()] | None = Field(
-        None, description="Fixed burn-rate factor instead"
-    )
-
-    @model_validator(mode="after")
-    def _fraction_or_factor(self) -> WindowPairSpec:
-        if (self.budget_fraction is None) == (self.factor is None):
-            raise ValueError("give exactly one of budget_fraction and factor")
-        if self.budget_fraction is not None and not 0 < self.budget_fraction <= 1:
-            raise ValueError(
-                f"budget_fraction: must be > 0 and <= 1 (got {self.budget_fraction:g})"
-            )
-        if self.factor is not None and not (math.isfinite(self.factor) and self.factor > 0):
-            raise ValueError(f"factor: must be a finite number > 0 (got {self.factor:g})")
-        if parse_duration(self.short) >= parse_duration(self.long):
-            raise ValueError(
-                f"short: must be shorter than long (got short {self.short}, long {self.long})"
-            )
-        return self
-
-
-class ApiserverThresholdsSpec(_Spec):
-    """Latency a request may take and still be good, per scope (reads) and for writes."""
-
-    resource: Annotated[str, BeforeValidator(at_most("1h"))] = "1s"
-    namespace: Annotated[str, BeforeValidator(at_most("1h"))] = "5s"
-    cluster: Annotated[str, BeforeValidator(at_most("1h"))] = "30s"
-    write: Annotated[str, BeforeValidator(at_most("1h"))] = "1s"
-
-
-class ApiserverLatencySpec(_Spec):
-    """kubernetes-mixin's API-server SLI: slow or 5xx requests are bad."""
-
-    metric: str = "apiserver_request_sli_duration_seconds"
-    requests_metric: str = "apiserver_request_total"
-    verbs: Literal["read", "write", "all"] = "read"
-    thresholds: ApiserverThresholdsSpec = ApiserverThresholdsSpec()
-    selector: Selector = ""
-
-
-class CorednsErrorsSpec(_Spec):
-    """Share of DNS responses whose rcode is an error."""
-
-    metric: str = "coredns_dns_responses_total"
-    rcodes: list[str] = Field(default_factory=lambda: ["SERVFAIL", "REFUSED"], min_length=1)
-    selector: Selector = ""
-
-
-class RatioSpec(_Spec):
-    """Free PromQL; ``{{window}}`` is replaced by each window (e.g. ``5m``)."""
-
-    errors: str
-    total: str
-
-    @field_validator("errors", "total")
-    @classmethod
-    def _window(cls, value: str) -> str:
-        if "{{window}}" not in value.replace(" ", ""):
-            raise ValueError(
-                "must contain the {{window}} placeholder, e.g. sum(rate(x_total[{{window}}]))"
-            )
-        return value
-
-
-class LatencySpec(_Spec):
-    """A Prometheus histogram: good requests are the ones under the ``le`` bucket."""
-
-    metric: str = Field(description="Histogram name without _bucket, e.g. http_request_seconds")
-    le: Bucket = Field(description='Threshold bucket exactly as exposed, e.g. "0.5"')
-    selector: Selector = ""
-
-
-class SLISpec(_Spec):
-    """Exactly one kind of SLI."""
-
-    apiserver_latency: ApiserverLatencySpec | None = None
-    coredns_errors: CorednsErrorsSpec | None = None
-    ratio: RatioSpec | None = None
-    latency: LatencySpec | None = None
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> SLISpec:
-        kinds = [k for k in type(self).model_fields if getattr(self, k) is not None]
-        if len(kinds) != 1:
-            names = ", ".join(type(self).model_fields)
-            raise ValueError(f"give exactly one SLI kind of {names} (got {len(kinds)})")
-        return self
-
-
-class SLOSpec(_Spec):
-    """One service level objective."""
-
-    name: SloName
-    objective: float = Field(description="Target in percent, e.g. 99.9")
-    period: Annotated[str, BeforeValidator(at_most("365d"))] = "30d"
-    description: str = ""
-    labels: LabelNames = Field(default_factory=dict)
-    sli: SLISpec
-    windows: str = Field("google-30d", description="A window set name")
-    min_events: int | None = Field(None, ge=0)
-
-    @field_validator("objective")
-    @classmethod
-    def _objective(cls, value: float) -> float:
-        if not 0 < value < 100:
-            raise ValueError(f"must be > 0 and < 100 (got {value:g})")
-        return value
 
 
 class StoreSpec(_Spec):

@@ -3,7 +3,8 @@
 Input: paths (files or directories of ``*.yaml``), the action catalogue's parameter models,
 and the SLO names of the loaded config. Output: playbooks by name, or ``ConfigErrors`` with
 one breadcrumb line per problem, e.g. ``playbooks/shed.yaml: steps[0] 'shed': action:
-unknown action 'shed' (known: pause-rollout, ...)``. Called by the CLI and the policy.
+unknown action 'shed' (known: pause-rollout, ...)``. Called by ``guardian.app.wiring`` (the CLI,
+the daemon and its reload).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from guardian.config.load import read_document
+from guardian.config.load import validated
 from guardian.config.messages import format_error
 from guardian.config.read import shown
 from guardian.durations import parse_duration
@@ -30,7 +31,7 @@ from guardian.playbooks.model import (
     Trigger,
     Verify,
 )
-from guardian.playbooks.spec import PlaybookSpec, StepSpec
+from guardian.playbooks.spec import GuardsSpec, PlaybookSpec, StepSpec
 
 
 def load_playbooks(
@@ -76,13 +77,7 @@ def _files(paths: list[Path], errors: list[ConfigError]) -> list[Path]:
 
 
 def _parse(file: Path) -> PlaybookSpec:
-    raw = read_document(file)
-    try:
-        return PlaybookSpec.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigErrors(
-            [ConfigError(f"{file}: {_named(format_error(e, raw), raw)}") for e in exc.errors()]
-        ) from None
+    return validated(file, PlaybookSpec, _named)
 
 
 def _named(message: str, raw: dict[str, Any]) -> str:
@@ -150,7 +145,6 @@ def _cut(text: str, limit: int = 40) -> str:
 
 
 def _model(spec: PlaybookSpec, source: str) -> Playbook:
-    guards = spec.guards
     roots = sorted(
         {p.split(".")[0].split("[")[0] for s in spec.steps for p in template.paths(s.params)}
     )
@@ -162,43 +156,48 @@ def _model(spec: PlaybookSpec, source: str) -> Playbook:
             labels=tuple(sorted(spec.trigger.labels.items())),
             severity=spec.trigger.severity,
         ),
-        guards=Guards(
-            cooldown=parse_duration(guards.cooldown),
-            max_runs_per_hour=guards.max_runs_per_hour,
-            one_per_target=guards.one_per_target,
-            require_suspect=guards.require_suspect,
-            maintenance_windows=tuple(
-                MaintenanceWindow(
-                    days=tuple(w.days),
-                    start=time.fromisoformat(w.start),
-                    end=time.fromisoformat(w.end),
-                    timezone=w.timezone,
-                )
-                for w in guards.maintenance_windows
-            ),
-        ),
+        guards=_guards(spec.guards),
         approver_users=tuple(spec.approvers.users),
         approver_groups=tuple(spec.approvers.groups),
-        steps=tuple(
-            Step(
-                name=s.name,
-                action=s.action,
-                params=dict(s.params),
-                approval=s.approval,
-                verify=Verify(
-                    burn_falls=s.verify.burn_falls,
-                    promql=s.verify.promql,
-                    within=parse_duration(s.verify.within),
-                )
-                if s.verify
-                else None,
-                timeout=parse_duration(s.timeout),
-                on_failure=s.on_failure,
-                context=s.context,
-                when=s.when,
-            )
-            for s in spec.steps
-        ),
+        steps=tuple(_step(s) for s in spec.steps),
         source=source,
         needs=tuple(roots),
+    )
+
+
+def _guards(guards: GuardsSpec) -> Guards:
+    return Guards(
+        cooldown=parse_duration(guards.cooldown),
+        max_runs_per_hour=guards.max_runs_per_hour,
+        one_per_target=guards.one_per_target,
+        require_suspect=guards.require_suspect,
+        maintenance_windows=tuple(
+            MaintenanceWindow(
+                days=tuple(w.days),
+                start=time.fromisoformat(w.start),
+                end=time.fromisoformat(w.end),
+                timezone=w.timezone,
+            )
+            for w in guards.maintenance_windows
+        ),
+    )
+
+
+def _step(s: StepSpec) -> Step:
+    return Step(
+        name=s.name,
+        action=s.action,
+        params=dict(s.params),
+        approval=s.approval,
+        verify=Verify(
+            burn_falls=s.verify.burn_falls,
+            promql=s.verify.promql,
+            within=parse_duration(s.verify.within),
+        )
+        if s.verify
+        else None,
+        timeout=parse_duration(s.timeout),
+        on_failure=s.on_failure,
+        context=s.context,
+        when=s.when,
     )
