@@ -4,19 +4,21 @@
 
 ``Cycle.tick`` is one turn of it. ``evaluate`` asks Prometheus for every SLO
 (``guardian.evaluation``: an ``Evaluation``, nothing written). ``act`` audits each SLO whose
-status changed (an ``evaluation`` row), lets the policy decide (``guardian.policy``: a
-``Decision`` per SLO, nothing proposed while the kill switch is engaged), audits each
+status changed (an ``evaluation`` row); when one burns, asks planning whether a rollout is a
+suspect (``guardian.planning.suspects``); lets the policy decide (``guardian.policy``: a
+``Decision`` per SLO, nothing proposed while the kill switch is engaged); audits each
 decision that changed (a ``decision`` row) and announces a ``notify`` once per episode; for
-a ``propose`` it plans (``guardian.planning``: the trigger context, the suspects), proposes
-the run to the executor and moves it as far as it goes without a human
-(``guardian.executor``, which asks ``guardian.approval`` and appends its own audit rows).
+a ``propose`` it plans the run (``guardian.planning.trigger``: its context and target) and
+hands it to the executor (``guardian.executor``), which moves it as far as it goes without a
+human: it asks for approval (``guardian.approval``) and appends its own audit rows.
 
 Input: the config, the playbooks, the store (through ``CycleStore``: the ports of
 ``guardian.audit.ports`` and the executions), a ``Runner``, the API server and Prometheus.
-Output: the policy's decisions for this evaluation. Built by the composition root
-(``guardian.app.wiring``) for the daemon (``guardian run``, which calls ``tick`` on its
-interval, or ``evaluate`` alone on a follower) and ``guardian slack``; the tests call it
-too. It sits below ``guardian.clients``: the store arrives through the Protocol.
+Output: the policy's decisions for this evaluation. Built once per loaded config by the
+composition root (``guardian.app.wiring``); the daemon (``guardian.app.daemon``: ``guardian
+run``, and ``guardian slack``, the same daemon in the foreground) evaluates on its interval
+and calls ``act`` while it leads; the tests call ``tick``, ``act`` and ``evaluate``. It sits
+below ``guardian.clients``: the store arrives through the Protocol.
 """
 
 from __future__ import annotations
@@ -67,12 +69,14 @@ class Cycle:
         return self.act(self.evaluate(), now)
 
     def evaluate(self) -> Evaluation:
-        """Every SLO now (what a follower does too, for its metrics); writes nothing.
+        """Every SLO now (what a follower does too, for its metrics); writes nothing."""
+        return self.evaluate_all()[0]
 
-        Bounded by ``evaluation_budget``, so the daemon's interval holds.
-        """
+    def evaluate_all(self) -> tuple[Evaluation, str]:
+        """Every SLO now, and the error of the queries that failed ("" when none did);
+        writes nothing. Bounded by ``evaluation_budget``, so the daemon's interval holds."""
         config = self.config
-        evaluation, _ = evaluate(
+        return evaluate(
             config.slos,
             self.prometheus,
             None,
@@ -80,7 +84,6 @@ class Cycle:
             config.prometheus.parallel_queries,
             evaluation_budget(config.prometheus.timeout, config.daemon.interval),
         )
-        return evaluation
 
     def act(self, evaluation: Evaluation, now: datetime | None = None) -> list[Decision]:
         """Audit status changes, decide, propose and start runs (the leader's part)."""

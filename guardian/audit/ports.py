@@ -3,10 +3,12 @@
 Input: nothing. Output: ``AuditWriter`` (append an audit row of an ``AuditKind``),
 ``AuditReader`` (read rows back), ``MessageRefs`` (where an execution's chat message is),
 ``Settings`` (stored settings: the kill switch) and ``PipelineMemory`` (what the pipeline
-last audited and announced per SLO, so it writes each change once). Used as types by the
-kill switch (``guardian.audit.switch``), the pipeline (``guardian.pipeline``), the executor
-(``guardian.executor``) and the approval stage (``guardian.approval``);
-``guardian.clients.store.Store`` implements every one of them.
+last audited and announced per SLO, so it writes each change once).
+``guardian.clients.store.Store`` implements every one of them. Used by the kill switch
+(``guardian.audit.switch``: ``Settings``, ``AuditWriter``) and the pipeline
+(``guardian.pipeline``: those and ``PipelineMemory``); ``AuditReader`` and ``MessageRefs`` are
+the same ports for the executor, the approval stage and the front ends, which today still
+declare those methods in ports of their own (``kind`` typed ``AuditKind`` or ``Any``).
 """
 
 from __future__ import annotations
