@@ -1,100 +1,46 @@
-"""Executions shown in Slack: one Block Kit message per execution, a thread of details.
+"""Executions as Slack messages: pure Block Kit rendering, and the buttons' values.
 
-Input: runner events (``SlackNotifier.notify``: the execution, the event, its detail) and the
-store's approval requests and decisions. Output: the execution's message posted or updated (what
-burns and how fast, suspects, the exact planned changes, Approve / Deny buttons whose value
-binds them to the step's approval request), a thread line per event and the burn-rate chart,
-everything anyone can write escaped as literal mrkdwn. A failed post is logged and audited,
-never raised. Also reads back a button's value (``parse_button``). Called by
-``guardian.app.chatops`` (escaping, button values) and the wiring in
-``guardian.app.commands.playbooks`` (the notifier); talks to Slack only through
-``guardian.clients.slack``.
+Input: an execution, its playbook, an event's detail and the store's approval requests and
+decisions (read through ``MessageStore``, a port the store satisfies). Output: the message's
+fallback text and blocks (what burns and how fast, suspects, the exact planned changes,
+Approve / Deny buttons whose value binds them to the step's approval request), the thread
+line of an event, everything anyone can write escaped as literal mrkdwn; and a button's value
+read back (``parse_button``). No I/O. Called by ``guardian.approval.notify`` (the
+``SlackNotifier``), ``guardian.app.chatops`` (escaping, button values, re-rendering) and
+``guardian.app.commands``. ``SlackNotifier`` is still importable from here (it lives in
+``guardian.approval.notify``).
 """
 
 from __future__ import annotations
 
-import logging
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
 
-from guardian.audit.records import Execution
-from guardian.clients.slack import APPROVE, DENY, SlackClient
-from guardian.clients.store import Store
-from guardian.errors import GuardianError
+from guardian.audit.ports import AuditReader
+from guardian.audit.records import ApprovalRequest, Execution
 from guardian.playbooks import Playbook
 
-log = logging.getLogger("guardian.app.chatops")
+APPROVE = "guardian_approve"
+DENY = "guardian_deny"
+"""The ``action_id`` of the Approve and Deny buttons (``guardian.clients.slack`` routes them)."""
 DIFF_LIMIT = 2800
 """Characters of a diff shown in a message block (Slack allows 3000 per text object)."""
 
 
-@dataclass
-class SlackNotifier:
-    """The runner's ``Notifier`` for Slack: one message per execution, a thread of details."""
+class MessageStore(AuditReader, Protocol):
+    """What rendering reads from the store: approval requests and the audit log."""
 
-    client: SlackClient
-    channel: str
-    store: Store
-    playbooks: Mapping[str, Playbook]
-    chart: Callable[[str], bytes | None] = field(default=lambda slo: None)
-    """PNG of the SLO's recent burn rates, or None."""
-
-    def notify(self, event: str, execution: Execution, detail: Mapping[str, Any]) -> None:
-        """Post or update the execution's message; never raises: a notification that fails
-        is logged and audited, and the execution moves on."""
-        try:
-            self._notify(event, execution, detail)
-        except Exception as exc:
-            error = exc.message if isinstance(exc, GuardianError) else f"internal error: {exc!r}"
-            if isinstance(exc, GuardianError):
-                log.warning("slack: %s for execution %s: %s", event, execution.id, error)
-            else:
-                log.exception("slack: %s for execution %s failed", event, execution.id)
-            self.store.record(
-                "notify_failed",
-                datetime.now(UTC),
-                execution.id,
-                "guardian",
-                "slack",
-                event=event,
-                error=error,
-            )
-
-    def announce(self, slo: str, text: str) -> None:
-        """A message without an execution (blind mode, a ticket); never raises."""
-        try:
-            self.client.post(self.channel, escape(f"{slo}: {text}"))
-        except Exception as exc:
-            error = exc.message if isinstance(exc, GuardianError) else repr(exc)
-            log.warning("slack: announcement for %s failed: %s", slo, error)
-
-    def _notify(self, event: str, ex: Execution, detail: Mapping[str, Any]) -> None:
-        text, blocks = render(ex, self.playbooks.get(ex.playbook), detail, self.store, event)
-        where = self.store.message(ex.id)
-        if where is None:
-            ts = self.client.post(self.channel, text, blocks)
-            self.store.save_message(ex.id, self.channel, ts)
-            where = (self.channel, ts)
-            png = self.chart(ex.slo) if ex.slo else None
-            if png:
-                self.client.upload(
-                    self.channel, ts, png, f"{ex.slo}-burn.png", f"{ex.slo}: burn rates"
-                )
-        else:
-            self.client.update(where[0], where[1], text, blocks)
-        line = _thread_line(event, detail)
-        if line:
-            self.client.post(where[0], line, thread_ts=where[1])
+    def request(self, execution_id: str, step: int) -> ApprovalRequest | None: ...
 
 
 def render(
     ex: Execution,
     book: Playbook | None,
     detail: Mapping[str, Any],
-    store: Store,
+    store: MessageStore,
     event: str,
     as_of: datetime | None = None,
 ) -> tuple[str, list[dict[str, Any]]]:
@@ -139,7 +85,7 @@ def _suspect_blocks(ex: Execution) -> list[dict[str, Any]]:
 
 
 def _decision_blocks(
-    ex: Execution, book: Playbook, detail: Mapping[str, Any], store: Store
+    ex: Execution, book: Playbook, detail: Mapping[str, Any], store: MessageStore
 ) -> list[dict[str, Any]]:
     """The step awaiting approval: its plan, and the buttons bound to its open request."""
     step = book.steps[ex.step]
@@ -156,7 +102,7 @@ def _decision_blocks(
     return [*blocks, {"type": "actions", "block_id": "decision", "elements": buttons}]
 
 
-def _context_block(ex: Execution, store: Store, as_of: datetime | None) -> dict[str, Any]:
+def _context_block(ex: Execution, store: MessageStore, as_of: datetime | None) -> dict[str, Any]:
     """Who asked for the execution, the decisions recorded until ``as_of``, its message."""
     decisions = [
         f"step {escape(str(r.detail.get('step_name', r.detail.get('step'))))} {r.kind} by "
@@ -225,7 +171,8 @@ def _plan_text(index: int, count: int, name: str, action: str, plan: Mapping[str
     return f"{head}\n{target}, {len(changes)} changes:\n```{escape(diff) or 'nothing to change'}```"
 
 
-def _thread_line(event: str, detail: Mapping[str, Any]) -> str:
+def thread_line(event: str, detail: Mapping[str, Any]) -> str:
+    """The thread line an event adds under the execution's message ("" for none)."""
     if event in ("approved", "denied"):
         return f"{event} by {_who(str(detail.get('by', '')), str(detail.get('via', '')))}"
     return escape(_thread_text(event, detail))
@@ -271,3 +218,12 @@ def _d(seconds: Any) -> str:
 
 def _f(value: Any) -> str:
     return "-" if value is None else f"{float(value):.2f}"
+
+
+def __getattr__(name: str) -> Any:
+    """``SlackNotifier``, importable from here as before (it lives in ``notify``)."""
+    if name == "SlackNotifier":
+        from guardian.approval.notify import SlackNotifier
+
+        return SlackNotifier
+    raise AttributeError(name)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 
 from sqlalchemy import Engine, select, update
 
 from guardian.audit.records import ApprovalRequest
+from guardian.clients.store.executions import append_audit
 from guardian.clients.store.schema import Undone, approvals, aware, move, open_request
+from guardian.executor.ports import AuditWrite
 
 
 class Approvals:
@@ -16,16 +20,26 @@ class Approvals:
     engine: Engine
 
     def ask(
-        self, execution_id: str, step: int, phase: int, now: datetime, expires_at: datetime
+        self,
+        execution_id: str,
+        step: int,
+        phase: int,
+        now: datetime,
+        expires_at: datetime,
+        audit: Sequence[AuditWrite] = (),
     ) -> str | None:
-        """Move the execution from ``proposed`` to ``awaiting_approval`` at (step, phase) and
-        open an approval request for it, in one transaction; returns the request's nonce, or
+        """Move the execution from ``proposed`` to ``awaiting_approval`` at (step, phase),
+        open an approval request for it and append the ``audit`` rows (each with the
+        request's nonce added as ``request``), in one transaction; returns the nonce, or
         None when the execution had moved (someone else asked first)."""
         with self.engine.begin() as conn:
             values = {"state": "awaiting_approval", "expires_at": expires_at, "updated_at": now}
             if not move(conn, execution_id, "proposed", (step, phase), **values):
                 return None
-            return open_request(conn, execution_id, step, phase, now)
+            nonce = open_request(conn, execution_id, step, phase, now)
+            rows = [replace(a, detail={**a.detail, "request": nonce}) for a in audit]
+            append_audit(conn, execution_id, now, rows)
+            return nonce
 
     def reopen(self, execution_id: str, step: int, phase: int, now: datetime) -> str:
         """Open a request for an execution already awaiting approval without one (asked
@@ -63,11 +77,13 @@ class Approvals:
         decision: str,
         actor: str,
         now: datetime,
+        audit: Sequence[AuditWrite] = (),
     ) -> bool:
         """Decide the approval request ``nonce``: a compare-and-set on exactly (execution,
         step, phase, nonce), undecided, with the execution still awaiting approval at that
-        step and phase. The execution moves to ``decision``; False (nothing changed) when
-        any of it no longer holds."""
+        step and phase. The execution moves to ``decision`` and the ``audit`` rows are
+        appended in the same transaction; False (nothing changed) when any of it no longer
+        holds."""
         try:
             with self.engine.begin() as conn:
                 marked = conn.execute(
@@ -88,6 +104,7 @@ class Approvals:
                     conn, execution_id, "awaiting_approval", at, state=decision, updated_at=now
                 ):
                     raise Undone
+                append_audit(conn, execution_id, now, audit)
         except Undone:
             return False
         return True

@@ -1,4 +1,9 @@
-"""Executions: create, find and list them; move one by compare-and-set; lease it."""
+"""Executions: create, find and list them; move one by compare-and-set; lease it.
+
+``commit`` writes one transition of the executor (``guardian.executor.ports.Write``: the
+compare-and-set, the step record, the applied phase and the audit rows) in ONE transaction;
+``snapshot`` reads an execution with its step records and applied phases in one.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,21 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
-from guardian.audit.records import MIN_PREFIX, AmbiguousPrefix, Execution
-from guardian.clients.store.schema import audit, execution_of, executions, move, plain
+from guardian.audit.records import MIN_PREFIX, AmbiguousPrefix, Execution, StepRecord
+from guardian.clients.store.audit import append
+from guardian.clients.store.schema import (
+    Undone,
+    applied,
+    execution_of,
+    executions,
+    move,
+    plain,
+    steps,
+)
+from guardian.clients.store.steps import put_applied, put_step
+from guardian.executor.ports import AuditWrite, Write
 
 
 class Executions:
@@ -47,18 +64,15 @@ class Executions:
             "updated_at": now,
             "expires_at": expires_at,
         }
+        created = AuditWrite(
+            "proposed",
+            requested_by,
+            requested_via,
+            {"playbook": playbook, "slo": slo, "target": target, "state": state},
+        )
         with self.engine.begin() as conn:
             conn.execute(insert(executions).values(**row))
-            conn.execute(
-                insert(audit).values(
-                    at=now,
-                    kind="proposed",
-                    execution_id=row["id"],
-                    actor=requested_by,
-                    via=requested_via,
-                    detail={"playbook": playbook, "slo": slo, "target": target, "state": state},
-                )
-            )
+            append_audit(conn, str(row["id"]), now, (created,))
         return self.get(str(row["id"]))
 
     def get(self, execution_id: str) -> Execution:
@@ -114,6 +128,57 @@ class Executions:
         with self.engine.begin() as conn:
             return move(conn, execution_id, expected, at, updated_at=now, **values)
 
+    def snapshot(
+        self, execution_id: str
+    ) -> tuple[Execution, list[StepRecord], list[tuple[int, int]]]:
+        """The execution, its step records in order and its applied (step, phase) pairs in
+        order, read together; ``KeyError`` if there is no such execution."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(executions).where(executions.c.id == execution_id)).first()
+            if row is None:
+                raise KeyError(execution_id)
+            records = conn.execute(
+                select(steps).where(steps.c.execution_id == execution_id).order_by(steps.c.step)
+            ).all()
+            phases = conn.execute(
+                select(applied.c.step, applied.c.phase)
+                .where(applied.c.execution_id == execution_id)
+                .order_by(applied.c.step, applied.c.phase)
+            ).all()
+        return (
+            execution_of(row._mapping),
+            [
+                StepRecord(
+                    r.execution_id, r.step, r.name, r.status, r.plan, r.applied_phases, r.result
+                )
+                for r in records
+            ],
+            [(r.step, r.phase) for r in phases],
+        )
+
+    def commit(self, execution_id: str, write: Write) -> Execution | None:
+        """Persist one transition in ONE transaction: the compare-and-set on the state and
+        (step, phase) of ``write`` (setting ``write.moves``), the step record, the applied
+        phase and the audit rows. Returns the execution as it is after, or None (nothing
+        written) when someone else moved it first or the phase was already recorded."""
+        try:
+            with self.engine.begin() as conn:
+                values = {"updated_at": write.now, **write.moves}
+                if not move(conn, execution_id, write.expected, write.at, **values):
+                    raise Undone
+                if write.step is not None:
+                    put_step(conn, execution_id, write.step, write.now)
+                if write.applied is not None:
+                    put_applied(conn, execution_id, write.applied, write.now)
+                append_audit(conn, execution_id, write.now, write.audit)
+                row = conn.execute(
+                    select(executions).where(executions.c.id == execution_id)
+                ).first()
+        except (Undone, IntegrityError):
+            return None
+        assert row is not None
+        return execution_of(row._mapping)
+
     def claim(self, execution_id: str, owner: str, now: datetime, until: datetime) -> bool:
         """Take the right to advance the execution until ``until`` (a lease); False if held."""
         with self.engine.begin() as conn:
@@ -137,3 +202,11 @@ class Executions:
                 .where(executions.c.id == execution_id, executions.c.owner == owner)
                 .values(owner=None, lease_until=None)
             )
+
+
+def append_audit(
+    conn: Any, execution_id: str | None, now: datetime, rows: Sequence[AuditWrite]
+) -> None:
+    """Append ``rows`` to the audit log in ``conn``'s transaction, in order."""
+    for row in rows:
+        append(conn, row.kind, now, execution_id, row.actor, row.via, row.detail)

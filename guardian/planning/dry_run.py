@@ -1,0 +1,58 @@
+"""A dry run of a playbook: every step planned and sent with ``dryRun=All``; nothing changes.
+
+Input: a playbook, a trigger context, a way to reach the API server (``KubeFor``) and the
+guardrails. Output: one ``StepCheck`` per step (its plan, why it was skipped, or the problem
+found). Called by ``Runner.dry_run`` (``guardian.executor.shell``), which ``guardian playbook
+run --dry-run`` (``guardian.app.commands.playbooks``) uses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from guardian.actions import Plan, execute
+from guardian.actions.base import Guardrails
+from guardian.planning.plans import (
+    PLANNING_ERRORS,
+    KubeFor,
+    error_text,
+    plan_on,
+    present,
+)
+from guardian.playbooks.model import Playbook
+
+
+@dataclass(frozen=True)
+class StepCheck:
+    """What a dry run found for one step."""
+
+    step: str
+    action: str
+    approval: str
+    plan: Plan | None
+    skipped: str = ""
+    problems: tuple[str, ...] = ()
+
+
+def dry_run(
+    book: Playbook, context: Mapping[str, Any], kube_for: KubeFor, guardrails: Guardrails
+) -> list[StepCheck]:
+    """Plan every step of ``book`` and check each change with ``dryRun=All``."""
+    checks = []
+    for step in book.steps:
+        if step.when is not None and not present(step.when, context):
+            skipped = f"{step.when} is not given"
+            checks.append(StepCheck(step.name, step.action, step.approval, None, skipped=skipped))
+            continue
+        try:
+            plan, kube = plan_on(kube_for, step, context, guardrails)
+            guardrails.check(plan)
+            execute(kube, plan, dry_run=True)
+        except PLANNING_ERRORS as exc:
+            problems = (error_text(exc),)
+            checks.append(StepCheck(step.name, step.action, step.approval, None, problems=problems))
+            continue
+        checks.append(StepCheck(step.name, step.action, step.approval, plan))
+    return checks
