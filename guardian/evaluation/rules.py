@@ -71,41 +71,13 @@ def _meta_rules(slo: SLO) -> list[dict[str, Any]]:
     sel = f'{{slo="{slo.name}"}}'
     shortest = format_duration(_windows(slo)[0])
     period = format_duration(slo.period)
-    rules: list[dict[str, Any]] = [
+    return [
         _vector("slo:objective:ratio", slo.objective / 100, slo),
         _vector("slo:error_budget:ratio", slo.budget, slo),
         _vector("slo:time_period:days", slo.period / 86400, slo),
-        {
-            "record": "slo:current_burn_rate:ratio",
-            "expr": f"slo:sli_error:ratio_rate{shortest}{sel}\n"
-            f"/ on(slo) group_left\nslo:error_budget:ratio{sel}\n",
-            "labels": _labels(slo),
-        },
-    ]
-    if slo.period not in _windows(slo):
-        errors = f"slo:sli_errors:rate{shortest}{sel}"
-        total = f"slo:sli_total:rate{shortest}{sel}"
-        rules.append(
-            {
-                "record": f"slo:sli_errors:rate{shortest}",
-                "expr": sli_promql.errors_rate(slo.sli, _windows(slo)[0]),
-                "labels": _labels(slo, window=shortest),
-            }
-        )
-        rules.append(
-            {
-                "record": f"slo:sli_error:ratio_rate{period}",
-                "expr": f"sum_over_time({errors}[{period}])\n/\nsum_over_time({total}[{period}])\n",
-                "labels": _labels(slo, window=period),
-            }
-        )
-    rules += [
-        {
-            "record": "slo:period_burn_rate:ratio",
-            "expr": f"slo:sli_error:ratio_rate{period}{sel}\n"
-            f"/ on(slo) group_left\nslo:error_budget:ratio{sel}\n",
-            "labels": _labels(slo),
-        },
+        _burn("slo:current_burn_rate:ratio", shortest, slo),
+        *(_period_rules(slo, shortest, period) if slo.period not in _windows(slo) else []),
+        _burn("slo:period_burn_rate:ratio", period, slo),
         {
             "record": "slo:period_error_budget_remaining:ratio",
             "expr": f"1 - slo:period_burn_rate:ratio{sel}",
@@ -119,7 +91,36 @@ def _meta_rules(slo: SLO) -> list[dict[str, Any]]:
             ),
         },
     ]
-    return rules
+
+
+def _burn(record: str, window: str, slo: SLO) -> dict[str, Any]:
+    """``record``: the error ratio over ``window`` divided by the SLO's budget."""
+    sel = f'{{slo="{slo.name}"}}'
+    return {
+        "record": record,
+        "expr": f"slo:sli_error:ratio_rate{window}{sel}\n"
+        f"/ on(slo) group_left\nslo:error_budget:ratio{sel}\n",
+        "labels": _labels(slo),
+    }
+
+
+def _period_rules(slo: SLO, shortest: str, period: str) -> list[dict[str, Any]]:
+    """The period's error ratio from the shortest window's recorded rates, summed over it."""
+    sel = f'{{slo="{slo.name}"}}'
+    errors = f"slo:sli_errors:rate{shortest}{sel}"
+    total = f"slo:sli_total:rate{shortest}{sel}"
+    return [
+        {
+            "record": f"slo:sli_errors:rate{shortest}",
+            "expr": sli_promql.errors_rate(slo.sli, _windows(slo)[0]),
+            "labels": _labels(slo, window=shortest),
+        },
+        {
+            "record": f"slo:sli_error:ratio_rate{period}",
+            "expr": f"sum_over_time({errors}[{period}])\n/\nsum_over_time({total}[{period}])\n",
+            "labels": _labels(slo, window=period),
+        },
+    ]
 
 
 def _vector(record: str, value: float, slo: SLO) -> dict[str, Any]:
