@@ -250,18 +250,6 @@ def _send(kube: KubeAPI, change: Change, dry_run: bool) -> None:
                 raise
 
 
-def replace_patch(path: str, value: Any) -> list[JSON]:
-    """A JSON patch setting ``path`` to ``value`` (``add`` replaces or creates)."""
-    return [{"op": "add", "path": path, "value": value}]
-
-
-def remove_or_replace(path: str, value: Any) -> list[JSON]:
-    """A JSON patch restoring ``path`` to ``value``, removing it when it was absent."""
-    if value is None:
-        return [{"op": "remove", "path": path}]
-    return replace_patch(path, value)
-
-
 def dig(obj: JSON, *keys: str) -> Any:
     """``obj[k1][k2]...`` or ``None``."""
     node: Any = obj

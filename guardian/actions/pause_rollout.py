@@ -16,7 +16,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from guardian.actions.base import JSON, Change, KubeAPI, Plan, dig, remove_or_replace, replace_patch
+from guardian.actions.base import JSON, Change, KubeAPI, Plan, dig
+from guardian.actions.patches import remove_or_replace, replace_patch, set_spec, undoable
 from guardian.errors import PermanentKubernetesError
 
 QUARANTINE_LABEL = "guardian.io/quarantine"
@@ -75,20 +76,8 @@ def plan(kube: KubeAPI, params: PauseRolloutParams) -> Plan:
 def _pause(params: PauseRolloutParams, path: str, obj: JSON) -> Change:
     if params.kind in ("Deployment", "Rollout"):
         before = bool(dig(obj, "spec", "paused"))
-        return Change(
-            "patch",
-            path,
-            {"spec": {"paused": True}},
-            "pause: spec.paused = true",
-            before={"paused": before},
-            after={"paused": True},
-            undo=Change(
-                "patch",
-                path,
-                {"spec": {"paused": before}},
-                f"resume: spec.paused = {str(before).lower()}",
-            ),
-        )
+        texts = ("pause: spec.paused = true", f"resume: spec.paused = {str(before).lower()}")
+        return set_spec(path, "paused", (before, True), texts)
     strategy = copy.deepcopy(dig(obj, "spec", "updateStrategy"))
     if params.kind == "StatefulSet":
         replicas = int(dig(obj, "spec", "replicas") or 1)
@@ -98,42 +87,28 @@ def _pause(params: PauseRolloutParams, path: str, obj: JSON) -> Change:
         after = {"type": "OnDelete"}
         text = "freeze: updateStrategy = OnDelete"
     restore = strategy or {"type": "RollingUpdate"}
-    return Change(
-        "patch",
+    return undoable(
         path,
-        replace_patch("/spec/updateStrategy", after),
-        text,
-        kind="json",
+        (replace_patch("/spec/updateStrategy", after), text),
+        (replace_patch("/spec/updateStrategy", restore), "restore the update strategy"),
+        "json",
         before={"updateStrategy": strategy},
         after={"updateStrategy": after},
-        undo=Change(
-            "patch",
-            path,
-            replace_patch("/spec/updateStrategy", restore),
-            "restore the update strategy",
-            kind="json",
-        ),
     )
 
 
 def _rollback(kube: KubeAPI, params: PauseRolloutParams, path: str, obj: JSON) -> Change:
     revision, previous = _previous_template(kube, params, obj)
     current = obj["spec"]["template"]
-    return Change(
-        "patch",
+    forward = {"spec": {"template": {**previous, "$patch": "replace"}}}
+    back = {"spec": {"template": {**current, "$patch": "replace"}}}
+    return undoable(
         path,
-        {"spec": {"template": {**previous, "$patch": "replace"}}},
-        f"roll back to revision {revision}",
-        kind="strategic",
+        (forward, f"roll back to revision {revision}"),
+        (back, "restore the rolled-back template"),
+        "strategic",
         before={"template": current},
         after={"template": previous},
-        undo=Change(
-            "patch",
-            path,
-            {"spec": {"template": {**current, "$patch": "replace"}}},
-            "restore the rolled-back template",
-            kind="strategic",
-        ),
     )
 
 
@@ -174,17 +149,16 @@ def _quarantine(path: str, obj: JSON) -> Change:
     before = copy.deepcopy(dig(obj, "spec", "template", "spec", "nodeSelector"))
     after = {**(before or {}), QUARANTINE_LABEL: "true"}
     selector = "/spec/template/spec/nodeSelector"
-    return Change(
-        "patch",
+    return undoable(
         path,
-        replace_patch(selector, after),
-        f"quarantine: nodeSelector {QUARANTINE_LABEL}=true matches no node",
-        kind="json",
+        (
+            replace_patch(selector, after),
+            f"quarantine: nodeSelector {QUARANTINE_LABEL}=true matches no node",
+        ),
+        (remove_or_replace(selector, before), "lift the quarantine"),
+        "json",
         before={"nodeSelector": before},
         after={"nodeSelector": after},
-        undo=Change(
-            "patch", path, remove_or_replace(selector, before), "lift the quarantine", kind="json"
-        ),
     )
 
 

@@ -12,7 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from guardian.actions.base import Change, KubeAPI, Plan, dig
+from guardian.actions.base import KubeAPI, Plan, dig
+from guardian.actions.patches import set_spec
 from guardian.errors import PermanentKubernetesError
 
 KCP = "/apis/controlplane.cluster.x-k8s.io/v1beta1"
@@ -53,15 +54,8 @@ def plan(kube: KubeAPI, params: ScaleApiserverParams) -> Plan:
     if target <= current:
         note = f"already at {current} replicas, the maximum is {params.max_replicas}"
         return Plan("scale-apiserver", target_text, (), (note,))
-    change = Change(
-        "patch",
-        path,
-        {"spec": {"replicas": target}},
-        f"scale {current} → {target} replicas",
-        before={"replicas": current},
-        after={"replicas": target},
-        undo=Change("patch", path, {"spec": {"replicas": current}}, f"scale back to {current}"),
-    )
+    texts = (f"scale {current} → {target} replicas", f"scale back to {current}")
+    change = set_spec(path, "replicas", (current, target), texts)
     return Plan("scale-apiserver", target_text, (change,))
 
 

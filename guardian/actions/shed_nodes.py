@@ -24,6 +24,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from guardian.actions.base import JSON, Change, KubeAPI, Plan, dig
+from guardian.actions.patches import set_spec
 from guardian.errors import PermanentKubernetesError
 
 NODES = "/api/v1/nodes"
@@ -206,15 +207,13 @@ def _node_changes(
             )
         ]
     changes = [
-        Change(
-            "patch",
+        set_spec(
             path,
-            {"spec": {"unschedulable": True}},
-            f"batch {batch + 1}: cordon {name}",
-            before={"unschedulable": False},
-            after={"unschedulable": True},
+            "unschedulable",
+            (False, True),
+            (f"batch {batch + 1}: cordon {name}", f"uncordon {name}"),
+            restore=None,
             batch=batch,
-            undo=Change("patch", path, {"spec": {"unschedulable": None}}, f"uncordon {name}"),
         )
     ]
     if params.mode == "drain":
@@ -260,20 +259,11 @@ def _machine_deployment(kube: KubeAPI, params: ShedNodesParams) -> Plan:
     current = int(dig(kube.get(path), "spec", "replicas") or 0)
     count, notes = _limit(_wanted(params, current), current, current, params)
     target = current - count
-    change = Change(
-        "patch",
-        path,
-        {"spec": {"replicas": target}},
+    texts = (
         f"scale MachineDeployment {namespace}/{name} {current} → {target}",
-        before={"replicas": current},
-        after={"replicas": target},
-        undo=Change(
-            "patch",
-            path,
-            {"spec": {"replicas": current}},
-            f"scale MachineDeployment back to {current}",
-        ),
+        f"scale MachineDeployment back to {current}",
     )
+    change = set_spec(path, "replicas", (current, target), texts)
     changes = (change,) if target != current else ()
     summary = f"{notes[0].replace('schedulable candidates', 'replicas')}"
     return Plan(
