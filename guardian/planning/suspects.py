@@ -5,7 +5,9 @@ Output: ``Suspect`` values, nearest to the burn first, then the widest (most pod
 touched). A rollout's start is its newest revision: the newest ReplicaSet of a Deployment,
 the newest ControllerRevision of a DaemonSet or StatefulSet, the newest Helm release Secret
 (read as metadata only). Six paginated LISTs in all, whatever the cluster's size. Called by
-``guardian suspects`` and, later, by playbooks (``{{ suspects[0] }}``).
+``guardian.planning.trigger`` (what playbook templates see as ``suspects``), by
+``guardian.pipeline`` (whether a suspect exists) and by ``guardian.app`` (``guardian suspects``,
+the suspects ChatOps shows).
 """
 
 from __future__ import annotations
@@ -24,12 +26,10 @@ class SuspectSource(Protocol):
     """What ranking suspects needs from the API server."""
 
     def list(
-        self,
-        path: str,
-        query: dict[str, str] | None = None,
-        page: int = 500,
-        metadata_only: bool = False,
-    ) -> Iterator[JSON]: ...
+        self, path: str, query: dict[str, str] | None = None, *, metadata_only: bool = False
+    ) -> Iterator[JSON]:
+        """Every item of the collection at ``path`` (only metadata when told), all pages."""
+        ...
 
 
 @dataclass(frozen=True)
