@@ -2,8 +2,10 @@
 
 Input: the config, a playbook, the API server, Prometheus, ``--set`` params and the SLO that
 burns. Output: a context with the suspects, their offender and the SLO's burn rates, and a
-target label for the execution. Called by ``guardian.pipeline.Cycle`` (proposals), by
-``guardian playbook run`` and by ``/guardian run``.
+target label for the execution (``target_of``; ``suspect_target`` gives the same label from
+the suspects alone, for the policy's ``one_per_target`` guard). Called by ``guardian.pipeline``
+(``Cycle`` proposals), by ``guardian.app.commands.playbooks`` (``guardian playbook run``) and
+by ``guardian.app.wiring`` (``/guardian run``).
 """
 
 from __future__ import annotations
