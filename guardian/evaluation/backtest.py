@@ -1,8 +1,10 @@
 """Backtest: evaluations over a range → alert episodes (when each window pair fired).
 
-Input: a ``Replay`` from ``guardian.evaluation.run.replay``. Output: ``Episode`` values, one per
-contiguous run of firing steps of one (SLO, window pair). Pure; called by the CLI, the demo
-and the tests that compare detection times with the SRE Workbook's formula.
+Input: a ``Replay`` from ``guardian.evaluation.replay``. Output: ``Episode`` values, one per
+contiguous run of firing steps of one (SLO, window pair). Pure; called by the CLI
+(``guardian.app.commands.evaluate``: ``guardian backtest``, the demo), ``guardian.app.report``
+and ``guardian.app.plot``, and by the tests that compare detection times with the SRE
+Workbook's formula.
 """
 
 from __future__ import annotations

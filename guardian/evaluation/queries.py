@@ -2,9 +2,10 @@
 
 Input: SLOs and the source (``raw`` metrics or ``rules`` exported by ``guardian rules``).
 Output: ``WindowQuery`` values, one per distinct window, whose result series ``split``
-assigns back to an SLO and a part. Called by ``guardian.evaluation.run``. The number of queries an
-evaluation makes is the number of distinct windows (long, short and period), whatever the
-SLO count.
+assigns back to an SLO and a part. ``build_queries`` is called by
+``guardian.evaluation.instant`` and ``guardian.evaluation.replay``, ``split`` and
+``window_data`` by ``guardian.evaluation.answers``. The number of queries an evaluation makes
+is the number of distinct windows (long, short and period), whatever the SLO count.
 
 Raw source: each SLO contributes series tagged ``guardian="<slo>:<part>"`` (``errors`` and
 ``total`` in events per second; ``age``, seconds since the newest sample, in the query of the

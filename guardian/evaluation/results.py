@@ -1,9 +1,10 @@
 """Evaluation: Prometheus numbers per SLO and window → burn rates, firing pairs, status.
 
 Input: the model's ``SLO`` values and a ``WindowData`` per (SLO, window), plus the age of each
-SLO's newest sample. Output: an immutable ``Evaluation``. Pure: no I/O. Called by
-``guardian.evaluation.run`` for one instant and by ``guardian.evaluation.backtest`` for every
-step of a range.
+SLO's newest sample. Output: an immutable ``Evaluation``. Pure: no I/O. ``evaluate_slo`` is
+called by ``guardian.evaluation.answers``, for one instant (``guardian.evaluation.instant``)
+and for every step of a range (``guardian.evaluation.replay``); the values are read by
+``guardian.policy``, ``guardian.pipeline``, ``guardian.evaluation.backtest`` and ``guardian.app``.
 
 Status order: ``no_data`` (missing, stale, unreachable or impossible data such as a NaN ratio or
 a negative age — never healthy) beats ``page``, which beats ``ticket``, which beats ``ok``.
