@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from guardian.actions import CATALOGUE
+from guardian.app.charts import burn_chart
 from guardian.app.cli import main
-from guardian.app.commands.playbooks import burn_chart
 from guardian.clients.prometheus import PrometheusClient
 from guardian.config import Config, load_config
 from guardian.evaluation.run import PrometheusSignals, evaluation_budget

@@ -429,7 +429,7 @@ def test_the_console_works_without_a_slack_token_and_the_daemon_refuses(
 ) -> None:
     import shutil
 
-    from guardian.app.commands.playbooks import notifier
+    from guardian.app.wiring import notifier
     from guardian.clients.store import Store
     from guardian.errors import ConfigError
     from guardian.executor.runner import Silent

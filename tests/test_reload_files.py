@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from guardian.app.daemon import _fingerprint, _watched
+from guardian.app.daemon.reload import fingerprint as _fingerprint
+from guardian.app.daemon.reload import watched as _watched
 from guardian.config import load_config
 from tests.lab_fixture import eventually
 from tests.test_daemon import rig

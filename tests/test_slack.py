@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from guardian.actions import CATALOGUE
+from guardian.app.charts import burn_chart
 from guardian.app.chatops import ChatOps, SlackNotifier
-from guardian.app.commands.playbooks import burn_chart
 from guardian.clients.kube import Kube
 from guardian.clients.prometheus import PrometheusClient
 from guardian.clients.slack import APPROVE, DENY, SlackApp, SlackClient

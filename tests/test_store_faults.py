@@ -22,7 +22,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from sqlalchemy import create_engine, text
 
 from guardian.app import cli
-from guardian.app.daemon import Daemon, _Live
+from guardian.app.daemon.metrics import Live as _Live
+from guardian.app.daemon.run import Daemon
 from guardian.clients.database import CONNECT_TIMEOUT
 from guardian.clients.store import Store
 from guardian.errors import StoreUnavailable

@@ -3,11 +3,12 @@
 Input: button presses and ``/guardian`` commands (``ChatOps.on_click``, ``ChatOps.on_command``).
 Output: decisions handed to ``guardian.executor.runner`` (a press binds to the approval request
 its button was shown for), answers to commands (quick ones at once, the others once the work is
-done), escaped as literal mrkdwn; refusals written to the audit log. How executions are shown in
-Slack (the messages, the buttons' values, the notifier) is ``guardian.approval.blocks``; its
-names used by callers are importable from here too. Called by the wiring in
-``guardian.app.commands.playbooks`` and the daemon; talks to Slack only through
-``guardian.clients.slack``.
+done), escaped as literal mrkdwn; refusals written to the audit log; the kill switch set
+through ``guardian.audit.switch.KillSwitch``. The answers' text is ``guardian.app.chat_text``;
+how executions are shown in Slack (the messages, the buttons' values, the notifier) is
+``guardian.approval.blocks``, whose names callers use are importable from here too. Built by
+``guardian.app.wiring.chat_ops`` for the daemon (``guardian run``, ``guardian slack``);
+talks to Slack only through ``guardian.clients.slack``.
 """
 
 from __future__ import annotations
@@ -19,16 +20,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from guardian.app import chat_text as text
+from guardian.app.chat_text import HELP
 from guardian.approval.blocks import (
     Shown,
     SlackNotifier,
-    _d,
-    _f,
     button_value,
     escape,
     parse_button,
     render,
 )
+from guardian.audit.records import OPEN_STATES
+from guardian.audit.switch import KillSwitch
 from guardian.clients.slack import APPROVE, Click, Command, SlackClient
 from guardian.clients.store import Store
 from guardian.config.model import SlackSettings
@@ -42,36 +45,9 @@ log = logging.getLogger("guardian.app.chatops")
 MAX_COMMAND = 2000
 """Characters of ``/guardian`` text guardian reads; longer text is refused unread."""
 
-HELP = """\
-/guardian status                      SLOs and open executions
-/guardian slo NAME                    one SLO's burn rates per window pair
-/guardian suspects                    recent rollouts, ranked
-/guardian playbooks                   the loaded playbooks
-/guardian run PLAYBOOK [k=v ...] [--dry-run]
-/guardian approve ID STEP | deny ID STEP   decide the step awaiting approval
-/guardian pause | resume              kill switch
-/guardian history                     the last audit rows
-/guardian help"""
-
 
 def _help(user: str, args: list[str]) -> str:
-    return HELP
-
-
-def _usage(verb: str, args: list[str]) -> str:
-    """The usage line when ``args`` cannot be what ``verb`` takes ("" when they can)."""
-    if verb in ("approve", "deny") and (
-        len(args) != 2 or not args[1].isdigit() or not 1 <= int(args[1]) <= 999
-    ):
-        return (
-            f"usage: /guardian {verb} ID STEP (the step number the message or "
-            "/guardian status shows: a decision binds to that step)"
-        )
-    if verb == "slo" and len(args) != 1:
-        return "usage: /guardian slo NAME"
-    if verb == "run" and not [a for a in args if a != "--dry-run"]:
-        return "usage: /guardian run PLAYBOOK [k=v ...] [--dry-run]"
-    return ""
+    return text.HELP
 
 
 @dataclass
@@ -203,12 +179,12 @@ class ChatOps:
         if verb in quick:
             return self._answer(quick[verb], verb, command.user, words[1:])
         if verb in work:
-            usage = _usage(verb, words[1:])
+            usage = text.usage(verb, words[1:])
             if usage:
                 return usage
             handler = work[verb]
             return lambda: self._answer(handler, verb, command.user, words[1:])
-        return escape(f"unknown command {verb!r}\n{HELP}")
+        return escape(f"unknown command {verb!r}\n{text.HELP}")
 
     def _answer(
         self, handler: Callable[[str, list[str]], str], verb: str, user: str, args: list[str]
@@ -223,46 +199,17 @@ class ChatOps:
 
     def _status(self, user: str, args: list[str]) -> str:
         evaluation = self.evaluate()
-        lines = [
-            f"{s.name}: {s.status}" + (f" ({s.reason})" if s.reason else "")
-            for s in evaluation.slos
-        ]
-        open_runs = self.store.executions(("proposed", "awaiting_approval", "approved", "running"))
-        lines += [
-            f"execution {e.id} {e.playbook}: {e.state.replace('_', ' ')} at step {e.step + 1}"
-            for e in open_runs
-        ]
-        paused = self.store.setting("paused", "false") == "true"
-        lines.append("guardian is PAUSED (kill switch)" if paused else "guardian is active")
-        return "\n".join(lines)
+        open_runs = self.store.executions(OPEN_STATES)
+        return text.status(evaluation, open_runs, KillSwitch(self.store).engaged())
 
     def _slo(self, user: str, args: list[str]) -> str:
-        for s in self.evaluate().slos:
-            if s.name == args[0]:
-                rows = [
-                    f"{w.severity} {_d(w.long)}/{_d(w.short)}: burn {_f(w.long_burn)} / "
-                    f"{_f(w.short_burn)}, factor {_f(w.factor)}{', firing' if w.firing else ''}"
-                    for w in s.windows
-                ]
-                return "\n".join([f"{s.name}: {s.status}", *rows])
-        return f"no SLO called {args[0]!r}"
+        return text.slo(self.evaluate(), args[0])
 
     def _suspects(self, user: str, args: list[str]) -> str:
-        found = self.suspects()
-        if not found:
-            return "no rollout started recently"
-        return "\n".join(
-            f"{i}. {s['kind']} {s['namespace']}/{s['name']} started {s['started']}"
-            for i, s in enumerate(found[:10], 1)
-        )
+        return text.suspects(self.suspects())
 
     def _playbooks(self, user: str, args: list[str]) -> str:
-        return (
-            "\n".join(
-                f"{b.name}: {', '.join(s.name for s in b.steps)}" for b in self.playbooks.values()
-            )
-            or "no playbooks loaded"
-        )
+        return text.playbooks(self.playbooks)
 
     def _operator(self, user: str, verb: str) -> str:
         if not self.settings.operators or user in self.settings.operators:
@@ -285,17 +232,8 @@ class ChatOps:
         params = dict(w.partition("=")[::2] for w in words[1:] if "=" in w)
         context, slo = self.context_for(book, params)
         if dry:
-            checks = self.runner.dry_run(book.name, context)
-            lines = [f"dry run of {book.name}: nothing changed"]
-            for c in checks:
-                state = (c.skipped and f"skipped ({c.skipped})") or (
-                    "WOULD FAIL: " + "; ".join(c.problems)
-                    if c.problems
-                    else f"{len(c.plan.changes) if c.plan else 0} changes accepted"
-                )
-                lines.append(f"- {c.step} ({c.action}, approval {c.approval}): {state}")
-            return "\n".join(lines)
-        if self.store.setting("paused", "false") == "true":
+            return text.dry_run(book.name, self.runner.dry_run(book.name, context))
+        if KillSwitch(self.store).engaged():
             return "guardian is paused (kill switch): /guardian resume first"
         ex = self.runner.propose(book.name, context, user, "slack", slo)
         if self.leading():
@@ -313,26 +251,15 @@ class ChatOps:
         return self._decide("deny", args[0], user, step) or f"denied step {args[1]} of {args[0]}"
 
     def _pause(self, user: str, args: list[str]) -> str:
-        now = datetime.now(UTC)
-        self.store.set_setting("paused", "true", now)
-        self.store.record("pause", now, None, user, "slack")
+        KillSwitch(self.store).pause(user, "slack", datetime.now(UTC))
         return "guardian paused: nothing is proposed or run until /guardian resume"
 
     def _resume(self, user: str, args: list[str]) -> str:
         refusal = self._operator(user, "resume")
         if refusal:
             return refusal
-        now = datetime.now(UTC)
-        self.store.set_setting("paused", "false", now)
-        self.store.record("resume", now, None, user, "slack")
+        KillSwitch(self.store).resume(user, "slack", datetime.now(UTC))
         return "guardian resumed"
 
     def _history(self, user: str, args: list[str]) -> str:
-        rows = self.store.history(limit=15)
-        return (
-            "\n".join(
-                f"{r.at:%H:%M:%S} {r.kind} {r.execution_id or '-'} {r.actor} via {r.via}"
-                for r in rows
-            )
-            or "nothing yet"
-        )
+        return text.history(self.store.history(limit=15))
