@@ -2,7 +2,8 @@
 
 Input: an action's parameters and a ``KubeAPI`` (the gentle client). Output: ``Plan`` (the
 exact requests, each with the state it replaces and a readable diff) and ``Outcome``
-values. Called by the CLI (``guardian act``) and, later, by playbooks. A plan records what it
+values. Called by ``guardian.planning`` (plans, dry run), ``guardian.executor`` (apply, undo,
+verify) and the CLI (``guardian act``). A plan records what it
 changes, so ``undo`` restores exactly that; applying a plan twice changes nothing the second
 time (every change is a create-if-absent, a patch to a target value, or a delete).
 """

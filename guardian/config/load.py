@@ -7,8 +7,8 @@ Each file is read by ``guardian.config.read`` first (a regular file of at most 1
 aliases, nesting and duplicate keys checked), so no file can hang or flood the loader.
 This module finds the files, merges their sections and keeps each given once; the model is
 built by ``guardian.config.build`` and pydantic errors become lines in
-``guardian.config.messages``. Called by the CLI (``guardian check`` and every command taking
-``-c``) and the daemon's reload.
+``guardian.config.messages``. Called by ``guardian.app`` (``wiring``, the commands taking
+``-c``, the daemon's reload).
 """
 
 from __future__ import annotations
