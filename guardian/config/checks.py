@@ -7,8 +7,10 @@ that may be a secret (a header value, a password in a URL) never enters the mess
 ``Bucket``, ``StoreURL``, ``SloName``, ``LabelNames``, ``Subjects``) carry a check to a field
 without changing its JSON Schema.
 
-Called by ``guardian.config.spec`` for its fields, and by ``guardian.playbooks.spec``
-(``at_most``).
+``Spec`` is the base of every mapping of such a file: frozen, unknown keys forbidden.
+
+Called by ``guardian.config.spec`` and ``guardian.config.slo_spec`` for their fields, and by
+``guardian.playbooks.spec`` (``Spec``, ``at_most``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import re
 from collections.abc import Callable
 from typing import Annotated
 
-from pydantic import AfterValidator, BeforeValidator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -35,6 +37,12 @@ _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 _LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _PASSWORD = "holds a password; put the URL in an environment variable and name it in url_env"
+
+
+class Spec(BaseModel):
+    """A mapping of a ``guardian/v1`` file: frozen, and an unknown key is an error."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def _duration(value: object) -> str:

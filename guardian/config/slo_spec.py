@@ -12,24 +12,18 @@ import math
 from typing import Annotated, Literal
 
 from pydantic import (
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     Strict,
     field_validator,
     model_validator,
 )
 
-from guardian.config.checks import Bucket, Duration, LabelNames, Selector, SloName, at_most
+from guardian.config.checks import Bucket, Duration, LabelNames, Selector, SloName, Spec, at_most
 from guardian.durations import parse_duration
 
 
-class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class WindowPairSpec(_Spec):
+class WindowPairSpec(Spec):
     """One multi-window alert: both windows must burn faster than the factor."""
 
     severity: Literal["page", "ticket"]
@@ -59,7 +53,7 @@ class WindowPairSpec(_Spec):
         return self
 
 
-class ApiserverThresholdsSpec(_Spec):
+class ApiserverThresholdsSpec(Spec):
     """Latency a request may take and still be good, per scope (reads) and for writes."""
 
     resource: Annotated[str, BeforeValidator(at_most("1h"))] = "1s"
@@ -68,7 +62,7 @@ class ApiserverThresholdsSpec(_Spec):
     write: Annotated[str, BeforeValidator(at_most("1h"))] = "1s"
 
 
-class ApiserverLatencySpec(_Spec):
+class ApiserverLatencySpec(Spec):
     """kubernetes-mixin's API-server SLI: slow or 5xx requests are bad."""
 
     metric: str = "apiserver_request_sli_duration_seconds"
@@ -78,7 +72,7 @@ class ApiserverLatencySpec(_Spec):
     selector: Selector = ""
 
 
-class CorednsErrorsSpec(_Spec):
+class CorednsErrorsSpec(Spec):
     """Share of DNS responses whose rcode is an error."""
 
     metric: str = "coredns_dns_responses_total"
@@ -86,7 +80,7 @@ class CorednsErrorsSpec(_Spec):
     selector: Selector = ""
 
 
-class RatioSpec(_Spec):
+class RatioSpec(Spec):
     """Free PromQL; ``{{window}}`` is replaced by each window (e.g. ``5m``)."""
 
     errors: str
@@ -102,7 +96,7 @@ class RatioSpec(_Spec):
         return value
 
 
-class LatencySpec(_Spec):
+class LatencySpec(Spec):
     """A Prometheus histogram: good requests are the ones under the ``le`` bucket."""
 
     metric: str = Field(description="Histogram name without _bucket, e.g. http_request_seconds")
@@ -110,7 +104,7 @@ class LatencySpec(_Spec):
     selector: Selector = ""
 
 
-class SLISpec(_Spec):
+class SLISpec(Spec):
     """Exactly one kind of SLI."""
 
     apiserver_latency: ApiserverLatencySpec | None = None
@@ -127,7 +121,7 @@ class SLISpec(_Spec):
         return self
 
 
-class SLOSpec(_Spec):
+class SLOSpec(Spec):
     """One service level objective."""
 
     name: SloName

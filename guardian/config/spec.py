@@ -14,9 +14,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from pydantic import (
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     field_validator,
     model_validator,
@@ -26,6 +24,7 @@ from guardian.config.checks import (
     Headers,
     HttpURL,
     Listen,
+    Spec,
     StoreURL,
     Subjects,
     at_most,
@@ -37,18 +36,14 @@ from guardian.durations import parse_duration
 API_VERSION = "guardian/v1"
 
 
-class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class BasicAuthSpec(_Spec):
+class BasicAuthSpec(Spec):
     """HTTP basic authentication; the password is read from a file, never written inline."""
 
     username: str
     password_file: str
 
 
-class PrometheusSpec(_Spec):
+class PrometheusSpec(Spec):
     """How to reach Prometheus (or Thanos, Mimir, Cortex: anything with its query API)."""
 
     url: HttpURL = Field(description="Base URL, e.g. http://prometheus.monitoring:9090")
@@ -78,7 +73,7 @@ class PrometheusSpec(_Spec):
         return self
 
 
-class EvaluationSpec(_Spec):
+class EvaluationSpec(Spec):
     """Defaults that apply to every SLO unless the SLO says otherwise."""
 
     max_staleness: Annotated[str, BeforeValidator(at_most("1d"))] = Field(
@@ -89,7 +84,7 @@ class EvaluationSpec(_Spec):
     )
 
 
-class StoreSpec(_Spec):
+class StoreSpec(Spec):
     """Where executions, approvals and the audit log live (a SQLAlchemy URL)."""
 
     url: StoreURL = Field(
@@ -102,7 +97,7 @@ class StoreSpec(_Spec):
     )
 
 
-class PolicySpec(_Spec):
+class PolicySpec(Spec):
     """How burning SLOs turn into playbook runs."""
 
     playbooks: list[str] = Field(
@@ -126,7 +121,7 @@ class PolicySpec(_Spec):
     )
 
 
-class SlackSpec(_Spec):
+class SlackSpec(Spec):
     """Approvals and the /guardian command in Slack. Tokens come from the environment or files."""
 
     channel: str = Field(description="Channel ID that receives approval messages, e.g. C0123ABCD")
@@ -152,7 +147,7 @@ class SlackSpec(_Spec):
     signing_secret_file: str | None = None
 
 
-class LeaseSpec(_Spec):
+class LeaseSpec(Spec):
     """Leader election: only the holder of this Lease decides and acts."""
 
     name: str = Field("guardian", description="Lease name")
@@ -184,7 +179,7 @@ class LeaseSpec(_Spec):
         return self
 
 
-class DaemonSpec(_Spec):
+class DaemonSpec(Spec):
     """`guardian run`: the schedule, the HTTP port and leader election."""
 
     interval: Annotated[str, BeforeValidator(at_most("1h"))] = Field(
@@ -203,7 +198,7 @@ class DaemonSpec(_Spec):
     )
 
 
-class FileSpec(_Spec):
+class FileSpec(Spec):
     """One configuration file; a directory of them is merged by the loader."""
 
     version: Literal["guardian/v1"]

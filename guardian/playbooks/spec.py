@@ -11,15 +11,13 @@ import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     field_validator,
     model_validator,
 )
 
-from guardian.config.checks import at_most
+from guardian.config.checks import Spec, at_most
 from guardian.config.read import shown
 
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
@@ -28,11 +26,7 @@ Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 DAYS: tuple[Day, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
-class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class TriggerSpec(_Spec):
+class TriggerSpec(Spec):
     """Which burning SLOs start this playbook: by name, by labels, or both (either matches)."""
 
     slos: list[str] = Field(default_factory=list, description="SLO names")
@@ -48,7 +42,7 @@ class TriggerSpec(_Spec):
         return self
 
 
-class MaintenanceWindowSpec(_Spec):
+class MaintenanceWindowSpec(Spec):
     """A weekly window in which the playbook only notifies (planned work burns on purpose)."""
 
     days: list[Day] = Field(default_factory=lambda: list(DAYS), min_length=1)
@@ -77,7 +71,7 @@ class MaintenanceWindowSpec(_Spec):
         return value
 
 
-class GuardsSpec(_Spec):
+class GuardsSpec(Spec):
     """When a triggered playbook still must not run."""
 
     cooldown: Annotated[str, BeforeValidator(at_most("7d"))] = Field(
@@ -89,7 +83,7 @@ class GuardsSpec(_Spec):
     maintenance_windows: list[MaintenanceWindowSpec] = Field(default_factory=list)
 
 
-class VerifySpec(_Spec):
+class VerifySpec(Spec):
     """What must hold after each batch before the next one, and after the step."""
 
     burn_falls: bool = Field(
@@ -101,7 +95,7 @@ class VerifySpec(_Spec):
     )
 
 
-class StepSpec(_Spec):
+class StepSpec(Spec):
     """One action of the playbook."""
 
     name: str
@@ -132,14 +126,14 @@ class StepSpec(_Spec):
         return _check_name(value)
 
 
-class ApproversSpec(_Spec):
+class ApproversSpec(Spec):
     """Who may approve: Slack user IDs and user-group IDs (console users by name)."""
 
     users: list[str] = Field(default_factory=list)
     groups: list[str] = Field(default_factory=list)
 
 
-class PlaybookSpec(_Spec):
+class PlaybookSpec(Spec):
     """One playbook file."""
 
     version: Literal["guardian/v1"]
