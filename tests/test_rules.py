@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ import yaml
 from guardian.app.cli import main
 from guardian.clients.prometheus import PrometheusClient
 from guardian.config import load_config
+from guardian.config.model import SLO
 from guardian.durations import format_duration
 from guardian.evaluation.rules import ALERT
 from guardian.evaluation.run import evaluate
@@ -108,7 +109,8 @@ def live(start_prometheus: StartPrometheus, tmp_path_factory: pytest.TempPathFac
     root = tmp_path_factory.mktemp("live")
     config = root / "guardian.yaml"
     body = SLOS + ratio_slo("ratio", 'job="r"', 99.9, "google-30d")
-    config.write_text(f"version: guardian/v1\nprometheus: {{url: 'http://x'}}\nslos:{body}\n")
+    prometheus = "{url: 'http://x', timeout: 1m}"  # three days' rates on a busy machine
+    config.write_text(f"version: guardian/v1\nprometheus: {prometheus}\nslos:{body}\n")
     rules = root / "rules.yml"
     _rules(config, rules)
     server = start_prometheus(times, series, rule_files=[rules])
@@ -134,6 +136,28 @@ def _recorded(client: PrometheusClient, record: str, slo: str) -> tuple[datetime
     return at, value[0].value
 
 
+def _input_read(
+    client: PrometheusClient, record: str, slo: SLO, at: datetime, burn: float
+) -> datetime:
+    """The timestamp of the sample of ``record`` that the rule recorded at ``at`` read.
+
+    ``slo:current_burn_rate:ratio`` divides another group's record by the budget; that group
+    may not have written its evaluation before ``at`` yet (on a busy machine, several), so
+    the rule can read a sample some seconds older than ``at``: the one of the last half
+    minute's samples whose ratio over the budget is the rule's value.
+    """
+    lookback = timedelta(seconds=30)
+    stamps = client.range(f'timestamp({record}{{slo="{slo.name}"}})', at - lookback, at, 1)
+    assert stamps, f"{record} for {slo.name} not recorded before {at}"
+    candidates = sorted({ts for _, ts in stamps[0].points}, reverse=True)
+
+    def off(ts: float) -> float:
+        value = client.instant(f'{record}{{slo="{slo.name}"}}', datetime.fromtimestamp(ts, UTC))
+        return abs(value[0].value / slo.budget - burn)
+
+    return datetime.fromtimestamp(min(candidates, key=off), UTC)
+
+
 def test_prometheus_computes_exactly_guardian_s_burn_rates(live) -> None:
     config, _, client, _ = live
     compared = nonzero = 0
@@ -151,6 +175,9 @@ def test_prometheus_computes_exactly_guardian_s_burn_rates(live) -> None:
             nonzero += recorded > 0
             compared += 1
         at, burn = _recorded(client, "slo:current_burn_rate:ratio", slo.name)
+        at = _input_read(
+            client, f"slo:sli_error:ratio_rate{format_duration(windows[0])}", slo, at, burn
+        )
         evaluation, _ = evaluate([slo], client, at)
         shortest = min(evaluation.slos[0].windows, key=lambda p: p.short)
         assert shortest.short_burn is not None
