@@ -19,17 +19,13 @@ from pathlib import Path
 import pytest
 
 from guardian.app.cli import main
-from guardian.clients.prometheus import (
-    Deadline,
-    InstantSample,
-    PrometheusClient,
-    evaluation_deadline,
-)
+from guardian.clients.prometheus import InstantSample, PrometheusClient
 from guardian.config import load_config
 from guardian.config.model import PrometheusSettings
 from guardian.errors import PrometheusUnavailable
 from guardian.evaluation.results import Evaluation
 from guardian.evaluation.run import evaluate, evaluation_budget, replay
+from guardian.evaluation.source import Deadline, evaluation_deadline
 from guardian.pipeline import Cycle
 from tests.faults import Answer, OddPrometheus, elapsed, odd_config
 

@@ -1,17 +1,19 @@
 """Prometheus client: PromQL in, checked samples out, over HTTP with one deadline per query.
 
 Input: ``PrometheusSettings`` and PromQL strings. Output: ``InstantSample`` / ``RangeSeries``
-lists. Called by ``guardian.evaluation.run`` (evaluation, backtest) and by the CLI.
+lists (it implements ``guardian.evaluation.source.QuerySource``). Built by the composition
+root, ``guardian.app.wiring``, the console commands (``guardian.app.commands``) and the
+burn chart (``guardian.app.charts``).
 
 Each query has one deadline, ``prometheus.timeout``, for the whole exchange: connecting, the
 headers, and every byte of the body (read in chunks against a monotonic clock, so a server
 that trickles one byte a second is cut at the deadline, not after each quiet read). Inside
-``evaluation_deadline`` (the pipeline's budget for a whole evaluation) a query ends by that
-deadline too, if it comes first. Transient failures (connection errors, 429, 5xx) are retried
-once, inside the deadline, with tenacity; nothing else retries. Answers are capped at
-``MAX_ANSWER_BYTES`` and checked field by field by ``guardian.clients.prometheus_answers``:
-anything that is not the Prometheus answer asked for is a ``PrometheusUnavailable`` naming
-what is wrong; so is a redirect, which is never followed.
+``guardian.evaluation.source.evaluation_deadline`` (the budget of a whole evaluation) a query
+ends by that deadline too, if it comes first. Transient failures (connection errors, 429,
+5xx) are retried once, inside the deadline, with tenacity; nothing else retries. Answers
+are capped at ``MAX_ANSWER_BYTES`` and checked field by field by
+``guardian.clients.prometheus_answers``: anything that is not the Prometheus answer asked
+for is a ``PrometheusUnavailable`` naming what is wrong; so is a redirect, never followed.
 A query Prometheus refuses as invalid (400) is a ``QueryRefused``, never retried: the pipeline
 makes the SLOs of that query ``no_data`` and names the one whose selector is refused. Every
 text taken from Prometheus (error messages, a redirect's Location, a Content-Type) reaches
@@ -23,10 +25,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, NoReturn, TypeVar
 from urllib.parse import urlsplit
@@ -48,43 +47,15 @@ from guardian.clients.prometheus_answers import (
 from guardian.clients.prometheus_auth import basic_auth, request_headers, tls_verify
 from guardian.config.model import PrometheusSettings
 from guardian.errors import PrometheusUnavailable
+from guardian.evaluation.source import Deadline, current_deadline
 
-__all__ = [
-    "MAX_ANSWER_BYTES",
-    "Deadline",
-    "InstantSample",
-    "PrometheusClient",
-    "QueryRefused",
-    "RangeSeries",
-    "evaluation_deadline",
-]
+__all__ = ["MAX_ANSWER_BYTES", "InstantSample", "PrometheusClient", "QueryRefused", "RangeSeries"]
 
 MAX_ANSWER_BYTES = 50 * 1024 * 1024
 """Largest answer read; a bigger one is a bad answer, not a reason to run out of memory."""
 
 _CHUNK = 64 * 1024
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Deadline:
-    """A moment on the monotonic clock and what a query cut by it says."""
-
-    at: float
-    message: str
-
-
-_SHARED: ContextVar[Deadline | None] = ContextVar("guardian_query_deadline", default=None)
-
-
-@contextmanager
-def evaluation_deadline(deadline: Deadline) -> Iterator[None]:
-    """Queries made in this context (this thread) end by ``deadline`` at the latest."""
-    token = _SHARED.set(deadline)
-    try:
-        yield
-    finally:
-        _SHARED.reset(token)
 
 
 class QueryRefused(PrometheusUnavailable):
@@ -190,7 +161,7 @@ class PrometheusClient:
             time.monotonic() + timeout,
             f"cannot query Prometheus at {self.settings.url}: no complete answer within {timeout}s",
         )
-        shared = _SHARED.get()
+        shared = current_deadline()
         return shared if shared is not None and shared.at < own.at else own
 
     def _once(
