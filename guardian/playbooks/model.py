@@ -1,4 +1,8 @@
-"""The frozen playbook model the runner and policy work with (durations in seconds)."""
+"""The frozen playbook model (durations in seconds).
+
+Built by ``guardian.playbooks.load``; read by ``guardian.policy`` (triggers and guards),
+``guardian.planning`` (steps made concrete) and ``guardian.executor`` (steps run).
+"""
 
 from __future__ import annotations
 

@@ -4,7 +4,8 @@ Input: a parameter value from a playbook (any JSON value; strings may hold ``{{ 
 and a context mapping. Output: the resolved value. A string that is exactly one template
 takes the type of what it names (a number stays a number); templates inside a longer string
 are written as text. Paths are names, ``.field`` and ``[index]`` only: nothing is evaluated.
-Called by the playbook loader (syntax and roots, at load time) and by the runner.
+Called by ``guardian.playbooks.load`` (syntax and roots, at load time), by
+``guardian.planning.plans`` (a step's parameters) and by ``guardian.executor.shell``.
 """
 
 from __future__ import annotations
