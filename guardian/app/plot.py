@@ -3,7 +3,8 @@
 Input: evaluations at each step and the episodes found in them. Output: a PNG file, one panel
 per SLO, log-scaled burn rates (long window solid, short window dotted), each pair's factor
 dashed, firing episodes shaded (pages red, tickets amber). Called by ``guardian backtest
---plot``.
+--plot`` (``guardian.app.commands.evaluate``) and the burn chart of Slack announcements
+(``guardian.app.charts``).
 """
 
 from __future__ import annotations

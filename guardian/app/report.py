@@ -1,8 +1,9 @@
 """Reports: evaluations and backtests → JSON documents and terminal tables.
 
 Input: ``Evaluation`` / ``Episode`` values. Output: plain dicts (JSON contract of the CLI) or
-rich tables (reasons, which quote Prometheus, shown literally, never as markup). Called by the
-CLI. Durations are written as Prometheus durations (``1h``), instants as RFC 3339 in UTC,
+rich tables (reasons, which quote Prometheus, shown literally, never as markup). Called by
+``guardian.app.commands.evaluate`` (``eval``, ``backtest``) and ``guardian.app.commands.cluster``
+(``rfc3339``). Durations are written as Prometheus durations (``1h``), instants as RFC 3339 in UTC,
 ratios as plain floats.
 """
 

@@ -1,12 +1,13 @@
 """A gentle Kubernetes client: every call through one token bucket, with bounded retries.
 
-Input: API paths and JSON bodies (plain dicts). Output: decoded JSON. Called by the actions
-(``guardian.actions``) and the CLI. Wraps the official ``kubernetes`` client (kubeconfig,
-TLS, auth) and adds, for every request: the client-side ``TokenBucket`` (default 5 QPS,
-burst 10), a per-request timeout, and tenacity retries of transient failures only — 409
-conflicts (the caller re-reads), 429 honouring ``Retry-After``, 5xx and timeouts with
-backoff — within a bounded total time. 403, 404 and 422 are ``PermanentKubernetesError``,
-reported at once and never retried.
+Input: API paths and JSON bodies (plain dicts). Output: decoded JSON. Built by
+``guardian.app.wiring.KubePool``; called, through the ports they declare, by the actions
+(``guardian.actions``), suspect ranking (``guardian.planning``) and the executor. Wraps the
+official ``kubernetes`` client (kubeconfig, TLS, auth) and adds, for every request: the
+client-side ``TokenBucket`` (default 5 QPS, burst 10), a per-request timeout, and tenacity
+retries of transient failures only — 409 conflicts (the caller re-reads), 429 honouring
+``Retry-After``, 5xx and timeouts with backoff — within a bounded total time. 403, 404 and
+422 are ``PermanentKubernetesError``, reported at once and never retried.
 """
 
 from __future__ import annotations

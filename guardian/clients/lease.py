@@ -5,7 +5,8 @@ identity and the timings (duration > renew deadline > 1.2 × retry period). Outp
 ``leading`` (a ``threading.Event``) set while this process holds the Lease, and callbacks on
 every change. ``release`` stops trying and deletes the Lease if this process still holds it
 (a precondition on its resourceVersion), so another candidate takes over at its next retry
-instead of after a whole lease duration. Called by the daemon.
+instead of after a whole lease duration. Called by ``guardian.app.daemon.run`` (``guardian
+run``; ``guardian slack`` runs without a Lease).
 """
 
 from __future__ import annotations

@@ -9,7 +9,9 @@ mode). In HTTP mode every request passes ``SlackEndpoint`` (``guardian.clients.s
 size cap, signature, timestamp and body shape) before bolt sees it. A quick answer
 to a command (help, usage) goes back in the acknowledgement itself; other work is
 acknowledged first and answered through ``response_url`` when done, so Slack's 3-second
-limit holds whatever the work costs. Called by ``guardian.app.chatops`` and the daemon.
+limit holds whatever the work costs. ``SlackClient`` is built by ``guardian.app.wiring`` (for
+the notifier and ``ChatOps``, in ``guardian.app.chatops``); ``SlackApp`` by
+``guardian.app.daemon.run``.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ import sys
 import threading
 from typing import Any
 
-from guardian.app.args import config_arg, kube_args, seconds
+from guardian.app.args import command, kube_args, seconds
 from guardian.app.daemon.logs import setup_logging
 from guardian.app.daemon.run import Daemon, Mode
 from guardian.app.wiring import KubePool, Service
@@ -29,12 +29,11 @@ from guardian.errors import EXIT_OK, GuardianError, UsageError
 
 def add_run_parser(sub: Any) -> None:
     """Register ``guardian run``."""
-    run = sub.add_parser(
-        "run",
-        help="the daemon: evaluate on a schedule, elect a leader, propose and run playbooks, "
-        "serve /healthz /readyz /metrics",
+    text = (
+        "the daemon: evaluate on a schedule, elect a leader, propose and run playbooks, "
+        "serve /healthz /readyz /metrics"
     )
-    config_arg(run)
+    run = command(sub, "run", text, _cmd_run, output=False)
     kube_args(run, fallback="$KUBECONFIG, else in-cluster")
     run.add_argument("--listen", help="host:port for HTTP (default: daemon.listen)")
     run.add_argument(
@@ -45,20 +44,17 @@ def add_run_parser(sub: Any) -> None:
     run.add_argument(
         "--log-format", choices=("auto", "json", "text"), help="default: daemon.log_format"
     )
-    run.set_defaults(handler=_cmd_run)
 
 
 def add_slack_parser(sub: Any) -> None:
     """Register ``guardian slack``."""
-    slack = sub.add_parser(
-        "slack",
-        help="the approvals loop: evaluate, propose playbook runs, answer Slack's buttons and "
-        "/guardian (Socket Mode or HTTP, per config)",
+    text = (
+        "the approvals loop: evaluate, propose playbook runs, answer Slack's buttons and "
+        "/guardian (Socket Mode or HTTP, per config)"
     )
-    config_arg(slack)
+    slack = command(sub, "slack", text, _cmd_slack, output=False)
     kube_args(slack)
     slack.add_argument("--interval", default="30s", help="evaluation interval (default 30s)")
-    slack.set_defaults(handler=_cmd_slack)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
