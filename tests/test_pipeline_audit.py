@@ -15,25 +15,14 @@ from sqlalchemy import create_engine, text
 from guardian.audit.switch import KillSwitch
 from guardian.clients.store import Store
 from guardian.config import Config
-from guardian.config.model import SLO, RatioSLI
 from guardian.evaluation.results import Evaluation, SLOResult
 from guardian.executor.runner import Runner
 from guardian.pipeline import Cycle
-from guardian.playbooks.model import Guards, Playbook, Step, Trigger
+from guardian.playbooks.model import Guards, Playbook, Trigger
+from tests.test_policy import SLO_, STEP
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
-NAME = "apiserver-read-latency"
-SLO_ = SLO(
-    name=NAME,
-    objective=99,
-    period=30 * 86400,
-    sli=RatioSLI("e[{{window}}]", "t[{{window}}]"),
-    window_set="google-30d",
-    windows=(),
-    min_events=0,
-    max_staleness=120,
-    labels=(("tier", "control-plane"),),
-)
+NAME = SLO_.name
 BOOK = Playbook(
     "pause-suspect-rollout",
     "",
@@ -41,7 +30,7 @@ BOOK = Playbook(
     Guards(1800, 2, True, False, ()),  # type: ignore[arg-type]
     (),
     (),
-    (Step("pause", "pause-rollout", {}, "required", None, 600, "stop"),),
+    (STEP,),
 )
 
 
