@@ -31,6 +31,10 @@ class Decision:
     message: str
 
 
+Groups = tuple[str, ...]
+"""The groups of who decides (from Slack: their user groups)."""
+
+
 class Asked(TypedDict):
     """What a decision names: the step (0-based) and, from a Slack button, the phase and
     the request's nonce it was shown for."""
@@ -49,12 +53,7 @@ class Deciding:
     clock: Callable[[], datetime]
 
     def approve(
-        self,
-        execution_id: str,
-        actor: str,
-        via: str,
-        groups: tuple[str, ...] = (),
-        **asked: Unpack[Asked],
+        self, execution_id: str, actor: str, via: str, groups: Groups = (), **asked: Unpack[Asked]
     ) -> Decision:
         """Approve ``step`` (0-based) of the execution, if it is the step awaiting approval
         and ``actor`` may; every refusal is audited. A Slack button also names the ``phase``
@@ -62,12 +61,7 @@ class Deciding:
         return self.decide(execution_id, actor, via, groups, "approved", asked)
 
     def deny(
-        self,
-        execution_id: str,
-        actor: str,
-        via: str,
-        groups: tuple[str, ...] = (),
-        **asked: Unpack[Asked],
+        self, execution_id: str, actor: str, via: str, groups: Groups = (), **asked: Unpack[Asked]
     ) -> Decision:
         """Deny ``step`` of the execution (and so the execution), if ``actor`` may."""
         return self.decide(execution_id, actor, via, groups, "denied", asked)
