@@ -4,7 +4,7 @@ A counting wrapper around the store counts the store methods the runner calls an
 database transactions they open, for two moves: proposed → awaiting approval (a step that
 needs a human), and approved → step 1 applied and verified (one phase, on a fake API server).
 Measured before the executor became a state machine with a shell: 9 and 21 calls (as many
-transactions); the bounds below are the figures after. ``-s`` prints them.
+transactions); the bounds below are the figures after (6 and 13). ``-s`` prints them.
 """
 
 from __future__ import annotations
@@ -125,7 +125,7 @@ def test_proposed_to_awaiting_approval(counted: tuple[Counting, Runner]) -> None
     ex = runner.propose("pause-api", {}, "alice", "console")
     counting.reset()
     assert runner.advance(ex.id).state == "awaiting_approval"
-    assert _report("proposed → awaiting_approval", counting) <= 7  # before the redesign: 9
+    assert _report("proposed → awaiting_approval", counting) <= 6  # before the redesign: 9
     assert counting.calls["ask"] == 1, "the move, the request and its audit row: one write"
 
 
@@ -144,6 +144,6 @@ def test_approved_to_step_1_applied_and_verified(counted: tuple[Counting, Runner
     assert runner.advance(ex.id).state == "succeeded"
     total = _report("approved → succeeded (whole advance)", counting)
     print(f"approved → step 1 applied and verified ('done 0'): {seen['done 0']}")
-    assert seen["done 0"][0] <= 14  # before the redesign: 21 calls, 21 transactions
-    assert total <= 20  # before: 29
+    assert seen["done 0"][0] <= 13  # before the redesign: 21 calls, 21 transactions
+    assert total <= 19  # before: 29
     assert counting.calls["commit"] == 5, "planned, running, applied, step done, succeeded"

@@ -28,7 +28,7 @@ from typing import Any
 from guardian.actions import Plan, Refused, execute
 from guardian.actions.base import Guardrails, KubeAPI
 from guardian.approval.notify import Notifier, Silent
-from guardian.audit.records import OPEN_STATES, Execution
+from guardian.audit.records import OPEN_STATES, Execution, StepRecord
 from guardian.audit.switch import KillSwitch
 from guardian.errors import GuardianError
 from guardian.executor import moves as m
@@ -136,27 +136,33 @@ class Runner(Deciding):
         if not self.store.claim(execution_id, self.owner, now, now + timedelta(seconds=self.lease)):
             return self.store.get(execution_id)  # another process is moving it
         try:
-            while not self.paused():
+            while True:  # the kill switch was read just above, and is after each move
                 ex, records, applied = self.store.snapshot(execution_id)
                 if self.stopping.is_set() and ex.state != "running":
                     break  # shutting down: finish the step in flight, start no other
-                if not self._one(
-                    ex,
-                    m.Facts(
-                        self.playbooks.get(ex.playbook),
-                        tuple(records),
-                        tuple(applied),
-                        self.clock(),
-                        self.owner,
-                        self.approval_timeout,
-                        self.max_changes,
-                    ),
-                ):
+                if not self._one(ex, self._facts(ex, records, applied)):
                     break
                 self._keep_lease(execution_id)
+                if self.paused():
+                    break
             return self.store.get(execution_id)
         finally:
             self.store.release(execution_id, self.owner)
+
+    def _facts(
+        self, ex: Execution, records: list[StepRecord], applied: list[tuple[int, int]]
+    ) -> m.Facts:
+        """What the machine decides on: what the store holds, the playbook, the time."""
+        book = self.playbooks.get(ex.playbook)
+        return m.Facts(
+            book,
+            tuple(records),
+            tuple(applied),
+            self.clock(),
+            self.owner,
+            self.approval_timeout,
+            self.max_changes,
+        )
 
     def _one(self, ex: Execution, facts: m.Facts) -> bool:
         """One transition (with the I/O it needs); False when the execution waits or is over."""
