@@ -101,6 +101,8 @@ def test_each_change_of_status_or_decision_is_audited_once(store: Store) -> None
         decision("ignore", "within budget"),
     ]
     assert runner.announced == [(NAME, blind.format("a"))], "once per episode"
+    order = [list(row.detail) for row in store.history()[:2]]
+    assert order == [["slo", "status", "reason"], ["slo", "decision", "playbook", "reason"]]
 
 
 def test_nothing_is_proposed_while_the_kill_switch_is_engaged(store: Store) -> None:
