@@ -7,8 +7,8 @@ Approve / Deny buttons whose value binds them to the step's approval request), t
 line of an event, everything anyone can write escaped as literal mrkdwn; and a button's value
 read back (``parse_button``). No I/O. Called by ``guardian.approval.notify`` (the
 ``SlackNotifier``), ``guardian.app.chatops`` (escaping, button values, re-rendering) and
-``guardian.app.commands``. ``SlackNotifier`` is still importable from here (it lives in
-``guardian.approval.notify``).
+``guardian.app.chat_text`` (durations and numbers as shown). ``SlackNotifier`` is still
+importable from here (it lives in ``guardian.approval.notify``).
 """
 
 from __future__ import annotations

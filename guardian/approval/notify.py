@@ -6,8 +6,8 @@ without an execution (``announce``). Output: nothing but the log (``Silent``), o
 ``guardian.approval.blocks``), a thread line per event and the burn-rate chart. A failed post
 is logged and audited, never raised. Slack is reached only through ``ChatClient`` and the store
 through ``NotifierStore`` (ports that ``guardian.clients.slack.SlackClient`` and
-``guardian.clients.store.Store`` satisfy). The executor (``guardian.executor.shell``) calls the
-notifier; the wiring in ``guardian.app.commands.playbooks`` builds it.
+``guardian.clients.store.Store`` satisfy). The executor (``guardian.executor.shell``,
+``guardian.executor.decisions``) calls the notifier; ``guardian.app.wiring`` builds it.
 """
 
 from __future__ import annotations

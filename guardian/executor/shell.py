@@ -10,9 +10,10 @@ with its step record, applied phase and audit rows in ONE compare-and-set transa
 (``ExecutorStore.commit``). A step's plan is stored before anything is applied and every
 applied phase is recorded once, so a process killed anywhere and started again continues from
 the store: it re-plans nothing, re-applies no recorded phase, and loses no pending approval.
-The kill switch (``guardian.audit.switch.KillSwitch``) is read before each move. Built in
-``guardian.app`` (wiring, commands, daemon); called by ``guardian.pipeline.Cycle``,
-``guardian.app.chatops`` and ``guardian.app.commands``.
+The kill switch (``guardian.audit.switch.KillSwitch``) is read before each move. Built once,
+in ``guardian.app.wiring``; called by ``guardian.pipeline.Cycle`` (propose, advance),
+``guardian.app.daemon`` (advance_all, expire_due), ``guardian.app.chatops`` and
+``guardian.app.commands`` (approvals, playbooks: propose, advance, dry_run).
 """
 
 from __future__ import annotations
