@@ -5,8 +5,9 @@ per kubeconfig context (``KubeFor``) and the guardrails from configuration. Outp
 step's ``Plan`` (``make_plan``), the plan an approver is shown (``preview``: read-only, a plan
 or the error), the refusal when a run would change more than ``max_changes`` objects
 (``blast_radius``), whether a step's ``when`` holds (``present``) and an error as one line
-(``error_text``). Called by the executor (``guardian.executor.shell``) and the dry run
-(``guardian.planning.dry_run``).
+(``error_text``). Called by the executor (``guardian.executor.shell``: plans and previews;
+``guardian.executor.machine``: blast radius, ``when``; ``guardian.executor.undo``: the API
+server of a step) and the dry run (``guardian.planning.dry_run``).
 """
 
 from __future__ import annotations
