@@ -170,7 +170,9 @@ def test_one_open_run_per_target_compares_the_targets() -> None:
     elsewhere = _run("pause-suspect-rollout", 50, open_=True, slo="dns")  # on DaemonSet x/y
 
     def one(target: str) -> tuple[str, str]:
-        [d] = decide(_eval("page"), [SLO_], {book.name: book}, [elsewhere], NOW, target=target)
+        [d] = decide(
+            _eval("page"), [SLO_], {book.name: book}, [elsewhere], NOW, targets={book.name: target}
+        )
         return d.kind, d.reason
 
     assert one("Deployment a/b") == ("propose", "page: run pause-suspect-rollout")

@@ -38,7 +38,7 @@ def trigger_context(
 
     The SLO's evaluation is bounded by ``evaluation_budget``, as ``Cycle.evaluate`` is."""
     context: dict[str, Any] = {"params": params}
-    if {"suspects", "offender"} & set(book.needs) or book.guards.require_suspect:
+    if _uses_suspects(book):
         now = datetime.now(UTC)
         suspects = find_suspects(kube, now, timedelta(seconds=since))  # type: ignore[arg-type]
         context["suspects"] = [s.to_json() for s in suspects]
@@ -82,7 +82,13 @@ def target_of(context: dict[str, Any]) -> str:
     return ""
 
 
-def suspect_target(suspects: Sequence[Suspect]) -> str:
-    """The target a run proposed now would touch (``target_of`` its trigger context), for
-    ``guardian.policy.decide``'s ``target``: the top suspect, or empty without one."""
-    return target_of({"suspects": [s.to_json() for s in suspects[:1]]})
+def suspect_target(book: Playbook, suspects: Sequence[Suspect]) -> str:
+    """What a run of ``book`` proposed now would touch (``target_of`` its trigger context),
+    for ``guardian.policy.decide``'s ``targets``: the top suspect when the playbook reads
+    suspects, else empty."""
+    top = suspects[:1] if _uses_suspects(book) else []
+    return target_of({"suspects": [s.to_json() for s in top]})
+
+
+def _uses_suspects(book: Playbook) -> bool:
+    return bool({"suspects", "offender"} & set(book.needs)) or book.guards.require_suspect

@@ -52,12 +52,12 @@ def decide(
     paused: bool = False,
     has_suspect: bool = True,
     notify_from: Literal["page", "ticket", "none"] = "ticket",
-    target: str | None = None,
+    targets: Mapping[str, str] | None = None,
 ) -> list[Decision]:
-    """One decision per SLO of ``evaluation``; ``target`` is what a proposed run would touch
-    (``None``: not known; ``one_per_target`` then counts any open run of the playbook)."""
+    """One decision per SLO of ``evaluation``; ``targets`` maps a playbook to what its run
+    would touch (not given: not known; ``one_per_target`` then counts any open run of it)."""
     by_name = {s.name: s for s in slos}
-    facts = Facts(recent, now, paused, has_suspect, target)
+    facts = Facts(recent, now, paused, has_suspect, targets)
     return [
         _decide(result, by_name[result.name], playbooks, facts, notify_from)
         for result in evaluation.slos

@@ -8,7 +8,7 @@ the first guard that refuses gives, or an empty string (the playbook may run). P
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -35,12 +35,16 @@ class Facts:
     now: datetime
     paused: bool = False
     has_suspect: bool = True
-    target: str | None = None
-    """What a run would touch (``planning.trigger.target_of``); ``None``: not known, and then
-    any open run of the playbook counts as one on the same target."""
+    targets: Mapping[str, str] | None = None
+    """Playbook name → what its run would touch (``planning.trigger.suspect_target``); a
+    playbook not named (or no mapping): not known, and then any open run of the playbook
+    counts as one on the same target."""
 
     def runs_of(self, book: Playbook) -> list[Run]:
         return [r for r in self.recent if r.playbook == book.name]
+
+    def target_of(self, book: Playbook) -> str | None:
+        return None if self.targets is None else self.targets.get(book.name)
 
 
 Guard = Callable[[Playbook, SLO, Facts], str]
@@ -60,7 +64,8 @@ def one_per_target(book: Playbook, slo: SLO, facts: Facts) -> str:
     """At most one open run of the playbook per target."""
     if not book.guards.one_per_target:
         return ""
-    same = [r for r in facts.runs_of(book) if facts.target is None or r.target == facts.target]
+    target = facts.target_of(book)
+    same = [r for r in facts.runs_of(book) if target is None or r.target == target]
     return f"{book.name} already has an open execution" if any(r.open for r in same) else ""
 
 
