@@ -177,3 +177,13 @@ def test_one_open_run_per_target_compares_the_targets() -> None:
 
     assert one("Deployment a/b") == ("propose", "page: run pause-suspect-rollout")
     assert one("DaemonSet x/y") == ("notify", "pause-suspect-rollout already has an open execution")
+
+
+def test_the_target_a_run_would_touch_is_its_top_suspect_only_when_it_reads_suspects() -> None:
+    from guardian.planning.suspects import Suspect
+    from guardian.planning.trigger import suspect_target
+
+    top = Suspect("DaemonSet", "x", "y", "2", NOW, 20, "y-sa")
+    assert suspect_target(_book("needs", require_suspect=True), [top]) == "DaemonSet x/y"
+    assert suspect_target(_book("blind"), [top]) == ""
+    assert suspect_target(_book("needs", require_suspect=True), []) == ""
