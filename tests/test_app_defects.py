@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from types import SimpleNamespace
-from typing import cast
+from typing import Any, cast
 
 import pytest
 
@@ -26,7 +26,10 @@ DOWN = "http://127.0.0.1:1"
 def _evaluate_while_down(tmp_path: Path) -> Metrics:
     """One run of the daemon's evaluation job against a Prometheus that is down."""
     config = load_config(odd_config(tmp_path, DOWN, "2s"))
-    parts = Parts(config, {}, PrometheusClient(config.prometheus), cast(Cycle, None))
+    prometheus = PrometheusClient(config.prometheus)
+    nothing = cast(Any, None)  # evaluating reaches neither the store, the runner nor the cluster
+    cycle = Cycle(config, {}, nothing, nothing, nothing, prometheus)
+    parts = Parts(config, {}, prometheus, cycle)
     metrics = Metrics()
     daemon = SimpleNamespace(
         service=SimpleNamespace(parts=parts), metrics=metrics, leading=False, last_evaluation=0.0

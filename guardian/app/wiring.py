@@ -29,7 +29,7 @@ from guardian.clients.store import Store
 from guardian.config import Config, load_config
 from guardian.errors import ConfigError, UsageError
 from guardian.evaluation.results import Evaluation
-from guardian.evaluation.run import PrometheusSignals, evaluate, evaluation_budget
+from guardian.evaluation.run import PrometheusSignals
 from guardian.executor.runner import Notifier, Runner, Silent
 from guardian.pipeline import Cycle
 from guardian.planning.trigger import trigger_context
@@ -163,20 +163,6 @@ class Parts:
     prometheus: PrometheusClient
     cycle: Cycle
 
-    def evaluate(self) -> tuple[Evaluation, str]:
-        """Every SLO now, within ``evaluation_budget``; writes nothing. Returns the
-        evaluation and the error of the queries that failed ("" when none did)."""
-        settings = self.config.prometheus
-        budget = evaluation_budget(settings.timeout, self.config.daemon.interval)
-        return evaluate(
-            self.config.slos,
-            self.prometheus,
-            None,
-            settings.source,
-            settings.parallel_queries,
-            budget,
-        )
-
 
 def parts(config: Config, books: dict[str, Playbook], store: Store, executor: Runner) -> Parts:
     """The cycle of ``config`` with a Prometheus client of its own (close it with the parts)."""
@@ -197,7 +183,7 @@ def chat_ops(service: Service, leading: Callable[[], bool] = lambda: True) -> Ch
     kube = service.kube(None)
 
     def evaluate_now() -> Evaluation:  # within evaluation_budget, as the daemon's own
-        return service.parts.evaluate()[0]
+        return service.parts.cycle.evaluate()
 
     def suspects_now() -> list[dict[str, Any]]:
         return [s.to_json() for s in find_suspects(kube, datetime.now(UTC), SUSPECT_WINDOW)]

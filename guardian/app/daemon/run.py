@@ -201,7 +201,7 @@ class Daemon:
         parts = self.service.parts
         began = time.monotonic()
         try:
-            evaluation, error = parts.evaluate()
+            evaluation, error = parts.cycle.evaluate_all()
         except Exception:
             self.metrics.evaluations.labels("failed").inc()
             raise
