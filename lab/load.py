@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +59,10 @@ def command(args: argparse.Namespace, state: LabState) -> int:
     previous = state.pids.get("load")
     if previous is not None and alive(previous):
         components._terminate(previous)
-    _apply(state, _objects(args.filler_pods))
+    objects = _objects(args.filler_pods)
+    _apply(state, objects[:-1])
+    _settled(state, time.time())
+    _apply(state, objects[-1:])
     argv = [
         sys.executable,
         str(Path(__file__).resolve()),
@@ -157,6 +161,27 @@ def _objects(filler: int) -> list[tuple[str, dict[str, Any]]]:
             },
         ),
     ]
+
+
+def _settled(state: LabState, asked: float, timeout: float = 60) -> None:
+    """Wait until the filler's ReplicaSet exists and a second has passed since it was made.
+
+    The filler is the workload that was there before the rollout: its revision must be older
+    than the DaemonSet's (creation times have a resolution of one second), whatever the load
+    on the machine, or suspects ranked by start time could not tell them apart."""
+    path = "/apis/apps/v1/namespaces/default/replicasets?labelSelector=app%3Dfiller"
+    deadline = asked + timeout
+    while time.time() < deadline:
+        answer = components.api(state, "GET", path)
+        if answer.status_code == 200 and answer.json().get("items"):
+            made = max(
+                datetime.fromisoformat(i["metadata"]["creationTimestamp"]).timestamp()
+                for i in answer.json()["items"]
+            )
+            time.sleep(max(0.0, made + 1.5 - time.time()))
+            return
+        time.sleep(0.2)
+    raise SystemExit(f"lab load: the filler's ReplicaSet did not appear within {timeout:.0f}s")
 
 
 def _apply(state: LabState, objects: list[tuple[str, dict[str, Any]]]) -> None:
