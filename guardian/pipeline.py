@@ -38,7 +38,7 @@ from guardian.evaluation.results import Evaluation
 from guardian.evaluation.run import QuerySource, evaluate, evaluation_budget
 from guardian.executor.runner import Runner
 from guardian.planning.suspects import find_suspects
-from guardian.planning.trigger import target_of, trigger_context
+from guardian.planning.trigger import suspect_target, target_of, trigger_context
 from guardian.playbooks import Playbook
 from guardian.policy.decide import Decision, Run, decide
 
@@ -96,9 +96,8 @@ class Cycle:
             if at - e.created_at < timedelta(hours=2) or e.state in OPEN_STATES
         ]
         burning = any(r.status in ("page", "ticket") for r in evaluation.slos)
-        has_suspect = burning and bool(
-            find_suspects(self.kube, at, timedelta(seconds=self.suspect_window))  # type: ignore[arg-type]
-        )
+        window = timedelta(seconds=self.suspect_window)
+        suspects = find_suspects(self.kube, at, window) if burning else []  # type: ignore[arg-type]
         decisions = decide(
             evaluation,
             config.slos,
@@ -106,8 +105,9 @@ class Cycle:
             recent,
             at,
             paused=KillSwitch(self.store).engaged(),
-            has_suspect=has_suspect,
+            has_suspect=bool(suspects),
             notify_from=config.policy.notify,
+            targets={name: suspect_target(book, suspects) for name, book in self.playbooks.items()},
         )
         for decision in decisions:
             self._record(decision, at)

@@ -18,9 +18,11 @@ from slack_sdk import WebClient
 from guardian.actions import CATALOGUE
 from guardian.actions.base import KubeAPI
 from guardian.app import cli
-from guardian.app.chatops import HELP, ChatOps, button_value
+from guardian.app.chat_text import HELP
+from guardian.app.chatops import ChatOps
+from guardian.approval.blocks import APPROVE, DENY, button_value
 from guardian.audit.records import Execution
-from guardian.clients.slack import APPROVE, DENY, Click, Command, SlackClient
+from guardian.clients.slack import Click, Command, SlackClient
 from guardian.clients.store import Store
 from guardian.clients.store.schema import executions
 from guardian.config.model import SlackSettings

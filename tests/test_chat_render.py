@@ -9,7 +9,8 @@ from pathlib import Path
 from slack_sdk import WebClient
 
 from guardian.actions import CATALOGUE
-from guardian.app.chatops import SlackNotifier, escape, render
+from guardian.approval.blocks import escape, render
+from guardian.approval.notify import SlackNotifier
 from guardian.clients.slack import SlackClient
 from guardian.clients.store import Store
 from guardian.playbooks import load_playbooks

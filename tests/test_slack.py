@@ -15,10 +15,12 @@ import pytest
 
 from guardian.actions import CATALOGUE
 from guardian.app.charts import burn_chart
-from guardian.app.chatops import ChatOps, SlackNotifier
+from guardian.app.chatops import ChatOps
+from guardian.approval.blocks import APPROVE, DENY
+from guardian.approval.notify import SlackNotifier
 from guardian.clients.kube import Kube
 from guardian.clients.prometheus import PrometheusClient
-from guardian.clients.slack import APPROVE, DENY, SlackApp, SlackClient
+from guardian.clients.slack import SlackApp, SlackClient
 from guardian.clients.store import Store
 from guardian.config import load_config
 from guardian.config.model import SlackSettings

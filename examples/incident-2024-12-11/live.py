@@ -27,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from guardian.app.chatops import render
+from guardian.approval.blocks import render
 from guardian.audit.records import Execution
 from guardian.clients.store import Store
 from guardian.playbooks import load_playbooks

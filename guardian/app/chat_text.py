@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from guardian.approval.blocks import _d, _f
+from guardian.approval.blocks import duration_text, number_text
 from guardian.audit.records import AuditRow, Execution
-from guardian.evaluation.results import Evaluation
+from guardian.evaluation.results import Evaluation, WindowResult
 from guardian.executor.runner import StepCheck
 from guardian.playbooks import Playbook
 
@@ -57,15 +57,18 @@ def status(evaluation: Evaluation, open_runs: Iterable[Execution], paused: bool)
     return "\n".join(lines)
 
 
+def _burn_row(w: WindowResult) -> str:
+    pair = f"{duration_text(w.long)}/{duration_text(w.short)}"
+    burns = f"{number_text(w.long_burn)} / {number_text(w.short_burn)}"
+    firing = ", firing" if w.firing else ""
+    return f"{w.severity} {pair}: burn {burns}, factor {number_text(w.factor)}{firing}"
+
+
 def slo(evaluation: Evaluation, name: str) -> str:
     """One SLO's status and burn rates per window pair."""
     for s in evaluation.slos:
         if s.name == name:
-            rows = [
-                f"{w.severity} {_d(w.long)}/{_d(w.short)}: burn {_f(w.long_burn)} / "
-                f"{_f(w.short_burn)}, factor {_f(w.factor)}{', firing' if w.firing else ''}"
-                for w in s.windows
-            ]
+            rows = [_burn_row(w) for w in s.windows]
             return "\n".join([f"{s.name}: {s.status}", *rows])
     return f"no SLO called {name!r}"
 

@@ -6,7 +6,7 @@ its button was shown for), answers to commands (quick ones at once, the others o
 done), escaped as literal mrkdwn; refusals written to the audit log; the kill switch set
 through ``guardian.audit.switch.KillSwitch``. The answers' text is ``guardian.app.chat_text``;
 how executions are shown in Slack (the messages, the buttons' values, the notifier) is
-``guardian.approval.blocks``, whose names callers use are importable from here too. Built by
+``guardian.approval.blocks`` and ``guardian.approval.notify``. Built by
 ``guardian.app.wiring.chat_ops`` for the daemon (``guardian run``, ``guardian slack``);
 talks to Slack only through ``guardian.clients.slack``.
 """
@@ -21,18 +21,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from guardian.app import chat_text as text
-from guardian.app.chat_text import HELP
-from guardian.approval.blocks import (
-    Shown,
-    SlackNotifier,
-    button_value,
-    escape,
-    parse_button,
-    render,
-)
+from guardian.approval.blocks import APPROVE, Shown, escape, parse_button
 from guardian.audit.records import OPEN_STATES
 from guardian.audit.switch import KillSwitch
-from guardian.clients.slack import APPROVE, Click, Command, SlackClient
+from guardian.clients.slack import Click, Command, SlackClient
 from guardian.clients.store import Store
 from guardian.config.model import SlackSettings
 from guardian.errors import GuardianError
@@ -40,7 +32,6 @@ from guardian.evaluation.results import Evaluation
 from guardian.executor.runner import Runner
 from guardian.playbooks import Playbook
 
-__all__ = ["HELP", "ChatOps", "SlackNotifier", "button_value", "escape", "render"]
 log = logging.getLogger("guardian.app.chatops")
 MAX_COMMAND = 2000
 """Characters of ``/guardian`` text guardian reads; longer text is refused unread."""

@@ -57,15 +57,18 @@ def render(
     return escape(f"{title} (execution {ex.id})"), blocks
 
 
+def _burn_row(w: Mapping[str, Any]) -> str:
+    pair = f"{duration_text(w['long'])}/{duration_text(w['short'])}"
+    burns = f"{number_text(w['long_burn'])} / {number_text(w['short_burn'])}"
+    firing = "  FIRING" if w["firing"] else ""
+    return f"{w['severity']:<6} {pair}  burn {burns}  factor {number_text(w['factor'])}{firing}"
+
+
 def _burn_blocks(ex: Execution) -> list[dict[str, Any]]:
     slo = ex.context.get("slo") or {}
     if not slo.get("windows"):
         return []
-    rows = [
-        f"{w['severity']:<6} {_d(w['long'])}/{_d(w['short'])}  burn {_f(w['long_burn'])} / "
-        f"{_f(w['short_burn'])}  factor {_f(w['factor'])}{'  FIRING' if w['firing'] else ''}"
-        for w in slo["windows"]
-    ]
+    rows = [_burn_row(w) for w in slo["windows"]]
     name = escape(str(slo.get("name")))
     return [_section(f"*{name}* burns:\n```" + escape("\n".join(rows)) + "```")]
 
@@ -210,20 +213,11 @@ def _button(label: str, action: str, value: str, style: str) -> dict[str, Any]:
     }
 
 
-def _d(seconds: Any) -> str:
+def duration_text(seconds: Any) -> str:
     from guardian.durations import format_duration
 
     return format_duration(int(seconds))
 
 
-def _f(value: Any) -> str:
+def number_text(value: Any) -> str:
     return "-" if value is None else f"{float(value):.2f}"
-
-
-def __getattr__(name: str) -> Any:
-    """``SlackNotifier``, importable from here as before (it lives in ``notify``)."""
-    if name == "SlackNotifier":
-        from guardian.approval.notify import SlackNotifier
-
-        return SlackNotifier
-    raise AttributeError(name)

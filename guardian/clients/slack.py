@@ -29,15 +29,13 @@ from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
+from guardian.approval.blocks import APPROVE, DENY
 from guardian.clients.slack_http import SlackEndpoint, serve_wsgi
 from guardian.config.files import read_secret
 from guardian.config.model import SlackSettings
 from guardian.errors import ConfigError, DataUnavailable
 
 log = logging.getLogger("guardian.slack")
-
-APPROVE = "guardian_approve"
-DENY = "guardian_deny"
 
 
 def secret(env: str | None, file: str | None, what: str) -> str:
