@@ -139,7 +139,7 @@ class Runner(Deciding):
         try:
             while True:  # the kill switch was read just above, and is after each move
                 ex, records, applied = self.store.snapshot(execution_id)
-                if self.stopping.is_set() and ex.state != "running":
+                if self.stopping.is_set() and not _in_flight(ex, records):
                     break  # shutting down: finish the step in flight, start no other
                 if not self._one(ex, self._facts(ex, records, applied)):
                     break
@@ -281,4 +281,13 @@ def _log(ex: Execution, kind: str, detail: Mapping[str, Any]) -> None:
         kind,
         " ".join(f"{k}={v}" for k, v in shown.items()),
         extra={"execution": ex.id},
+    )
+
+
+def _in_flight(ex: Execution, records: list[StepRecord]) -> bool:
+    """True while a step is under way: running, or approved with its plan just made."""
+    if ex.state == "running":
+        return True
+    return ex.state == "approved" and any(
+        r.step == ex.step and r.status == "planned" for r in records
     )
