@@ -12,6 +12,7 @@ stdout, and each failed job as one ``guardian: ...`` line on stderr. Called by
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import socket
@@ -76,6 +77,10 @@ def _cmd_slack(args: argparse.Namespace) -> int:
     identity = f"guardian@{socket.gethostname()}"
     service = Service.build(config, KubePool.of(args), identity, lease=None)
     mode = Mode(lease=False, interval=interval, watch=False, at_once=False, report=_print_failure)
+    # stderr carries only guardian's own lines: the scheduler's warnings (a job still
+    # running, a missed run) would be bare text next to them; the metrics count misfires.
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)
+    logging.getLogger("guardian.app.daemon.misfires").setLevel(logging.ERROR)
     daemon = Daemon(config, args.config, service, identity, mode)
     settings = config.slack
     where = f"http on {settings.listen}" if settings.mode == "http" else "Socket Mode"

@@ -36,7 +36,10 @@ class Metrics:
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
         )
         self.evaluations = Counter(
-            "guardian_evaluations_total", "Evaluations by result", ["result"], registry=r
+            "guardian_evaluations_total",
+            "Evaluations by result (failed: a query went unanswered or was refused)",
+            ["result"],
+            registry=r,
         )
         self.queries = Counter(
             "guardian_evaluation_queries_total", "PromQL queries sent by evaluations", registry=r

@@ -37,7 +37,9 @@ from guardian.clients.store import Store
 from guardian.config import Config
 from guardian.errors import GuardianError
 
-log = logging.getLogger("guardian")
+log = logging.getLogger("guardian.app.daemon.run")
+misfires = logging.getLogger("guardian.app.daemon.misfires")
+"""Where a job that missed its time or was still running is told (``guardian slack`` mutes it)."""
 
 RELOAD_CHECK = 5
 """Seconds between looks at the config and playbook files."""
@@ -236,7 +238,7 @@ class Daemon:
         self.metrics.misfires.labels(event.job_id).inc()
         level = logging.WARNING if event.job_id == "evaluate" else logging.DEBUG
         what = "missed its time" if event.code == EVENT_JOB_MISSED else "still running, skipped"
-        log.log(level, "job %s %s", event.job_id, what)
+        misfires.log(level, "job %s %s", event.job_id, what)
 
     # reload, stop --------------------------------------------------------------------------
 
