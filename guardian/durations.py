@@ -1,7 +1,11 @@
 """Prometheus durations: parse ``1h30m``/``5m``/``30s`` into seconds and write them back.
 
-Used by the configuration loader (input) and by every stage that writes a duration into
-PromQL, rule names or reports (output). Durations are whole seconds here: guardian never
+Input: a duration's text (``parse_duration``) or seconds (``format_duration``). Output: the
+other. Parsed by ``guardian.config`` (spec, slo_spec, checks, build, load),
+``guardian.playbooks.load`` and ``guardian.app.args``; written by ``guardian.evaluation``
+(queries, sli, rules, results, instant), ``guardian.config.build``,
+``guardian.approval.blocks``, ``guardian.app`` (report, plot, daemon.metrics) and
+``bench/evaluate.py``. Durations are whole seconds here: guardian never
 needs finer windows, and PromQL rule names must stay stable. None is longer than
 ``MAX_SECONDS``, so every one fits a ``timedelta`` and a date it is added to.
 """

@@ -16,8 +16,10 @@
         ├── TransientKubernetesError  409, 429, 5xx, timeouts: retried
         └── PermanentKubernetesError  403, 404, 422: reported, never retried
 
-The CLI turns any ``GuardianError`` into its message on one line and its exit code; it never
-prints a traceback for one.
+Imported across guardian (it imports nothing of guardian): raised by the stages, the clients
+and the front ends. The CLI (``guardian.app.cli``) turns any ``GuardianError`` into its message
+on one line and its exit code; it never prints a traceback for one. The daemon's jobs
+(``guardian.app.daemon.run``), ChatOps and the Slack notifier report one and go on.
 """
 
 from __future__ import annotations

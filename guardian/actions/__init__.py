@@ -1,7 +1,12 @@
 """The action catalogue: name → parameters model, ``plan`` and ``verify``.
 
+Input: an action's name. Output: its ``Action`` (parameters model, ``plan``, ``verify``,
+summary); ``execute`` and ``undo`` (``guardian.actions.base``) apply or reverse a ``Plan``.
 ``plan(kube, params, guardrails)`` takes the configured ``Guardrails`` (protected subjects,
 blast radius) as an optional third argument; without it the built-in limits still hold.
+Called by the executor (``guardian.executor``: shell, verify, undo, machine, moves), planning
+(``guardian.planning.plans``, ``dry_run``), ``guardian.app.commands.cluster`` (``guardian
+act``), ``guardian.app.wiring`` (the parameter models, to load playbooks) and ``bench/shed.py``.
 """
 
 from __future__ import annotations

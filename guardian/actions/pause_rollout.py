@@ -7,6 +7,7 @@ replicas; DaemonSet: ``updateStrategy`` → ``OnDelete`` (the old one remembered
 ReplicaSet, a StatefulSet's or DaemonSet's previous ControllerRevision, rolled out as
 ``kubectl rollout undo`` would) and, for a DaemonSet, ``quarantine`` (a nodeSelector no node
 matches: every agent leaves at once).
+Reached, in guardian, only through ``guardian.actions.CATALOGUE`` (params, ``plan``, ``verify``).
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ Input: ``ScaleApiserverParams``; the API server is the management cluster's (``g
 --context``). Output: a ``Plan`` that patches ``spec.replicas`` of the Deployment or
 StatefulSet running kube-apiserver, or of a Cluster API ``KubeadmControlPlane``; ``verify``
 checks that the new replicas are ready. Undo scales back to the recorded count.
+Reached, in guardian, only through ``guardian.actions.CATALOGUE`` (params, ``plan``, ``verify``).
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ say which one held): control-plane nodes (label or taint ``node-role.kubernetes.
 control-plane`` or ``.../master``) are never candidates; ``min_nodes`` candidates stay in
 service; one run sheds at most ``max_share_per_run`` (default 10%, at most 50%) of the
 cluster's schedulable worker nodes, rounded down, so half the workers always stay.
+Reached, in guardian, only through ``guardian.actions.CATALOGUE`` (params, ``plan``, ``verify``).
 """
 
 from __future__ import annotations

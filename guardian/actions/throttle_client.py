@@ -10,6 +10,7 @@ control-plane components, kube-system service accounts, everyone, guardian itsel
 a plan, a dry run and a playbook run alike. Guardian itself is known from one SelfSubjectReview
 per client (``protected.whoami``); while that is unknown every subject is refused, since
 guardian cannot tell it apart from itself.
+Reached, in guardian, only through ``guardian.actions.CATALOGUE`` (params, ``plan``, ``verify``).
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ Input: an ``argparse`` parser (the flags) or a flag's text (the values). Output:
 declared on the parser (``-c/--config``, ``-o/--output``, the Kubernetes client's
 ``--kubeconfig/--context/--qps/--burst``, ``--as``); values as guardian uses them (times,
 durations, ``--set K=V`` pairs, step numbers), or a ``UsageError`` naming the flag given.
-Called by ``guardian.app.cli`` and every module of ``guardian.app.commands`` and
-``guardian.app.daemon``; it calls none of them back.
+Called by every module of ``guardian.app.commands``, by ``guardian.app.daemon.commands``
+and by ``guardian.app.wiring`` (``actor``, for ``console_runner``); it calls none of them back.
 """
 
 from __future__ import annotations

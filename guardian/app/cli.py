@@ -5,7 +5,8 @@ pages, 2 bad input (config or arguments), 3 a dependency (Prometheus, the store)
 reached or answers badly, or ``eval`` is blind (every SLO no_data). A ``GuardianError``
 becomes its message on stderr, one line per problem, never a traceback. The subcommands
 live in ``guardian.app.commands`` and ``guardian.app.daemon.commands``, which register
-their own parsers (in the order ``guardian --help`` lists them) and never call back here.
+their own parsers (in the order ``guardian --help`` lists them) and never call back here;
+``guardian schema`` (the JSON Schema of the config files) is the one defined here.
 Called by the ``guardian`` console script and ``guardian.__main__``.
 """
 

@@ -1,12 +1,16 @@
-"""The composition root: each real part of guardian is built here, and only here.
+"""The composition root: the store, the Kubernetes clients, the executor and the cycle.
 
 Input: a loaded config (and the parsed flags for the Kubernetes client). Output: the store
-(``open_store``), the playbooks (``playbooks_of``), the pool of Kubernetes clients
+(``open_store``, ``opened``), the playbooks (``playbooks_of``), the pool of Kubernetes clients
 (``KubePool``), the Slack notifier (``notifier``, with ``guardian.app.charts``), the executor
-(``runner``), the cycle and its Prometheus client (``parts``), and ``ChatOps``
-(``chat_ops``); ``Service`` holds what a process that keeps running is made of.
-Called by the console commands (``guardian.app.commands``), ``guardian.app.cli`` and the
-daemon (``guardian.app.daemon``, which ``guardian run`` and ``guardian slack`` both are).
+(``runner``, ``console_runner``; its verification signals on a Prometheus client of their
+own), the cycle and its Prometheus client (``parts``, built again on each reload), and
+``ChatOps`` (``chat_ops``); ``Service`` holds what a process that keeps running is made of.
+Called by the console commands (``guardian.app.commands``: approvals, cluster, evaluate,
+playbooks, switch) and the daemon (``guardian.app.daemon``: commands, reload, run), which get
+those parts from here. Not built here: ``eval``, ``backtest`` and ``playbook run`` open their
+own Prometheus client, as does each burn chart (``guardian.app.charts``); the daemon builds
+its Lease, Slack app, scheduler, metrics and HTTP port itself (``guardian.app.daemon.run``).
 """
 
 from __future__ import annotations

@@ -1,14 +1,15 @@
-"""Executions as Slack messages: pure Block Kit rendering, and the buttons' values.
+"""Executions as Slack messages: Block Kit rendering, and the buttons' values.
 
 Input: an execution, its playbook, an event's detail and the store's approval requests and
 decisions (read through ``MessageStore``, a port the store satisfies). Output: the message's
 fallback text and blocks (what burns and how fast, suspects, the exact planned changes,
 Approve / Deny buttons whose value binds them to the step's approval request), the thread
 line of an event, everything anyone can write escaped as literal mrkdwn; and a button's value
-read back (``parse_button``). No I/O. Called by ``guardian.approval.notify`` (the
-``SlackNotifier``), ``guardian.app.chatops`` (escaping, button values, re-rendering) and
-``guardian.app.chat_text`` (durations and numbers as shown). ``SlackNotifier`` is still
-importable from here (it lives in ``guardian.approval.notify``).
+read back (``parse_button``). No SDK: the Block Kit is plain dicts, and the store is read only
+through ``MessageStore`` (``request``, ``history``). Called by ``guardian.approval.notify``
+(the ``SlackNotifier`` renders with it), ``guardian.app.chatops`` (``APPROVE``, ``escape``,
+``parse_button`` and ``Shown``: a click read back), ``guardian.clients.slack`` (the buttons'
+``APPROVE`` and ``DENY`` action ids) and ``guardian.app.chat_text`` (durations and numbers).
 """
 
 from __future__ import annotations

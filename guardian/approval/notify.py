@@ -3,11 +3,13 @@
 Input: executor events (``notify``: the event, the execution, its detail) and announcements
 without an execution (``announce``). Output: nothing but the log (``Silent``), or for Slack
 (``SlackNotifier``) one Block Kit message per execution posted or updated (rendered by
-``guardian.approval.blocks``), a thread line per event and the burn-rate chart. A failed post
-is logged and audited, never raised. Slack is reached only through ``ChatClient`` and the store
-through ``NotifierStore`` (ports that ``guardian.clients.slack.SlackClient`` and
+``guardian.approval.blocks``), a thread line per event and the burn-rate chart. Nothing is
+raised: a failed ``notify`` is logged and audited (``notify_failed``), a failed ``announce``
+only logged. Slack is reached only through ``ChatClient`` and the store through
+``NotifierStore`` (ports that ``guardian.clients.slack.SlackClient`` and
 ``guardian.clients.store.Store`` satisfy). The executor (``guardian.executor.shell``,
-``guardian.executor.decisions``) calls the notifier; ``guardian.app.wiring`` builds it.
+``guardian.executor.decisions``) calls ``notify``, the pipeline (``guardian.pipeline``,
+through ``Runner.notifier``) calls ``announce``; ``guardian.app.wiring`` builds the notifier.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from guardian.audit.records import Execution
 from guardian.errors import GuardianError
 from guardian.playbooks import Playbook
 
-log = logging.getLogger("guardian.app.chatops")
+log = logging.getLogger("guardian.approval.notify")
 
 
 class Notifier(Protocol):
@@ -44,7 +46,7 @@ class Silent:
         del event, execution, detail
 
     def announce(self, slo: str, text: str) -> None:
-        logging.getLogger("guardian.executor.runner").warning("%s: %s", slo, text)
+        logging.getLogger("guardian.approval.notify").warning("%s: %s", slo, text)
 
 
 class ChatClient(Protocol):

@@ -5,10 +5,12 @@ Input: nothing. Output: ``AuditWriter`` (append an audit row of an ``AuditKind``
 ``Settings`` (stored settings: the kill switch) and ``PipelineMemory`` (what the pipeline
 last audited and announced per SLO, so it writes each change once).
 ``guardian.clients.store.Store`` implements every one of them. Used by the kill switch
-(``guardian.audit.switch``: ``Settings``, ``AuditWriter``) and the pipeline
-(``guardian.pipeline``: those and ``PipelineMemory``); ``AuditReader`` and ``MessageRefs`` are
-the same ports for the executor, the approval stage and the front ends, which today still
-declare those methods in ports of their own (``kind`` typed ``AuditKind`` or ``Any``).
+(``guardian.audit.switch``: ``Settings``, ``AuditWriter``), the pipeline
+(``guardian.pipeline``: those and ``PipelineMemory``), the executor
+(``guardian.executor.ports``: ``ExecutorStore`` extends ``AuditWriter`` and ``Settings``) and
+the approval stage (``guardian.approval.blocks``: ``MessageStore`` extends ``AuditReader``;
+``guardian.approval.notify``: ``NotifierStore`` adds ``MessageRefs`` and ``AuditWriter``).
+``guardian.app`` uses the concrete ``Store`` and imports none of them.
 """
 
 from __future__ import annotations

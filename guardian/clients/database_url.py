@@ -4,7 +4,8 @@ Input: a store URL as given (a raw ``@``, ``/`` or ``:`` in the password is take
 it). Output: a ``URL``; ``masked(url)``, the only form in which a store URL is printed or
 logged (password as ``***``, password query parameters left out, passwords embedded in query
 values masked); ``scrubber(url)``, which takes every spelling of those passwords out of a
-driver's message. Called by ``guardian.clients.database`` (opening the store) and the daemon's logs.
+driver's message. Called by ``guardian.clients.database`` (opening the store) and
+``guardian.app.daemon.run`` (the store named, masked, in its start log line).
 """
 
 from __future__ import annotations

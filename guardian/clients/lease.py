@@ -22,7 +22,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.leaderelection import electionconfig, leaderelection
 from kubernetes.leaderelection.resourcelock.leaselock import LeaseLock
 
-log = logging.getLogger("guardian.lease")
+log = logging.getLogger("guardian.clients.lease")
 logging.getLogger("leaderelection").setLevel(logging.WARNING)
 
 

@@ -14,8 +14,9 @@ ends by that deadline too, if it comes first. Transient failures (connection err
 are capped at ``MAX_ANSWER_BYTES`` and checked field by field by
 ``guardian.clients.prometheus_answers``: anything that is not the Prometheus answer asked
 for is a ``PrometheusUnavailable`` naming what is wrong; so is a redirect, never followed.
-A query Prometheus refuses as invalid (400) is a ``QueryRefused``, never retried: the pipeline
-makes the SLOs of that query ``no_data`` and names the one whose selector is refused. Every
+A query Prometheus refuses as invalid (400) is a ``QueryRefused``, never retried:
+``guardian.evaluation.instant`` makes the SLOs of that query ``no_data`` and names the one
+whose selector is refused. Every
 text taken from Prometheus (error messages, a redirect's Location, a Content-Type) reaches
 messages on one line with control characters escaped (``\x1b``); header values are never
 shown.

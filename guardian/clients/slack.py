@@ -35,7 +35,7 @@ from guardian.config.files import read_secret
 from guardian.config.model import SlackSettings
 from guardian.errors import ConfigError, DataUnavailable
 
-log = logging.getLogger("guardian.slack")
+log = logging.getLogger("guardian.clients.slack")
 
 
 def secret(env: str | None, file: str | None, what: str) -> str:

@@ -6,7 +6,8 @@ bolt. A body over ``MAX_BODY`` is refused unread (413), a missing or malformed s
 timestamp, a bad signature or a timestamp more than ``MAX_SKEW`` (5 minutes) off gets 401, and
 a body that is neither a slash command nor a button payload gets 400; each refusal is one log
 line. ``serve_wsgi`` runs such an endpoint on a threaded WSGI server. Called by
-``guardian.clients.slack`` (``SlackApp.wsgi`` and ``SlackApp.start``).
+``guardian.clients.slack`` (``SlackApp.wsgi`` and ``SlackApp.start``); ``serve_wsgi`` also by
+``guardian.app.daemon.run`` (the HTTP port: health, metrics, and Slack in HTTP mode).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-log = logging.getLogger("guardian.slack")
+log = logging.getLogger("guardian.clients.slack_http")
 
 MAX_BODY = 64 * 1024
 """Bytes of a request body guardian reads; Slack's commands and button payloads are far

@@ -1,6 +1,9 @@
 """The internal, frozen model every stage works with; durations are seconds, ratios are 0–1.
 
-Built by ``guardian.config.load`` from validated specs; read by every later stage.
+Built from validated specs by ``guardian.config.build`` (each ``SLO`` with its SLI and
+``WindowPair``s, ``PrometheusSettings``; the built-in pairs are ``guardian.config.windows``)
+and ``guardian.config.load`` (``Config``, ``DaemonSettings``, ``PolicySettings``,
+``SlackSettings``); read by every later stage.
 """
 
 from __future__ import annotations

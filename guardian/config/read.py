@@ -9,9 +9,8 @@ value it names, and a key given twice in one mapping. Also ``shown``: a value wr
 error message, cut so that a huge input never becomes a huge message.
 
 Called by ``guardian.config.load.read_document`` (config and playbook files, so also the
-daemon's reload) and by the spec modules for their messages (``shown``). ``read_secret`` and
-``check_ca_file`` are ``guardian.config.files``'s, re-exported for the clients that import
-them from here.
+daemon's reload); ``shown`` also by ``guardian.config`` (``messages``, ``spec``, ``build``,
+``checks``) and ``guardian.playbooks`` (``spec``, ``load``) for their messages.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Built-in multi-window multi-burn-rate sets, as data (Google SRE Workbook, ch. 5).
 
-Read by ``guardian.config.load`` when an SLO names a window set. Factors are not stored:
+Read by ``guardian.config.build`` when an SLO names a window set. Factors are not stored:
 ``WindowPair.factor(period)`` derives them, so a 28-day period gets 13.44 where 30 days get
 14.4, exactly as Sloth does.
 """

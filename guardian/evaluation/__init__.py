@@ -1,10 +1,12 @@
 """The evaluation stage: Prometheus → ``Evaluation`` (burn rates per window pair, status per SLO).
 
 Entry points in ``guardian.evaluation.run`` (``evaluate`` for one instant, ``replay`` for a
-range, ``evaluation_budget``, ``PrometheusSignals``), called by ``guardian.pipeline``,
-``guardian.planning.trigger`` and ``guardian.app``. Parts: ``source`` (the ports it needs from
-Prometheus), ``queries`` and ``sli`` (PromQL), ``budget`` (queries on threads, within a
-deadline), ``instant`` and ``replay``, ``answers`` and ``results`` (answers → ``SLOResult``),
-``signals`` (verification), ``backtest`` (alert episodes) and ``rules`` (the recording rules).
+range, ``evaluation_budget``, ``PrometheusSignals``), called by ``guardian.pipeline`` and
+``guardian.app`` (``commands.evaluate``, ``charts``, ``wiring``); ``guardian.planning.trigger``
+imports ``budget``, ``instant``, ``signals`` and ``source`` directly. Parts: ``source`` (the
+ports it needs from Prometheus), ``queries`` and ``sli`` (PromQL), ``budget`` (queries on
+threads, within a deadline), ``instant`` and ``replay``, ``answers`` and ``results`` (answers
+→ ``SLOResult``), ``signals`` (verification), ``backtest`` (alert episodes) and ``rules`` (the
+recording and alerting rules).
 Never imports ``guardian.clients``: ``guardian.clients.prometheus`` implements the port.
 """

@@ -2,9 +2,9 @@
 
 Input: SLOs, a ``QuerySource``, the instant, the source mode (``raw`` or ``rules``), the
 parallelism and a budget in seconds. Output: an ``Evaluation`` and an error (empty when every
-query succeeded). Called by ``guardian.pipeline`` (``Cycle.evaluate``),
-``guardian.planning.trigger``, ``guardian.evaluation.signals`` and the CLI (``guardian check``),
-through ``guardian.evaluation.run``.
+query succeeded). Called through ``guardian.evaluation.run`` by ``guardian.pipeline``
+(``Cycle.evaluate``) and ``guardian eval`` (``guardian.app.commands.evaluate``), and
+directly by ``guardian.planning.trigger`` and ``guardian.evaluation.signals``.
 
 Prometheus failures never escape as "healthy": every SLO touched by a failed query is
 ``no_data`` with the reason, and the returned error says what failed. A query Prometheus

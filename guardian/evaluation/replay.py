@@ -2,9 +2,9 @@
 
 Input: SLOs, a ``QuerySource``, the range and its step, the source mode, the parallelism and a
 budget in seconds. Output: a ``Replay`` (one ``Evaluation`` per step, the number of queries,
-the error that ended it). Called by the CLI (``guardian backtest``, the burn chart) and by
-``guardian playbook`` commands, through ``guardian.evaluation.run``; its steps feed
-``guardian.evaluation.backtest``.
+the error that ended it). Called through ``guardian.evaluation.run`` by ``guardian
+backtest`` (``guardian.app.commands.evaluate``) and the burn chart (``guardian.app.charts``);
+its steps feed ``guardian.evaluation.backtest``.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """Rules export: SLOs → Prometheus rule groups, named like Sloth's so dashboards keep working.
 
 Input: the model's SLOs. Output: a ``{"groups": [...]}`` document for a Prometheus rule file.
-Called by ``guardian rules`` and by the tests that load the output into a real Prometheus to
-check that it computes exactly the burn rates guardian computes.
+Called by ``guardian rules`` (``guardian.app.commands.evaluate``) and by the tests that load
+the output into a real Prometheus to check that it computes exactly the burn rates guardian
+computes.
 
 Per SLO (label ``slo="<name>"`` plus the SLO's labels):
 

@@ -3,8 +3,10 @@
 Input: SLOs and a ``QuerySource`` (Prometheus). Output: ``evaluate`` (one ``Evaluation`` and
 an error), ``replay`` (a ``Replay``: one per step of a range), ``evaluation_budget`` (the
 seconds one evaluation may take) and ``PrometheusSignals`` (what verification asks
-Prometheus). Imported by ``guardian.pipeline``, ``guardian.app.cli``, ``guardian.app.daemon``
-and ``guardian.app.commands.playbooks``. Nothing is defined here: the work is in
+Prometheus). Imported by ``guardian.pipeline`` (``evaluate``, ``evaluation_budget``),
+``guardian.app.commands.evaluate`` (``eval``, ``backtest``), ``guardian.app.charts``
+(``replay``), ``guardian.app.wiring`` (``PrometheusSignals``), ``bench/evaluate.py`` and the
+tests. Nothing is defined here: the work is in
 ``guardian.evaluation.instant``, ``.replay``, ``.budget``, ``.signals`` and ``.source``.
 """
 

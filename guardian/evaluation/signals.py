@@ -3,8 +3,9 @@
 Input: the config's SLOs and a ``QuerySource``; an ``SLOResult``. Output: ``PrometheusSignals``
 (what ``guardian.executor`` verifies playbook steps against: ``short_burn``, ``holds``), each
 evaluation within ``evaluation_budget``; ``shortest_burn`` and ``slo_context`` (what playbook
-templates see as ``slo``). Built by ``guardian.app.daemon`` and ``guardian.app.commands``;
-``slo_context`` is called by ``guardian.planning.trigger``.
+templates see as ``slo``). ``PrometheusSignals`` is built by ``guardian.app.wiring.runner``
+(for the daemon's and the console's executor); ``slo_context`` is called by
+``guardian.planning.trigger``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from guardian.evaluation.source import QuerySource
 
 @dataclass
 class PrometheusSignals:
-    """What playbook steps verify against (``executor.runner.Signals``), from Prometheus."""
+    """What playbook steps verify against (``guardian.executor.verify.Signals``), from
+    Prometheus."""
 
     slos: Sequence[SLO]
     source: QuerySource

@@ -4,9 +4,10 @@ Input: an execution ID or prefix, who decides (user, groups, via) and what they 
 (step, and from a Slack button the phase and the request's nonce). Output: a ``Decision``;
 the execution moved by one compare-and-set on exactly that request (the approval's audit row
 in the same transaction), or the refusal audited. The rules are
-``guardian.approval.rules``. A part of ``Runner`` (``guardian.executor.shell``): approve, deny
-and refuse are called by ``guardian.app.chatops`` and ``guardian.app.commands.approvals``,
-expire_due by ``guardian.app.daemon`` and ``Runner.advance_all``.
+``guardian.approval.rules``. A part of ``Runner`` (``guardian.executor.shell``): approve and
+deny are called by ``guardian.app.chatops`` and ``guardian.app.commands.approvals``, refuse by
+``guardian.app.chatops`` (a click it cannot read) and by approve and deny themselves,
+expire_due by ``guardian.app.daemon.run`` (the expiry job) and ``Runner.advance_all``.
 """
 
 from __future__ import annotations

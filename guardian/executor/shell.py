@@ -10,8 +10,8 @@ with its step record, applied phase and audit rows in ONE compare-and-set transa
 (``ExecutorStore.commit``). A step's plan is stored before anything is applied and every
 applied phase is recorded once, so a process killed anywhere and started again continues from
 the store: it re-plans nothing, re-applies no recorded phase, and loses no pending approval.
-The kill switch (``guardian.audit.switch.KillSwitch``) is read before each move. Built once,
-in ``guardian.app.wiring``; called by ``guardian.pipeline.Cycle`` (propose, advance),
+The kill switch (``guardian.audit.switch.KillSwitch``) is read before each move. Built by
+``guardian.app.wiring`` (``runner``); called by ``guardian.pipeline.Cycle`` (propose, advance),
 ``guardian.app.daemon`` (advance_all, expire_due), ``guardian.app.chatops`` and
 ``guardian.app.commands`` (approvals, playbooks: propose, advance, dry_run).
 """
@@ -44,7 +44,7 @@ from guardian.planning.plans import KubeFor
 from guardian.playbooks import template
 from guardian.playbooks.model import Playbook
 
-log = logging.getLogger("guardian.executor.runner")
+log = logging.getLogger("guardian.executor.shell")
 
 
 @dataclass

@@ -3,7 +3,8 @@
 Input: a playbook, a trigger context, a way to reach the API server (``KubeFor``) and the
 guardrails. Output: one ``StepCheck`` per step (its plan, why it was skipped, or the problem
 found). Called by ``Runner.dry_run`` (``guardian.executor.shell``), which ``guardian playbook
-run --dry-run`` (``guardian.app.commands.playbooks``) uses.
+run --dry-run`` (``guardian.app.commands.playbooks``) and ``/guardian run ... --dry-run``
+(``guardian.app.chatops``) use.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""The daemon: ``guardian run``, and ``guardian slack``, the same daemon without the Lease and
-the HTTP port.
+"""The daemon: ``guardian run``, and ``guardian slack``, the same daemon without the Lease, the
+HTTP port, the file watch and the SIGHUP reload.
 
 ``commands`` (the two commands, called by ``guardian.app.cli``) builds a ``run.Daemon``
 over the service of ``guardian.app.wiring``; ``run`` holds the jobs, the Lease and Slack;

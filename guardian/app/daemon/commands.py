@@ -1,5 +1,5 @@
 """``guardian run`` (the daemon) and ``guardian slack`` (the same daemon in the foreground,
-without the Lease and the HTTP port).
+without the Lease, the HTTP port, the file watch and the SIGHUP reload).
 
 Input: parsed arguments. Output: a ``Daemon`` (``guardian.app.daemon.run``) over the service
 ``guardian.app.wiring`` builds, run until SIGTERM or SIGINT (exit 0); SIGHUP reloads

@@ -1,11 +1,12 @@
 """The loop of a guardian that keeps running: the jobs, the Lease, Slack and the HTTP port.
 
 Input: a loaded config, the ``Service`` built for it by ``guardian.app.wiring``, and a
-``Mode``: ``guardian run`` elects a leader on a Kubernetes Lease and serves the HTTP port;
-``guardian slack`` is the same daemon without either (it always leads, and Slack's HTTP mode
-serves its own endpoint). Output: APScheduler jobs — evaluation every interval (coalesced,
-one at a time, misfires logged; the leader also decides and proposes), execution progress
-and approval expiry, the watch on the config files — and their failures, reported without
+``Mode``: ``guardian run`` elects a leader on a Kubernetes Lease, serves the HTTP port and
+watches its files; ``guardian slack`` is the same daemon without the Lease, the HTTP port and
+the file watch (it always leads, Slack's HTTP mode serves its own endpoint, and there is no
+SIGHUP reload). Output: APScheduler jobs — evaluation every interval (coalesced, one at a
+time, misfires logged; the leader also decides and proposes), execution progress and
+approval expiry, the watch on the config files — and their failures, reported without
 stopping the loop. SIGTERM (``stop``) lets the step in flight finish, releases the Lease and
 closes everything. Called by ``guardian.app.daemon.commands``.
 """

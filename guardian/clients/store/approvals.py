@@ -1,4 +1,12 @@
-"""Approval requests: ask (with a nonce), read back, decide by compare-and-set."""
+"""Approval requests: ask (with a nonce), read back, decide by compare-and-set.
+
+Input: an execution's ID, step and phase, a nonce, the decision and who makes it, audit rows.
+Output: a request's nonce (``ask``: None when the execution had moved; ``reopen``), the newest
+``ApprovalRequest`` of a step (``request``), whether a decision won (``decide``); the audit rows
+in the same transaction. A part of ``Store``, called through it by ``guardian.executor.shell``
+(ask), ``guardian.executor.decisions`` (request, reopen, decide), ``guardian.approval.blocks``
+and ``guardian.app.commands.approvals`` (request).
+"""
 
 from __future__ import annotations
 

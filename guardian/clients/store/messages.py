@@ -1,4 +1,9 @@
-"""Where an execution's chat message is (channel and timestamp)."""
+"""Where an execution's chat message is (channel and timestamp).
+
+Input: an execution's ID (and the channel and ``ts`` Slack gave its message). Output: the
+(channel, ts) saved, or None. A part of ``Store`` (``MessageRefs`` of ``guardian.audit.ports``),
+called through it by the Slack notifier (``guardian.approval.notify``: post once, then update).
+"""
 
 from __future__ import annotations
 

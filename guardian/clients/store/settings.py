@@ -1,5 +1,10 @@
-"""Stored settings by key: the kill switch's state (``paused``, read through
-``guardian.audit.switch.KillSwitch``)."""
+"""Stored settings by key: the kill switch's state (``paused``).
+
+Input: a key (and a value to store, with the time). Output: the stored value, or the default.
+A part of ``Store`` (``Settings`` of ``guardian.audit.ports``), called through it only by
+``guardian.audit.switch.KillSwitch`` (used by the pipeline, the executor, ChatOps and the
+``pause``, ``resume`` and ``playbook run`` commands).
+"""
 
 from __future__ import annotations
 
