@@ -44,6 +44,22 @@ FAULTABLE = (
     "prometheus",
 )
 KWOK_MODULE = "sigs.k8s.io/kwok@v0.8.0"
+UNUSED_METRICS = (
+    "etcd_request_duration_seconds",
+    "apiserver_request_body_size_bytes",
+    "apiserver_watch_list_duration_seconds",
+    "apiserver_watch_cache_read_wait_seconds",
+    "apiserver_watch_events_sizes",
+    "apiserver_response_sizes",
+    "apiserver_admission_controller_admission_duration_seconds",
+)
+"""Histograms nothing in the lab reads, left out of the API server's /metrics: 7,600 of its
+17,300 series with 20 nodes. Prometheus scrapes it every 2 s; on 2 busy cores a 2.3 MB answer
+took up to 1.1 s to scrape during the storm, and a scrape that times out marks every
+API-server series stale."""
+APISERVER_SCRAPE = "2s"
+"""The API server's scrape interval and timeout (the other targets: 1 s). A short window of
+10 s still holds 5 samples."""
 STAGES = [
     "node/fast/node-initialize.yaml",
     "node/heartbeat-with-lease/node-heartbeat-with-lease.yaml",
@@ -137,6 +153,7 @@ def _argv(name: str, state: LabState, pki: Pki, args: argparse.Namespace) -> lis
             "--allow-privileged=true",
             f"--max-requests-inflight={args.max_requests_inflight}",
             f"--max-mutating-requests-inflight={args.max_mutating_requests_inflight}",
+            f"--disabled-metrics={','.join(UNUSED_METRICS)}",
             "--v=1",
         ]
     if name in ("kube-controller-manager", "kube-scheduler"):
@@ -311,6 +328,8 @@ def _write_prometheus_config(state: LabState, pki: Pki) -> None:
             job(
                 "apiserver",
                 p["kube-apiserver"],
+                scrape_interval=APISERVER_SCRAPE,
+                scrape_timeout=APISERVER_SCRAPE,
                 scheme="https",
                 authorization={"credentials_file": str(pki.ca_cert.parent / "admin.token")},
                 tls_config={"ca_file": str(pki.ca_cert)},
