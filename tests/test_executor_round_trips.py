@@ -96,18 +96,23 @@ class Counting:
         self.transactions = 0
 
 
-@pytest.fixture
-def counted(tmp_path: Path) -> Iterator[tuple[Counting, Runner]]:
+def executor(tmp_path: Path, book: str, store: Any) -> tuple[Runner, FakeKube]:
+    """A runner of the playbook ``book`` over ``store``, on a fake API server, at ``NOW``."""
     directory = tmp_path / "playbooks"
     directory.mkdir()
-    (directory / "book.yaml").write_text(BOOK)
+    (directory / "book.yaml").write_text(book)
     books: dict[str, Playbook] = load_playbooks(
         [directory], {n: a.params for n, a in CATALOGUE.items()}
     )
+    kube = FakeKube()
+    return Runner(store, books, lambda context: kube, NoSignals(), clock=lambda: NOW), kube
+
+
+@pytest.fixture
+def counted(tmp_path: Path) -> Iterator[tuple[Counting, Runner]]:
     store = Store.open(f"sqlite:///{tmp_path / 'guardian.db'}")
     counting = Counting(store)
-    kube = FakeKube()
-    runner = Runner(counting, books, lambda context: kube, NoSignals(), clock=lambda: NOW)  # type: ignore[arg-type]
+    runner, _ = executor(tmp_path, BOOK, counting)
     yield counting, runner
     store.close()
 

@@ -6,12 +6,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from guardian.actions import CATALOGUE
 from guardian.clients.store import Store
 from guardian.executor.runner import Runner
-from guardian.playbooks import Playbook, load_playbooks
-from tests.signals import NoSignals
-from tests.test_executor_round_trips import BOOK, FakeKube
+from tests.test_executor_round_trips import BOOK, FakeKube, executor
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 TWO_STEPS = (
@@ -25,15 +22,8 @@ TWO_STEPS = (
 
 
 def _runner(tmp_path: Path) -> tuple[Store, Runner, FakeKube]:
-    directory = tmp_path / "playbooks"
-    directory.mkdir()
-    (directory / "book.yaml").write_text(TWO_STEPS)
-    books: dict[str, Playbook] = load_playbooks(
-        [directory], {n: a.params for n, a in CATALOGUE.items()}
-    )
     store = Store.open(f"sqlite:///{tmp_path / 'guardian.db'}")
-    kube = FakeKube()
-    runner = Runner(store, books, lambda context: kube, NoSignals(), clock=lambda: NOW)  # type: ignore[arg-type]
+    runner, kube = executor(tmp_path, TWO_STEPS, store)
     return store, runner, kube
 
 
