@@ -15,6 +15,25 @@ export CGO_ENABLED=0 GOFLAGS="-trimpath -mod=mod" GOTOOLCHAIN=local
 
 log() { printf '[lab build] %s\n' "$*" >&2; }
 
+# Runs "$@" (a build) in the background and says what it builds, every 30 s how long it has
+# been at it, and when it is done: a first build takes minutes and must never look stuck.
+timed() {
+  local label="$1"; shift
+  local t0 pid waited=0
+  t0=$(date +%s)
+  log "$label: building"
+  "$@" &
+  pid=$!
+  while kill -0 "$pid" 2>/dev/null; do
+    sleep 1
+    waited=$((waited + 1))
+    [ $((waited % 30)) -eq 0 ] && kill -0 "$pid" 2>/dev/null &&
+      log "$label: still building ($(( $(date +%s) - t0 ))s)"
+  done
+  wait "$pid" || { log "$label: FAILED after $(( $(date +%s) - t0 ))s"; return 1; }
+  log "$label: built in $(( $(date +%s) - t0 ))s"
+}
+
 # A tools module: go.mod requiring MODULE@VERSION (plus extra lines), built with `go build`.
 tools_module() {
   local name="$1" module="$2" version="$3" extra="${4:-}"
@@ -43,9 +62,11 @@ build_kube() {
   local missing=()
   for b in "${want[@]}"; do [ -x "$bin/$b" ] || missing+=("$b"); done
   [ ${#missing[@]} -eq 0 ] && return 0
-  log "building ${missing[*]} ${K8S_VERSION} (first time: several minutes)"
-  local dir major minor
-  dir="$(tools_module kube k8s.io/kubernetes "$K8S_VERSION" "$(kube_replaces)")"
+  log "building ${missing[*]} ${K8S_VERSION} (first time: several minutes each)"
+  local dir major minor replaces
+  log "kube: resolving the modules of k8s.io/kubernetes ${K8S_VERSION}"
+  replaces="$(kube_replaces)"
+  dir="$(tools_module kube k8s.io/kubernetes "$K8S_VERSION" "$replaces")"
   major="${K8S_VERSION#v}"; major="${major%%.*}"
   minor="${K8S_VERSION#v*.}"; minor="${minor%%.*}"
   local ld=""
@@ -53,18 +74,20 @@ build_kube() {
     ld+=" -X $pkg.gitVersion=${K8S_VERSION} -X $pkg.gitMajor=${major} -X $pkg.gitMinor=${minor}"
     ld+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
   done
-  (cd "$dir" && for b in "${missing[@]}"; do
-     go build -ldflags "-s -w $ld" -o "$bin/$b" "k8s.io/kubernetes/cmd/$b"
-   done)
+  local i=0
+  for b in "${missing[@]}"; do
+    i=$((i + 1))
+    timed "$b ${K8S_VERSION} ($i of ${#missing[@]})" \
+      go -C "$dir" build -ldflags "-s -w $ld" -o "$bin/$b" "k8s.io/kubernetes/cmd/$b"
+  done
 }
 
 build_simple() {
   local name="$1" module="$2" version="$3" package="$4" out="$5" ldflags="${6:-}"
   [ -x "$bin/$out" ] && return 0
-  log "building $out $version"
   local dir
   dir="$(tools_module "$name" "$module" "$version")"
-  (cd "$dir" && go build -ldflags "-s -w $ldflags" -o "$bin/$out" "$package")
+  timed "$out $version" go -C "$dir" build -ldflags "-s -w $ldflags" -o "$bin/$out" "$package"
 }
 
 components=("$@")

@@ -11,6 +11,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -103,14 +104,22 @@ def start_all(state: LabState, pki: Pki, args: argparse.Namespace) -> None:
     _write_prometheus_config(state, pki)
     _write_kwok_stages(state)
     _write_guardian_config(state)
+    began = time.monotonic()
+
+    def ready(what: str) -> None:
+        print(f"lab up: {what} ({time.monotonic() - began:.1f}s)", file=sys.stderr, flush=True)
+
     for name in ORDER:
         state.argv[name] = _argv(name, state, pki, args)
         _spawn(state, name)
         _wait(name, lambda n=name: answers(state, n), timeout=60)
+        ready(f"{name} ready")
         if name == "kube-apiserver":
             _create_nodes(state, pki)
     _wait("nodes", lambda: _nodes_ready(state) >= state.nodes, timeout=60 + state.nodes / 2)
+    ready(f"{state.nodes} nodes ready")
     _wait("prometheus targets", lambda: _targets_up(state), timeout=60)
+    ready("every Prometheus target up")
     del d
 
 

@@ -91,7 +91,7 @@ def main() -> int:
         env = {**os.environ, "GUARDIAN_LAB_DIR": str(root / "lab")}
         env.pop("SLACK_BOT_TOKEN", None)
         print(f"\n=== act 2: live, on the lab ({args.nodes} KWOK nodes) ===")
-        _run([str(LAB), "up", "--nodes", str(args.nodes)], env)
+        _run([str(LAB), "up", "--nodes", str(args.nodes)], env, show=True)
         daemon: subprocess.Popen[bytes] | None = None
         try:
             config = _config(root)
@@ -292,10 +292,15 @@ def _wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
     raise SystemExit(f"demo: no {what} within {timeout:.0f}s")
 
 
-def _run(cmd: list[str], env: dict[str, str], check: bool = True) -> None:
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+def _run(cmd: list[str], env: dict[str, str], check: bool = True, show: bool = False) -> None:
+    """Run a lab command; with ``show`` its progress (stderr) is printed as it comes."""
+    stderr = None if show else subprocess.PIPE
+    done = subprocess.run(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True, check=False
+    )
     if check and done.returncode != 0:
-        raise SystemExit(f"demo: {' '.join(cmd[-2:])} failed: {done.stderr.strip()[-2000:]}")
+        said = "see above" if show else done.stderr.strip()[-2000:]
+        raise SystemExit(f"demo: {' '.join(cmd[-2:])} failed: {said}")
 
 
 def _args() -> argparse.Namespace:
