@@ -116,6 +116,51 @@ def apiserver(
     return out
 
 
+def apiserver_shedding(
+    timestamps: Sequence[float], labels: dict[str, str], seed: int = 5, rejected: int = 10
+) -> list[Series]:
+    """An API server shedding load: ``rejected`` percent of requests answered 429, all fast.
+
+    ``apiserver_request_duration_seconds`` (queue wait included) holds every request under
+    1 s, and ``apiserver_request_total`` answers the rest 200, never 5xx: an SLI that counts
+    429s as good sees no error at all. Each step's count is a multiple of 100, so over any
+    window the 429s are exactly ``rejected`` percent. The streaming ``log`` requests, half of
+    them 429 and all slow, belong to no SLI: if they leaked in, the ratio would move.
+    """
+    import random
+
+    rng = random.Random(seed)
+    out: list[Series] = []
+    for verb, resource, sub, scope, rate in APISERVER_COMBOS:
+        base = {**labels, "verb": verb, "resource": resource, "subresource": sub, "scope": scope}
+        fast = [0.0]
+        count = [0.0]
+        codes = {code: [0.0] for code in ("200", "429")}
+        for previous, t in itertools.pairwise(timestamps):
+            n = 100 * rng.randint(
+                max(1, int(rate * (t - previous) * 0.008)), int(rate * (t - previous) * 0.012) + 1
+            )
+            throttled = n // 2 if sub == "log" else n * rejected // 100
+            count.append(count[-1] + n)
+            fast.append(fast[-1] + (0 if sub == "log" else n))
+            codes["429"].append(codes["429"][-1] + throttled)
+            codes["200"].append(codes["200"][-1] + n - throttled)
+        for le in _LE:
+            values = count if le == "+Inf" else fast
+            out.append(
+                Series(
+                    "apiserver_request_duration_seconds_bucket",
+                    {**base, "le": le},
+                    values,
+                    "unknown",
+                )
+            )
+        out.append(Series("apiserver_request_duration_seconds_count", base, count, "unknown"))
+        for code, values in codes.items():
+            out.append(Series("apiserver_request", {**base, "code": code}, values))
+    return out
+
+
 def coredns(timestamps: Sequence[float], labels: dict[str, str], seed: int = 2) -> list[Series]:
     """CoreDNS responses by rcode."""
     import random

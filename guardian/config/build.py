@@ -168,6 +168,7 @@ def _sli(spec: SLISpec) -> SLI:
             cluster_threshold=_seconds_le(a.thresholds.cluster),
             write_threshold=_seconds_le(a.thresholds.write),
             selector=a.selector,
+            rejected_are_bad=a.rejected_are_bad,
         )
     if spec.coredns_errors is not None:
         c = spec.coredns_errors

@@ -38,7 +38,7 @@ class WindowPair:
 
 @dataclass(frozen=True)
 class ApiserverLatencySLI:
-    """kubernetes-mixin API-server latency: reads by scope, writes, 5xx are bad."""
+    """kubernetes-mixin API-server latency: slow reads (by scope) or writes, 5xx (429) are bad."""
 
     metric: str
     requests_metric: str
@@ -48,6 +48,8 @@ class ApiserverLatencySLI:
     cluster_threshold: str
     write_threshold: str
     selector: str
+    rejected_are_bad: bool = False
+    """Requests answered 429 (shed by API Priority and Fairness) count as bad too."""
 
 
 @dataclass(frozen=True)

@@ -63,13 +63,18 @@ class ApiserverThresholdsSpec(Spec):
 
 
 class ApiserverLatencySpec(Spec):
-    """kubernetes-mixin's API-server SLI: slow or 5xx requests are bad."""
+    """kubernetes-mixin's API-server SLI: slow or 5xx requests are bad (and 429s if asked)."""
 
     metric: str = "apiserver_request_sli_duration_seconds"
     requests_metric: str = "apiserver_request_total"
     verbs: Literal["read", "write", "all"] = "read"
     thresholds: ApiserverThresholdsSpec = ApiserverThresholdsSpec()
     selector: Selector = ""
+    rejected_are_bad: Annotated[bool, Strict()] = Field(
+        False,
+        description="Count requests rejected with 429 (API Priority and Fairness shedding) as "
+        "bad too; the mixin counts them as good",
+    )
 
 
 class CorednsErrorsSpec(Spec):

@@ -98,8 +98,9 @@ def _apiserver_errors(sli: ApiserverLatencySLI, w: str) -> str:
         f"({_sum_rate(f'{sli.metric}_bucket', _join(base, extra), w)} or vector(0))"
         for extra in _good_buckets(sli)
     )
-    fives = _sum_rate(sli.requests_metric, _join(base, 'code=~"5.."'), w)
-    return f"(({count} - ({good})) + ({fives} or vector(0)))"
+    codes = "5..|429" if sli.rejected_are_bad else "5.."
+    answered = _sum_rate(sli.requests_metric, _join(base, f'code=~"{codes}"'), w)
+    return f"(({count} - ({good})) + ({answered} or vector(0)))"
 
 
 def _good_buckets(sli: ApiserverLatencySLI) -> list[str]:
