@@ -199,6 +199,24 @@ CASES: list[tuple[str, Mutation, str]] = [
         "coredns_errors, ratio, latency (got 0)",
     ),
     (
+        "rejected_are_bad is true or false, not a word that looks like one",
+        _sli(0, "apiserver_latency", rejected_are_bad="yes"),
+        "slos[0] 'api-read': sli: apiserver_latency: rejected_are_bad: must be true or false "
+        "(got 'yes')",
+    ),
+    (
+        "rejected_are_bad is not a number",
+        _sli(0, "apiserver_latency", rejected_are_bad=1),
+        "slos[0] 'api-read': sli: apiserver_latency: rejected_are_bad: must be true or false "
+        "(got 1)",
+    ),
+    (
+        "rejected_are_bad belongs to apiserver_latency only",
+        _sli(1, "coredns_errors", rejected_are_bad=True),
+        "slos[1] 'dns-errors': sli: coredns_errors: rejected_are_bad: unknown key; remove it or "
+        "check its spelling",
+    ),
+    (
         "a latency bucket is a number",
         lambda doc: doc["slos"][0].update(sli={"latency": {"metric": "x", "le": "fast"}}),
         "slos[0] 'api-read': sli: latency: le: must be a bucket boundary like \"0.5\" (got 'fast')",
@@ -309,6 +327,21 @@ def test_defaults_follow_the_kubernetes_mixin(tmp_path: Path) -> None:
         ("ticket", 86400, 7200, 3.0),
         ("ticket", 3 * 86400, 6 * 3600, 1.0),
     ]
+
+
+def test_rejected_are_bad_is_off_by_default_and_reaches_the_model(tmp_path: Path) -> None:
+    doc = copy.deepcopy(BASE)
+    doc["slos"].append(
+        {
+            "name": "api-shedding",
+            "objective": 99,
+            "sli": {"apiserver_latency": {"rejected_are_bad": True}},
+        }
+    )
+    config = load_config(_write(tmp_path, doc))
+    default, shedding = config.slo("api-read").sli, config.slo("api-shedding").sli
+    assert isinstance(default, ApiserverLatencySLI) and isinstance(shedding, ApiserverLatencySLI)
+    assert (default.rejected_are_bad, shedding.rejected_are_bad) == (False, True)
 
 
 def test_a_28_day_period_gets_sloth_s_factors(tmp_path: Path) -> None:
