@@ -217,6 +217,30 @@ CASES: list[tuple[str, Mutation, str]] = [
         "check its spelling",
     ),
     (
+        "a threshold on the queue-inclusive histogram is one of its buckets",
+        _sli(
+            0,
+            "apiserver_latency",
+            metric="apiserver_request_duration_seconds",
+            thresholds={"namespace": "7s"},
+        ),
+        "slos[0] 'api-read': sli: apiserver_latency: thresholds: namespace: must be a bucket of "
+        "apiserver_request_duration_seconds, one of 1s, 2s, 3s, 4s, 5s, 6s, 8s, 10s, 15s, 20s, "
+        "30s, 45s, 60s (got '7s')",
+    ),
+    (
+        "a write threshold past its last bucket",
+        _sli(
+            0,
+            "apiserver_latency",
+            metric="apiserver_request_duration_seconds",
+            thresholds={"write": "2m"},
+        ),
+        "slos[0] 'api-read': sli: apiserver_latency: thresholds: write: must be a bucket of "
+        "apiserver_request_duration_seconds, one of 1s, 2s, 3s, 4s, 5s, 6s, 8s, 10s, 15s, 20s, "
+        "30s, 45s, 60s (got '2m')",
+    ),
+    (
         "a latency bucket is a number",
         lambda doc: doc["slos"][0].update(sli={"latency": {"metric": "x", "le": "fast"}}),
         "slos[0] 'api-read': sli: latency: le: must be a bucket boundary like \"0.5\" (got 'fast')",
@@ -342,6 +366,20 @@ def test_rejected_are_bad_is_off_by_default_and_reaches_the_model(tmp_path: Path
     default, shedding = config.slo("api-read").sli, config.slo("api-shedding").sli
     assert isinstance(default, ApiserverLatencySLI) and isinstance(shedding, ApiserverLatencySLI)
     assert (default.rejected_are_bad, shedding.rejected_are_bad) == (False, True)
+
+
+def test_buckets_are_checked_only_on_the_queue_inclusive_histogram(tmp_path: Path) -> None:
+    """The SLI histogram's thresholds load as before; the other histogram's defaults load."""
+    doc = copy.deepcopy(BASE)
+    doc["slos"][0]["sli"] = {"apiserver_latency": {"thresholds": {"namespace": "7s"}}}
+    queued = {"metric": "apiserver_request_duration_seconds", "verbs": "all"}
+    doc["slos"].append({"name": "q", "objective": 99, "sli": {"apiserver_latency": queued}})
+    config = load_config(_write(tmp_path, doc))
+    mixin, sli = config.slo("api-read").sli, config.slo("q").sli
+    assert isinstance(mixin, ApiserverLatencySLI) and isinstance(sli, ApiserverLatencySLI)
+    assert mixin.namespace_threshold == "7"
+    assert (sli.resource_threshold, sli.namespace_threshold) == ("1", "5")
+    assert (sli.cluster_threshold, sli.write_threshold) == ("30", "1")
 
 
 def test_a_28_day_period_gets_sloth_s_factors(tmp_path: Path) -> None:

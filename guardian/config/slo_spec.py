@@ -20,7 +20,13 @@ from pydantic import (
 )
 
 from guardian.config.checks import Bucket, Duration, LabelNames, Selector, SloName, Spec, at_most
+from guardian.config.read import shown
 from guardian.durations import parse_duration
+
+QUEUED_METRIC = "apiserver_request_duration_seconds"
+"""The API server's request histogram that includes API Priority and Fairness queue wait."""
+QUEUED_BUCKETS = (1, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 45, 60)
+"""Its whole-second buckets (Kubernetes' ``metrics.go``; a STABLE metric, fixed buckets)."""
 
 
 class WindowPairSpec(Spec):
@@ -75,6 +81,21 @@ class ApiserverLatencySpec(Spec):
         description="Count requests rejected with 429 (API Priority and Fairness shedding) as "
         "bad too; the mixin counts them as good",
     )
+
+    @model_validator(mode="after")
+    def _buckets(self) -> ApiserverLatencySpec:
+        """A threshold that is no bucket matches none: every request would count as bad."""
+        if self.metric != QUEUED_METRIC:
+            return self
+        for scope in ("resource", "namespace", "cluster", "write"):
+            value = getattr(self.thresholds, scope)
+            if parse_duration(value) not in QUEUED_BUCKETS:
+                buckets = ", ".join(f"{b}s" for b in QUEUED_BUCKETS)
+                raise ValueError(
+                    f"thresholds: {scope}: must be a bucket of {QUEUED_METRIC}, one of "
+                    f"{buckets} (got {shown(value)})"
+                )
+        return self
 
 
 class CorednsErrorsSpec(Spec):
