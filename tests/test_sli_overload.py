@@ -166,3 +166,20 @@ def test_the_exported_rules_record_guardian_s_numbers(live) -> None:
             assert recorded == pytest.approx(expected, rel=1e-9, abs=1e-12), (slo.name, window)
             compared += 1
     assert compared == 5 * 4
+
+
+def test_the_streaming_exclusion_of_the_429s_matters_in_this_data() -> None:
+    """Half the ``log`` requests are 429: a 429 term without the exclusion would read more."""
+    times = timeline(0.0, 3600, 15)
+    series = apiserver_shedding(times, {"cluster": "a"})
+    rejected = {True: 0.0, False: 0.0}
+    total = {True: 0.0, False: 0.0}
+    for s in series:
+        if s.name != "apiserver_request" or s.labels["verb"] not in ("LIST", "GET"):
+            continue
+        for streaming in (True, False):
+            if streaming or s.labels["subresource"] != "log":
+                total[streaming] += s.values[-1]
+                rejected[streaming] += s.values[-1] if s.labels["code"] == "429" else 0.0
+    assert rejected[False] / total[False] == pytest.approx(0.10, rel=1e-12)
+    assert rejected[True] / total[False] > 0.12
