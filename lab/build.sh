@@ -91,7 +91,7 @@ build_simple() {
 }
 
 components=("$@")
-[ ${#components[@]} -eq 0 ] && components=(etcd kube kwok coredns helm)
+[ ${#components[@]} -eq 0 ] && components=(etcd kube kwok coredns helm kube-state-metrics)
 started=$(date +%s)
 for c in "${components[@]}"; do
   case "$c" in
@@ -101,7 +101,10 @@ for c in "${components[@]}"; do
     coredns) build_simple coredns github.com/coredns/coredns "$COREDNS_VERSION" github.com/coredns/coredns coredns ;;
     helm) build_simple helm helm.sh/helm/v3 "$HELM_VERSION" helm.sh/helm/v3/cmd/helm helm \
             "-X helm.sh/helm/v3/internal/version.version=${HELM_VERSION}" ;;
-    *) log "unknown component $c (etcd kube kwok coredns helm)"; exit 2 ;;
+    kube-state-metrics)
+      build_simple ksm k8s.io/kube-state-metrics/v2 "$KSM_VERSION" k8s.io/kube-state-metrics/v2 \
+        "kube-state-metrics-${KSM_VERSION}" ;;
+    *) log "unknown component $c (etcd kube kwok coredns helm kube-state-metrics)"; exit 2 ;;
   esac
 done
 elapsed=$(( $(date +%s) - started ))

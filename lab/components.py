@@ -33,6 +33,7 @@ ORDER = [
     "kube-scheduler",
     "kwok",
     "coredns",
+    "kube-state-metrics",
     "prometheus",
 ]
 FAULTABLE = (
@@ -42,6 +43,7 @@ FAULTABLE = (
     "kube-scheduler",
     "kwok",
     "coredns",
+    "kube-state-metrics",
     "prometheus",
 )
 KWOK_MODULE = "sigs.k8s.io/kwok@v0.8.0"
@@ -94,6 +96,8 @@ def start_all(state: LabState, pki: Pki, args: argparse.Namespace) -> None:
         "coredns-metrics",
         "coredns-ready",
         "coredns-health",
+        "kube-state-metrics",
+        "kube-state-metrics-telemetry",
         "prometheus",
     ]
     state.ports = {name: free_port() for name in names}
@@ -199,6 +203,16 @@ def _argv(name: str, state: LabState, pki: Pki, args: argparse.Namespace) -> lis
         ]
     if name == "coredns":
         return [str(b / "coredns"), "-conf", str(d / "Corefile"), "-dns.port", str(p["coredns"])]
+    if name == "kube-state-metrics":
+        return [
+            str(b / f"kube-state-metrics-{_version('KSM_VERSION')}"),
+            f"--kubeconfig={kubeconfig}",
+            "--host=127.0.0.1",
+            f"--port={p['kube-state-metrics']}",
+            "--telemetry-host=127.0.0.1",
+            f"--telemetry-port={p['kube-state-metrics-telemetry']}",
+            "--resources=daemonsets,deployments,statefulsets",
+        ]
     return [
         "prometheus",
         f"--config.file={d / 'prometheus.yml'}",
@@ -207,6 +221,14 @@ def _argv(name: str, state: LabState, pki: Pki, args: argparse.Namespace) -> lis
         "--web.enable-lifecycle",
         "--log.level=warn",
     ]
+
+
+def _version(key: str) -> str:
+    """A pinned version from ``lab/versions.env`` (what ``lab/build.sh`` built)."""
+    for line in (Path(__file__).resolve().parent / "versions.env").read_text().splitlines():
+        if line.startswith(f"{key}="):
+            return line.split("=", 1)[1].strip()
+    raise KeyError(key)
 
 
 def _spawn(state: LabState, name: str) -> None:
@@ -269,6 +291,7 @@ def answers(state: LabState, name: str) -> bool:
         "kube-scheduler": lambda: _get(f"https://127.0.0.1:{p['kube-scheduler']}/healthz"),
         "kwok": lambda: _get(f"http://127.0.0.1:{p['kwok']}/healthz"),
         "coredns": lambda: _get(f"http://127.0.0.1:{p['coredns-ready']}/ready"),
+        "kube-state-metrics": lambda: _get(f"http://127.0.0.1:{p['kube-state-metrics']}/healthz"),
         "prometheus": lambda: _get(f"http://127.0.0.1:{p['prometheus']}/-/ready"),
     }
     try:
@@ -344,6 +367,7 @@ def _write_prometheus_config(state: LabState, pki: Pki) -> None:
                 tls_config={"ca_file": str(pki.ca_cert)},
             ),
             job("coredns", p["coredns-metrics"]),
+            job("kube-state-metrics", p["kube-state-metrics"], honor_labels=True),
             job("kwok", p["kwok"]),
             job("etcd", p["etcd-metrics"]),
             job("prometheus", p["prometheus"]),
@@ -455,7 +479,7 @@ def _nodes_ready(state: LabState) -> int:
 def _targets_up(state: LabState) -> bool:
     url = f"http://127.0.0.1:{state.ports['prometheus']}/api/v1/targets"
     targets = requests.get(url, timeout=2).json()["data"]["activeTargets"]
-    return len(targets) == 5 and all(t["health"] == "up" for t in targets)
+    return len(targets) == 6 and all(t["health"] == "up" for t in targets)
 
 
 def stop_all(state: LabState) -> list[str]:

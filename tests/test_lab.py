@@ -33,7 +33,7 @@ def test_every_component_answers_and_binds_loopback_only(lab: Lab) -> None:
     env = {**os.environ, "GUARDIAN_LAB_DIR": str(lab.directory)}
     status = _lab("status", env=env)
     assert status.returncode == 0, status.stdout + status.stderr
-    assert status.stdout.count("ready") == 7
+    assert status.stdout.count("ready") == 8
     version = lab.api("GET", "/version").json()
     assert version["gitVersion"].startswith("v1.34.")
     listening = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=False)
@@ -152,6 +152,7 @@ def test_prometheus_has_the_sli_metrics(lab: Lab) -> None:
         "coredns",
         "kwok",
         "etcd",
+        "kube-state-metrics",
         "prometheus",
     }
     assert all(r["value"][1] == "1" for r in up)
@@ -216,5 +217,27 @@ def test_lab_load_burns_the_api_server_slo_and_quarantine_stops_it(lab: Lab) -> 
             return status != "page" and (burn or 0.0) < 1.0
 
         eventually(calm, timeout=90, what="the 429 burn falls once the agents are gone")
+    finally:
+        assert _lab("load", "--stop", env=env).returncode == 0
+
+
+def test_kube_state_metrics_gives_prometheus_the_change_log_of_a_rollout(lab: Lab) -> None:
+    env = {**os.environ, "GUARDIAN_LAB_DIR": str(lab.directory)}
+    started = _lab("load", "--filler-pods", "50", "--per-pod-qps", "1", env=env)
+    assert started.returncode == 0, started.stderr
+    agent = 'namespace="telemetry",daemonset="telemetry-agent",cluster="lab"'
+    try:
+
+        def desired() -> float | None:
+            found = lab.promql(f"kube_daemonset_status_desired_number_scheduled{{{agent}}}")
+            return float(found[0]["value"][1]) if found else None
+
+        eventually(lambda: desired() == NODES, timeout=60, what="the DaemonSet's desired count")
+        [created] = lab.promql(f"kube_daemonset_created{{{agent}}}")
+        [filler] = lab.promql('kube_deployment_created{namespace="default",deployment="filler"}')
+        assert float(filler["value"][1]) < float(created["value"][1]), "the filler came first"
+        assert lab.promql(f"kube_daemonset_metadata_generation{{{agent}}}")
+        assert lab.promql(f"kube_daemonset_status_updated_number_scheduled{{{agent}}}")
+        assert lab.promql('kube_deployment_status_replicas_updated{deployment="filler"}')
     finally:
         assert _lab("load", "--stop", env=env).returncode == 0
