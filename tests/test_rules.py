@@ -122,13 +122,18 @@ def live(start_prometheus: StartPrometheus, tmp_path_factory: pytest.TempPathFac
     (root / "rules-mode.yaml").write_text(rules_mode)
     client = PrometheusClient(load_config(config).prometheus)
     doc: dict[str, Any] = yaml.safe_load(rules.read_text())
+    wait_for_records(client, doc)
+    return load_config(config), load_config(root / "rules-mode.yaml"), client, doc
+
+
+def wait_for_records(client: PrometheusClient, doc: dict[str, Any]) -> None:
+    """Wait until Prometheus holds every ``slo:`` record of the rules file ``doc``."""
     records = sum(1 for g in doc["groups"] for r in g["rules"] if r.get("record", "")[:4] == "slo:")
     deadline = time.monotonic() + 120  # every group evaluated once: seconds on a busy machine
     while time.monotonic() < deadline:
         if len(client.instant('{__name__=~"slo:.+"}')) == records:
-            break
+            return
         time.sleep(0.5)
-    return load_config(config), load_config(root / "rules-mode.yaml"), client, doc
 
 
 def _recorded(client: PrometheusClient, record: str, slo: str) -> tuple[datetime, float]:

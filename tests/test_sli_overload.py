@@ -23,6 +23,7 @@ from guardian.durations import format_duration
 from guardian.evaluation import sli as sli_promql
 from guardian.evaluation.run import evaluate
 from tests.conftest import StartPrometheus
+from tests.test_rules import wait_for_records
 from tests.traffic import apiserver_shedding, timeline
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -113,13 +114,7 @@ def live(start_prometheus: StartPrometheus, tmp_path_factory: pytest.TempPathFac
     config.write_text(config.read_text().replace("http://x", server.url))
     loaded = load_config(config)
     client = PrometheusClient(loaded.prometheus)
-    doc = yaml.safe_load(rules.read_text())
-    records = sum(1 for g in doc["groups"] for r in g["rules"] if r.get("record", "")[:4] == "slo:")
-    deadline = time.monotonic() + 120  # every group evaluated once: seconds on a busy machine
-    while time.monotonic() < deadline:
-        if len(client.instant('{__name__=~"slo:.+"}')) == records:
-            break
-        time.sleep(0.5)
+    wait_for_records(client, yaml.safe_load(rules.read_text()))
     return loaded, client
 
 
