@@ -57,12 +57,12 @@ UNUSED_METRICS = (
     "apiserver_admission_controller_admission_duration_seconds",
 )
 """Histograms nothing in the lab reads, left out of the API server's /metrics: 7,600 of its
-17,300 series with 20 nodes. Prometheus scrapes it every 2 s; on 2 busy cores a 2.3 MB answer
+17,300 series with 20 nodes. Prometheus scrapes it every 3 s; on 2 busy cores a 2.3 MB answer
 took up to 1.1 s to scrape during the storm, and a scrape that times out marks every
 API-server series stale."""
-APISERVER_SCRAPE = "2s"
+APISERVER_SCRAPE = "3s"
 """The API server's scrape interval and timeout (the other targets: 1 s). A short window of
-10 s still holds 5 samples."""
+10 s still holds 3 samples, 2 after one failed scrape."""
 STAGES = [
     "node/fast/node-initialize.yaml",
     "node/heartbeat-with-lease/node-heartbeat-with-lease.yaml",

@@ -185,9 +185,15 @@ def _rejections(lab: Lab) -> tuple[str, float | None]:
         text=True,
         check=False,
     )
-    slo = next(s for s in json.loads(done.stdout)["slos"] if s["name"] == "apiserver-rejections")
+    slos = json.loads(done.stdout)["slos"]
+    slo = next(s for s in slos if s["name"] == "apiserver-rejections")
+    if all(s["status"] == "no_data" for s in slos):
+        # blind for a moment: an API-server scrape timed out under the storm and marked its
+        # series stale (a restarted CoreDNS has no DNS series yet); the next evaluation sees
+        assert done.returncode == 3, done.stderr
+        return "no_data", None
     assert done.returncode == (1 if slo["status"] == "page" else 0) or any(
-        s["status"] == "page" for s in json.loads(done.stdout)["slos"]
+        s["status"] == "page" for s in slos
     ), done.stderr
     burn: float | None = slo["windows"][0]["short_burn"]
     return str(slo["status"]), burn
@@ -214,7 +220,7 @@ def test_lab_load_burns_the_api_server_slo_and_quarantine_stops_it(lab: Lab) -> 
 
         def calm() -> bool:
             status, burn = _rejections(lab)
-            return status != "page" and (burn or 0.0) < 1.0
+            return status not in ("page", "no_data") and (burn or 0.0) < 1.0
 
         eventually(calm, timeout=90, what="the 429 burn falls once the agents are gone")
     finally:
