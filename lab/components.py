@@ -400,16 +400,14 @@ slos:
     period: 1h
     windows: lab-fast
     sli: {{apiserver_latency: {{verbs: write, selector: 'job="apiserver"'}}}}
-  - name: apiserver-rejections   # reads shed by API Priority and Fairness, or slow with queue wait
+  - name: apiserver-rejections
     objective: 99
     period: 1h
     windows: lab-fast
     sli:
-      apiserver_latency:
-        verbs: read
-        metric: apiserver_request_duration_seconds
-        rejected_are_bad: true
-        selector: 'job="apiserver"'
+      ratio:
+        errors: sum(rate(apiserver_request_total{{job="apiserver",code="429"}}[{{{{window}}}}]))
+        total: sum(rate(apiserver_request_total{{job="apiserver"}}[{{{{window}}}}]))
   - name: dns-errors
     objective: 99.9
     period: 1h
