@@ -14,9 +14,11 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-ROOTS = ("suspects", "slo", "params", "offender")
-"""What a template may start with: ranked suspects, the burning SLO, ``--set`` values, and
-the suspect's service account (``offender.namespace``, ``offender.name``)."""
+ROOTS = ("suspects", "slo", "params", "offender", "change", "talkers")
+"""What a template may start with: ranked suspects, the burning SLO, ``--set`` values, the
+client to throttle (``offender.namespace``, ``offender.name``), the change the burn is blamed
+on (``change.kind``, ``change.namespace``, ``change.name``, ...) and the API server's top
+talkers (``talkers[0].user``)."""
 
 _TEMPLATE = re.compile(r"\{\{\s*+([^{}\s]*+(?:\s++[^{}\s]++)*+)\s*+\}\}")
 """Possessive, braces excluded: linear time whatever the string (no backtracking blow-up)."""
@@ -26,6 +28,11 @@ _ROOT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 class TemplateError(ValueError):
     """A template names something that does not exist, or is malformed."""
+
+
+class Unresolved(TemplateError):
+    """A well-formed template whose value this run's context does not have (no suspect, no
+    change, no offender): the step's target is unknown, not wrong."""
 
 
 def paths(value: Any) -> list[str]:
@@ -65,19 +72,19 @@ def lookup(path: str, context: Mapping[str, Any]) -> Any:
     """The value ``path`` names in ``context``."""
     root, steps = _parse(path)
     if root not in context:
-        raise TemplateError(f"{{{{ {path} }}}}: nothing called {root!r} in this run")
+        raise Unresolved(f"{{{{ {path} }}}}: nothing called {root!r} in this run")
     node: Any = context[root]
     walked = root
     for step in steps:
         if isinstance(step, int):
             if not isinstance(node, list) or step >= len(node):
                 size = len(node) if isinstance(node, list) else 0
-                raise TemplateError(f"{{{{ {path} }}}}: {walked} has {size} entries")
+                raise Unresolved(f"{{{{ {path} }}}}: {walked} has {size} entries")
             node = node[step]
             walked += f"[{step}]"
         else:
             if not isinstance(node, Mapping) or step not in node:
-                raise TemplateError(f"{{{{ {path} }}}}: {walked} has no field {step!r}")
+                raise Unresolved(f"{{{{ {path} }}}}: {walked} has no field {step!r}")
             node = node[step]
             walked += f".{step}"
     return node
