@@ -81,7 +81,7 @@ CASES = [
         GOOD.replace("suspects[0].kind", "suspect.kind"),
         [
             "book.yaml: steps[0] 'pause': params: {{ suspect.kind }}: unknown name 'suspect' "
-            "(known: suspects, slo, params, offender)"
+            "(known: suspects, slo, params, offender, change, talkers)"
         ],
     ),
     (
