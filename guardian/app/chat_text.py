@@ -93,7 +93,10 @@ def dry_run(book: str, checks: Iterable[StepCheck]) -> str:
     """What a dry run of ``book`` found, step by step."""
     lines = [f"dry run of {book}: nothing changed"]
     for c in checks:
-        state = (c.skipped and f"skipped ({c.skipped})") or (
+        state = (
+            (c.skipped and f"skipped ({c.skipped})")
+            or (c.unchecked and f"not checked ({c.unchecked})")
+        ) or (
             "WOULD FAIL: " + "; ".join(c.problems)
             if c.problems
             else f"{len(c.plan.changes) if c.plan else 0} changes accepted"

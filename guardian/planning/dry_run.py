@@ -2,8 +2,10 @@
 
 Input: a playbook, a trigger context, a way to reach the API server (``KubeFor``) and the
 guardrails. Output: one ``StepCheck`` per step (its plan, why it was skipped, or the problem
-found). Called by ``Runner.dry_run`` (``guardian.executor.shell``), which ``guardian playbook
-run --dry-run`` (``guardian.app.commands.playbooks``) and ``/guardian run ... --dry-run``
+found, or why it could not be checked: a target the context does not have, such as no
+change on a quiet staging cluster). Called by ``Runner.dry_run``
+(``guardian.executor.shell``), which ``guardian playbook run --dry-run``
+(``guardian.app.commands.playbooks``) and ``/guardian run ... --dry-run``
 (``guardian.app.chatops``) use.
 """
 
@@ -22,6 +24,7 @@ from guardian.planning.plans import (
     plan_on,
     present,
 )
+from guardian.playbooks import template
 from guardian.playbooks.model import Playbook
 
 
@@ -35,6 +38,9 @@ class StepCheck:
     plan: Plan | None
     skipped: str = ""
     problems: tuple[str, ...] = ()
+    unchecked: str = ""
+    """Why the step could not be checked (its target is not in the context); not a failure:
+    name the target with ``--set`` to check it."""
 
 
 def dry_run(
@@ -51,6 +57,10 @@ def dry_run(
             plan, kube = plan_on(kube_for, step, context, guardrails)
             guardrails.check(plan)
             execute(kube, plan, dry_run=True)
+        except template.Unresolved as exc:
+            why = f"{exc}; name it with --set (e.g. change=Kind/ns/name, offender=ns/name)"
+            checks.append(StepCheck(step.name, step.action, step.approval, None, unchecked=why))
+            continue
         except PLANNING_ERRORS as exc:
             problems = (error_text(exc),)
             checks.append(StepCheck(step.name, step.action, step.approval, None, problems=problems))

@@ -40,7 +40,13 @@ def add_parsers(sub: Any) -> None:
         output=False,
     )
     run.add_argument("name")
-    run.add_argument("--set", action="append", default=[], metavar="K=V", help="a params value")
+    run.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="K=V",
+        help="a params value; change=KIND/NS/NAME and offender=NS/SA name the target by hand",
+    )
     run.add_argument("--slo", help="the burning SLO (default: the trigger's first SLO)")
     run.add_argument(
         "--dry-run",
@@ -182,6 +188,7 @@ def _print_checks(
                     "approval": c.approval,
                     "skipped": c.skipped or None,
                     "problems": list(c.problems),
+                    "unchecked": c.unchecked or None,
                     "plan": c.plan.to_json() if c.plan else None,
                 }
                 for c in checks
@@ -197,6 +204,9 @@ def _print_checks(
             continue
         if check.problems:
             print(f"{head}: WOULD FAIL: {'; '.join(check.problems)}")
+            continue
+        if check.unchecked:
+            print(f"{head}: not checked ({check.unchecked})")
             continue
         assert check.plan is not None
         print(f"{head}: {check.plan.target}, {len(check.plan.changes)} changes accepted")
