@@ -17,7 +17,13 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel
 
-from guardian.actions import pause_rollout, scale_apiserver, shed_nodes, throttle_client
+from guardian.actions import (
+    halt_change,
+    pause_rollout,
+    scale_apiserver,
+    shed_nodes,
+    throttle_client,
+)
 from guardian.actions.base import (
     BUILT_IN,
     Guardrails,
@@ -58,6 +64,13 @@ class Action:
 
 
 CATALOGUE: dict[str, Action] = {
+    "halt-change": Action(
+        "halt-change",
+        halt_change.HaltChangeParams,
+        _unguarded(halt_change.plan),
+        halt_change.verify,
+        "halt the change a burn is blamed on: quarantine, OnDelete, pause, partition, abort",
+    ),
     "pause-rollout": Action(
         "pause-rollout",
         pause_rollout.PauseRolloutParams,

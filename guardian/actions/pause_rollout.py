@@ -7,12 +7,16 @@ replicas; DaemonSet: ``updateStrategy`` → ``OnDelete`` (the old one remembered
 ReplicaSet, a StatefulSet's or DaemonSet's previous ControllerRevision, rolled out as
 ``kubectl rollout undo`` would) and, for a DaemonSet, ``quarantine`` (a nodeSelector no node
 matches: every agent leaves at once).
-Reached, in guardian, only through ``guardian.actions.CATALOGUE`` (params, ``plan``, ``verify``).
+Reached through ``guardian.actions.CATALOGUE`` (params, ``plan``, ``verify``); its changes
+(``pause_change``, ``rollback_change``, ``quarantine_change``), the revisions it reads
+(``revisions``, ``previous_template``) and ``field_of`` are reused by
+``guardian.actions.halt_change``.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, model_validator
@@ -67,14 +71,15 @@ def plan(kube: KubeAPI, params: PauseRolloutParams) -> Plan:
     if params.rollback:
         # A paused or frozen workload would never roll the old template out: no pause here.
         note = "rollback replaces the pause: the previous revision rolls out"
-        return Plan("pause-rollout", target, (_rollback(kube, params, path, obj),), (note,))
-    changes = [_pause(params, path, obj)]
+        return Plan("pause-rollout", target, (rollback_change(kube, params, path, obj),), (note,))
+    changes = [pause_change(params, path, obj)]
     if params.quarantine:
-        changes.append(_quarantine(path, obj))
+        changes.append(quarantine_change(path, obj))
     return Plan("pause-rollout", target, tuple(changes))
 
 
-def _pause(params: PauseRolloutParams, path: str, obj: JSON) -> Change:
+def pause_change(params: PauseRolloutParams, path: str, obj: JSON) -> Change:
+    """``spec.paused``, a StatefulSet's partition = replicas, or a DaemonSet's OnDelete."""
     if params.kind in ("Deployment", "Rollout"):
         before = bool(dig(obj, "spec", "paused"))
         texts = ("pause: spec.paused = true", f"resume: spec.paused = {str(before).lower()}")
@@ -98,9 +103,15 @@ def _pause(params: PauseRolloutParams, path: str, obj: JSON) -> Change:
     )
 
 
-def _rollback(kube: KubeAPI, params: PauseRolloutParams, path: str, obj: JSON) -> Change:
-    revision, previous = _previous_template(kube, params, obj)
-    current = obj["spec"]["template"]
+def rollback_change(kube: KubeAPI, params: PauseRolloutParams, path: str, obj: JSON) -> Change:
+    """A strategic patch replacing the template with the previous revision's."""
+    revision, previous = previous_template(kube, params, obj)
+    return template_change(path, obj["spec"]["template"], previous, revision)
+
+
+def template_change(path: str, current: JSON, previous: JSON, revision: int) -> Change:
+    """A strategic patch replacing ``current`` by ``previous`` (of ``revision``), undone by
+    the reverse replacement."""
     forward = {"spec": {"template": {**previous, "$patch": "replace"}}}
     back = {"spec": {"template": {**current, "$patch": "replace"}}}
     return undoable(
@@ -113,31 +124,50 @@ def _rollback(kube: KubeAPI, params: PauseRolloutParams, path: str, obj: JSON) -
     )
 
 
-def _previous_template(kube: KubeAPI, params: PauseRolloutParams, obj: JSON) -> tuple[int, JSON]:
-    """The revision number and pod template the workload ran before its current one."""
-    labels = dig(obj, "spec", "selector", "matchLabels") or {}
-    query = {"labelSelector": ",".join(f"{k}={v}" for k, v in sorted(labels.items()))}
-    resource = "replicasets" if params.kind == "Deployment" else "controllerrevisions"
-    items = kube.list(f"/apis/apps/v1/namespaces/{params.namespace}/{resource}", query)
+def selector_query(obj: JSON, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """A ``labelSelector`` query of the workload's ``matchLabels`` (and ``extra`` labels)."""
+    labels = {**(dig(obj, "spec", "selector", "matchLabels") or {}), **(extra or {})}
+    return {"labelSelector": ",".join(f"{k}={v}" for k, v in sorted(labels.items()))}
+
+
+def owned_by(items: Iterable[JSON], obj: JSON) -> list[JSON]:
+    """The ``items`` whose owner references name ``obj`` (by uid)."""
     uid = obj["metadata"]["uid"]
-    owned = [
+    return [
         item
         for item in items
         if any(o.get("uid") == uid for o in dig(item, "metadata", "ownerReferences") or [])
     ]
-    owned.sort(key=_revision, reverse=True)
+
+
+def revisions(kube: KubeAPI, kind: str, namespace: str, obj: JSON) -> list[JSON]:
+    """The workload's revisions, newest first: a Deployment's ReplicaSets, else its
+    ControllerRevisions."""
+    resource = "replicasets" if kind == "Deployment" else "controllerrevisions"
+    items = kube.list(f"/apis/apps/v1/namespaces/{namespace}/{resource}", selector_query(obj))
+    return sorted(owned_by(items, obj), key=_revision, reverse=True)
+
+
+def previous_template(kube: KubeAPI, params: PauseRolloutParams, obj: JSON) -> tuple[int, JSON]:
+    """The revision number and pod template the workload ran before its current one."""
+    owned = revisions(kube, params.kind, params.namespace, obj)
     if len(owned) < 2:
         raise PermanentKubernetesError(
             f"{params.kind} {params.namespace}/{params.name}: no previous revision to roll back to"
         )
-    if params.kind == "Deployment":
-        template = copy.deepcopy(owned[1]["spec"]["template"])
+    return _revision(owned[1]), template_of(params.kind, owned[1])
+
+
+def template_of(kind: str, revision: JSON) -> JSON:
+    """The pod template a revision (ReplicaSet or ControllerRevision) holds."""
+    if kind == "Deployment":
+        template: JSON = copy.deepcopy(revision["spec"]["template"])
         template.get("metadata", {}).get("labels", {}).pop("pod-template-hash", None)
-    else:
-        # A ControllerRevision stores a patch: {"spec": {"template": {..., "$patch": "replace"}}}
-        template = copy.deepcopy(dig(owned[1], "data", "spec", "template") or {})
-        template.pop("$patch", None)
-    return _revision(owned[1]), template
+        return template
+    # A ControllerRevision stores a patch: {"spec": {"template": {..., "$patch": "replace"}}}
+    template = copy.deepcopy(dig(revision, "data", "spec", "template") or {})
+    template.pop("$patch", None)
+    return template
 
 
 def _revision(item: JSON) -> int:
@@ -146,7 +176,8 @@ def _revision(item: JSON) -> int:
     return int(dig(item, "metadata", "annotations", "deployment.kubernetes.io/revision") or 0)
 
 
-def _quarantine(path: str, obj: JSON) -> Change:
+def quarantine_change(path: str, obj: JSON) -> Change:
+    """A JSON patch adding the quarantine label to the template's nodeSelector."""
     before = copy.deepcopy(dig(obj, "spec", "template", "spec", "nodeSelector"))
     after = {**(before or {}), QUARANTINE_LABEL: "true"}
     selector = "/spec/template/spec/nodeSelector"
@@ -170,13 +201,15 @@ def verify(kube: KubeAPI, plan_: Plan) -> list[str]:
     obj = kube.get(path)
     for change in plan_.changes:
         for key, want in (change.after or {}).items():
-            have = _field(obj, key)
+            have = field_of(obj, key)
             if have != want:
                 problems.append(f"{key}: want {want!r}, have {have!r}")
     return problems
 
 
-def _field(obj: JSON, key: str) -> object:
+def field_of(obj: JSON, key: str) -> object:
+    """The field of ``obj`` a change's ``after`` names (``nodeSelector``, ``template``, or a
+    key of ``spec``)."""
     if key == "nodeSelector":
         return dig(obj, "spec", "template", "spec", "nodeSelector")
     if key == "template":

@@ -3,7 +3,10 @@
 Input: the step, the phase's plan, the API server, the execution (its SLO and the burn rate
 when it was triggered) and the ``Signals`` from Prometheus. Output: the problems left once the
 step's ``verify.within`` has passed (empty: verified); while it waits, ``sleep`` is called
-(the shell keeps the execution's lease in it). Called by ``guardian.executor.shell``.
+(the shell keeps the execution's lease in it). A step that checks ``burn_falls`` waits at
+least the SLO's shortest short window (``wait_for``): a 5m burn rate cannot show a fall
+within 3m. Called by ``guardian.executor.shell``; ``wait_for`` is tested in
+``tests/test_halt_change.py``.
 """
 
 from __future__ import annotations
@@ -36,9 +39,9 @@ def verify(
     signals: Signals,
     sleep: Callable[[float], None],
 ) -> list[str]:
-    """Check the phase until it holds or ``step.verify.within`` (default 60 s) has passed."""
+    """Check the phase until it holds or ``wait_for(ex, step)`` seconds have passed."""
     action = CATALOGUE[step.action]
-    within = step.verify.within if step.verify else 60
+    within = wait_for(ex, step)
 
     def check() -> list[str]:
         try:
@@ -50,6 +53,19 @@ def verify(
         return problems
 
     return verify_until(check, within, sleep=sleep)
+
+
+def wait_for(ex: Execution, step: Step) -> int:
+    """How long the step's verification may wait: ``verify.within`` (default 60 s), and with
+    ``burn_falls`` at least the shortest short window of the SLO in the execution's context
+    (``slo.windows[].short``, seconds), the window whose burn rate it reads."""
+    if step.verify is None:
+        return 60
+    windows = (ex.context.get("slo") or {}).get("windows") or []
+    shorts = [int(w["short"]) for w in windows if isinstance(w, dict) and w.get("short")]
+    if step.verify.burn_falls and shorts:
+        return max(step.verify.within, min(shorts))
+    return step.verify.within
 
 
 def signal_problems(ex: Execution, step: Step, signals: Signals) -> list[str]:
