@@ -10,7 +10,14 @@ Fleet
     * ``apiserver_request_sli_duration_seconds`` (histogram, real Kubernetes buckets) and
       ``apiserver_request_total`` (counter by HTTP code) for twelve verb/resource/scope
       combinations, from cluster-wide LISTs to node lease renewals;
-    * ``coredns_dns_responses_total`` by rcode, ~20,000 responses/s per cluster.
+    * ``coredns_dns_responses_total`` by rcode, ~20,000 responses/s per cluster;
+    * kube-state-metrics v2 gauges (``job="kube-state-metrics"``, labels ``namespace`` and
+      ``deployment|daemonset|statefulset``) of a steady set of workloads (``WORKLOADS``: twelve
+      Deployments including CoreDNS, the kube-proxy, CNI and log DaemonSets, two
+      StatefulSets) and of the telemetry DaemonSet: ``kube_X_created``,
+      ``kube_X_metadata_generation``, ``kube_daemonset_status_{desired,updated}_number_scheduled``,
+      ``kube_deployment_spec_replicas``, ``kube_deployment_status_replicas_updated``,
+      ``kube_statefulset_replicas``, ``kube_statefulset_status_replicas_updated``.
 
 Model
     Every quantity is a smooth curve sampled once per interval (default one minute):
@@ -28,16 +35,28 @@ Model
       ``le`` and monotonic in time, and ``_count`` equals the sum over codes of
       ``apiserver_request_total`` exactly;
     * the CoreDNS SERVFAIL share follows its own curve: caches hide the API outage for a few
-      minutes, then failures climb as records expire; retries inflate query volume.
+      minutes, then failures climb as records expire; retries inflate query volume;
+    * ordinary rollouts (``ksm_rollouts``), drawn from their own random stream
+      (``default_rng([seed, KSM_STREAM, ...])``) so the API-server and CoreDNS series are exactly
+      those of the generator before them (tests/test_change_log_ksm.py
+      ``test_the_api_server_and_coredns_series_are_unchanged``): every day several Deployment
+      template updates (generation + 1, updated replicas drop to 0 and climb back over
+      5-15 min); on normal days one DaemonSet update (20-40 min over the nodes) and one
+      StatefulSet update; on 12-11 the Deployment updates end before 15:00 and the
+      ``data/redis`` StatefulSet update begun at 14:52 is still rolling at 15:12 (``IN_FLIGHT``).
 
 Timeline (US Pacific, PST = UTC-8)
     * 2024-12-09 00:00 (with ``--days-before 2``) .. 2024-12-11 15:12: normal traffic;
-    * 15:12 a telemetry DaemonSet is deployed; as its pods roll out over the nodes, cluster-wide
-      LIST pods / LIST nodes grow ~100x;
+    * 15:12 a telemetry DaemonSet (``observability/telemetry-agent``) is created in both
+      clusters (its kube-state-metrics series begin then, desired = the node count); as its
+      pods roll out over the nodes (updated follows ``ROLLOUT``), cluster-wide LIST pods / LIST
+      nodes grow ~100x;
     * 15:16 slight impact: a few percent of reads slow;
     * 15:40 peak: most LIST/GET slow, many 5xx and 429; from ~15:45 CoreDNS SERVFAIL climbs,
       reaching roughly half of all responses around 16:00-16:30;
-    * 16:36 ``prod-east-1`` recovers (agents gone, API then DNS back within the hour);
+    * 16:36 ``prod-east-1`` recovers (agents removed by 16:48: the DaemonSet's desired and
+      updated fall to 0 and its series end; API then DNS back within the hour);
+    * 17:05 the agents are removed from ``prod-west-2`` (its series end ~17:25);
     * 17:36 API servers substantially recovered in both clusters; DNS in ``prod-west-2`` still
       partly failing;
     * 19:38 everything back to baseline; the file ends at 22:00.
@@ -172,6 +191,8 @@ class Cluster:
     agents: Knots
     overload: Knots
     servfail: Knots
+    nodes: int = 5000  # nodes in the cluster: what a DaemonSet's pods are desired on
+    agents_removed: str = "16:36"  # PST: responders start removing the telemetry agents
 
 
 CLUSTERS: tuple[Cluster, ...] = (
@@ -183,6 +204,8 @@ CLUSTERS: tuple[Cluster, ...] = (
         servfail=knots(
             "15:44=0 15:50=0.15 16:00=0.5 16:30=0.55 16:40=0.5 16:55=0.2 17:15=0.03 17:40=0"
         ),
+        nodes=5012,
+        agents_removed="16:36",
     ),
     Cluster(
         name="prod-west-2",
@@ -195,6 +218,8 @@ CLUSTERS: tuple[Cluster, ...] = (
             "15:45=0 15:52=0.15 16:02=0.55 16:30=0.65 17:00=0.6 17:20=0.45 17:36=0.3 "
             "18:15=0.15 19:00=0.05 19:38=0"
         ),
+        nodes=4870,
+        agents_removed="17:05",
     ),
 )
 
@@ -223,6 +248,7 @@ class Series:
     name: str
     labels: str
     values: list[str] = field(repr=False)
+    first: int = 0  # index of the timeline sample the values start at
 
 
 def build_timeline(days_before: int, interval: int) -> Timeline:
@@ -478,6 +504,244 @@ def simulate_dns(rng: np.random.Generator, timeline: Timeline, cluster: Cluster)
     ]
 
 
+# --- kube-state-metrics: the workloads of each cluster and their rollouts ------------------
+
+KSM_STREAM = 13  # kube-state-metrics draws from default_rng([seed, KSM_STREAM, ...]) only
+KSM_LABEL = 'job="kube-state-metrics"'
+KIND_FAMILIES: dict[str, tuple[str, str, str, str]] = {
+    # kind label: (created, generation, desired, updated) families, as kube-state-metrics v2
+    "daemonset": (
+        "kube_daemonset_created",
+        "kube_daemonset_metadata_generation",
+        "kube_daemonset_status_desired_number_scheduled",
+        "kube_daemonset_status_updated_number_scheduled",
+    ),
+    "deployment": (
+        "kube_deployment_created",
+        "kube_deployment_metadata_generation",
+        "kube_deployment_spec_replicas",
+        "kube_deployment_status_replicas_updated",
+    ),
+    "statefulset": (
+        "kube_statefulset_created",
+        "kube_statefulset_metadata_generation",
+        "kube_statefulset_replicas",
+        "kube_statefulset_status_replicas_updated",
+    ),
+}
+_GENERATION_HELP = "Sequence number representing a specific generation of the desired state."
+HELP.update(
+    {
+        "kube_daemonset_created": "Unix creation timestamp",
+        "kube_daemonset_metadata_generation": _GENERATION_HELP,
+        "kube_daemonset_status_desired_number_scheduled": "The number of nodes that should be "
+        "running the daemon pod.",
+        "kube_daemonset_status_updated_number_scheduled": "The total number of nodes that are "
+        "running updated daemon pod",
+        "kube_deployment_created": "Unix creation timestamp",
+        "kube_deployment_metadata_generation": _GENERATION_HELP,
+        "kube_deployment_spec_replicas": "Number of desired pods for a deployment.",
+        "kube_deployment_status_replicas_updated": "The number of updated replicas per deployment.",
+        "kube_statefulset_created": "Unix creation timestamp",
+        "kube_statefulset_metadata_generation": _GENERATION_HELP,
+        "kube_statefulset_replicas": "Number of desired pods for a StatefulSet.",
+        "kube_statefulset_status_replicas_updated": "The number of updated replicas per "
+        "StatefulSet.",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A Deployment, DaemonSet or StatefulSet; ``replicas`` 0 means one pod per node."""
+
+    kind: str  # the kube-state-metrics label: deployment, daemonset, statefulset
+    namespace: str
+    name: str
+    replicas: int = 0
+
+    def desired(self, cluster: Cluster) -> int:
+        return self.replicas if self.replicas else cluster.nodes
+
+
+WORKLOADS: tuple[Workload, ...] = (
+    Workload("deployment", "kube-system", "coredns", 48),
+    Workload("deployment", "kube-system", "metrics-server", 2),
+    Workload("deployment", "ingress", "ingress-nginx-controller", 30),
+    Workload("deployment", "cert-manager", "cert-manager", 3),
+    Workload("deployment", "external-dns", "external-dns", 2),
+    Workload("deployment", "monitoring", "kube-state-metrics", 2),
+    Workload("deployment", "checkout", "web", 36),
+    Workload("deployment", "checkout", "cart", 12),
+    Workload("deployment", "payments", "api", 24),
+    Workload("deployment", "payments", "worker", 16),
+    Workload("deployment", "search", "frontend", 20),
+    Workload("deployment", "identity", "auth", 10),
+    Workload("daemonset", "kube-system", "kube-proxy"),
+    Workload("daemonset", "kube-system", "cilium"),
+    Workload("daemonset", "logging", "fluent-bit"),
+    Workload("statefulset", "monitoring", "prometheus-k8s", 2),
+    Workload("statefulset", "data", "redis", 6),
+)
+TELEMETRY = Workload("daemonset", "observability", "telemetry-agent")
+TELEMETRY_CREATED = "15:12"  # PST on the incident day, in every cluster
+# The incident day's ordinary rollout still in flight when the telemetry DaemonSet arrives.
+IN_FLIGHT = (Workload("statefulset", "data", "redis", 6), "14:52", 34 * 60)
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """A template update of a workload: generation + 1 at ``start`` (unix seconds, a sample
+    timestamp), updated pods drop to 0 then climb to desired by ``start + seconds``."""
+
+    workload: Workload
+    start: int
+    seconds: int
+
+
+def pst_unix(day: datetime, clock: str) -> int:
+    """Unix seconds of ``HH:MM`` PST on ``day``."""
+    hour, minute = clock.split(":")
+    return int((day + timedelta(hours=int(hour), minutes=int(minute))).timestamp())
+
+
+def on_grid(timeline: Timeline, unix: float) -> int:
+    """The first sample timestamp at or after ``unix``."""
+    index = min(int(np.searchsorted(timeline.timestamps, unix)), timeline.size - 1)
+    return int(timeline.timestamps[index])
+
+
+def day_rollouts(
+    rng: np.random.Generator, timeline: Timeline, day: datetime, incident: bool
+) -> list[Rollout]:
+    """One day's ordinary rollouts in one cluster: several Deployment updates (5-15 min);
+    on normal days also one DaemonSet (20-40 min) and one StatefulSet update; on the
+    incident day the Deployment updates end before 15:00 and ``IN_FLIGHT`` is rolling."""
+    by_kind = {k: [w for w in WORKLOADS if w.kind == k] for k in KIND_FAMILIES}
+    hours = 8.0 + rng.uniform(0.0, 6.5 if incident else 10.0, int(rng.integers(4, 8)))
+    picks = rng.choice(len(by_kind["deployment"]), size=len(hours), replace=False)
+    specs = [
+        (by_kind["deployment"][int(p)], h * 3600, rng.uniform(5, 15) * 60)
+        for p, h in zip(picks, hours, strict=True)
+    ]
+    if incident:
+        workload, clock, seconds = IN_FLIGHT
+        specs.append((workload, pst_unix(day, clock) - day.timestamp(), seconds))
+    else:
+        daemonset = by_kind["daemonset"][int(rng.integers(0, len(by_kind["daemonset"])))]
+        specs.append((daemonset, rng.uniform(10, 16) * 3600, rng.uniform(20, 40) * 60))
+        stateful = by_kind["statefulset"][int(rng.integers(0, len(by_kind["statefulset"])))]
+        per_pod = rng.uniform(2.5, 4.0) * 60
+        specs.append((stateful, rng.uniform(9, 17) * 3600, stateful.replicas * per_pod))
+    return sorted(
+        (
+            Rollout(w, on_grid(timeline, day.timestamp() + offset), round(s))
+            for w, offset, s in specs
+        ),
+        key=lambda r: r.start,
+    )
+
+
+def ksm_rollouts(timeline: Timeline, seed: int) -> dict[str, list[Rollout]]:
+    """Every cluster's ordinary rollouts over the whole file, in start order. Each day of
+    each cluster draws from its own stream, so a day's rollouts do not depend on how many
+    days the file has (``--days-before``)."""
+    first = datetime.fromtimestamp(int(timeline.timestamps[0]), PST)
+    days = round((INCIDENT_DAY - first).total_seconds() / 86_400)
+    plan: dict[str, list[Rollout]] = {}
+    for number, cluster in enumerate(CLUSTERS):
+        plan[cluster.name] = []
+        for back in range(days, -1, -1):
+            rng = np.random.default_rng([seed, KSM_STREAM, number, back])
+            day = INCIDENT_DAY - timedelta(days=back)
+            plan[cluster.name].extend(day_rollouts(rng, timeline, day, back == 0))
+    return plan
+
+
+def rollout_curves(
+    timeline: Timeline, desired: int, rollouts: Sequence[Rollout]
+) -> tuple[IntArray, IntArray]:
+    """(generation bumps so far, updated pods) of one workload along the timeline."""
+    bumps = np.zeros(timeline.size, dtype=np.int64)
+    updated = np.full(timeline.size, desired, dtype=np.int64)
+    t = timeline.timestamps
+    for rollout in rollouts:
+        bumps += t >= rollout.start
+        rolling = (t >= rollout.start) & (t < rollout.start + rollout.seconds)
+        done = (t[rolling] - rollout.start) / rollout.seconds
+        updated[rolling] = np.floor(desired * done).astype(np.int64)
+    return bumps, updated
+
+
+def ksm_labels(cluster: Cluster, workload: Workload) -> str:
+    return (
+        f'cluster="{cluster.name}",{KSM_LABEL},namespace="{workload.namespace}",'
+        f'{workload.kind}="{workload.name}"'
+    )
+
+
+def workload_series(
+    cluster: Cluster,
+    workload: Workload,
+    columns: tuple[list[str], list[str], list[str], list[str]],
+    first: int = 0,
+) -> list[tuple[str, Series]]:
+    """(family, series) of one workload from its created/generation/desired/updated values."""
+    labels = ksm_labels(cluster, workload)
+    names = KIND_FAMILIES[workload.kind]
+    return [(n, Series(n, labels, v, first)) for n, v in zip(names, columns, strict=True)]
+
+
+def telemetry_series(timeline: Timeline, cluster: Cluster) -> list[tuple[str, Series]]:
+    """The telemetry DaemonSet: created at 15:12, its updated pods following the agents'
+    curve (``ROLLOUT``, the one that drives the overload), desired = the node count until
+    the agents are removed, then both fall with the agents; the series end at 0 (deleted)."""
+    t = timeline.timestamps
+    created = on_grid(timeline, pst_unix(INCIDENT_DAY, TELEMETRY_CREATED))
+    running = np.round(cluster.nodes * knot_curve(timeline, cluster.agents, 180)).astype(np.int64)
+    removing = t >= pst_unix(INCIDENT_DAY, cluster.agents_removed)
+    desired = np.where(removing, running, cluster.nodes)
+    updated = np.minimum(desired, running)
+    first = int(np.searchsorted(t, created))
+    gone = np.flatnonzero(removing & (running == 0))
+    last = int(gone[0]) if len(gone) else timeline.size - 1
+    size = last + 1 - first
+    columns = (
+        [str(created)] * size,
+        ["1"] * size,
+        int_strings(desired[first : last + 1]),
+        int_strings(updated[first : last + 1]),
+    )
+    return workload_series(cluster, TELEMETRY, columns, first)
+
+
+def simulate_ksm(timeline: Timeline, seed: int) -> list[tuple[str, str, list[Series]]]:
+    """kube-state-metrics gauges of every workload in every cluster, by family."""
+    plan = ksm_rollouts(timeline, seed)
+    rng = np.random.default_rng([seed, KSM_STREAM, 1])
+    newest = pst_unix(INCIDENT_DAY - timedelta(days=30), "00:00")  # created long before the file
+    oldest = newest - 600 * 86_400
+    by_family: dict[str, list[Series]] = {n: [] for names in KIND_FAMILIES.values() for n in names}
+    for cluster in CLUSTERS:
+        pairs: list[tuple[str, Series]] = []
+        for workload in WORKLOADS:
+            mine = [r for r in plan[cluster.name] if r.workload == workload]
+            desired = workload.desired(cluster)
+            bumps, updated = rollout_curves(timeline, desired, mine)
+            base = int(rng.integers(2, 300))
+            columns = (
+                [str(int(rng.integers(oldest, newest)))] * timeline.size,
+                int_strings(base + bumps),
+                [str(desired)] * timeline.size,
+                int_strings(updated),
+            )
+            pairs.extend(workload_series(cluster, workload, columns))
+        pairs.extend(telemetry_series(timeline, cluster))
+        for family, series in pairs:
+            by_family[family].append(series)
+    return [(family, "gauge", series) for family, series in by_family.items()]
+
+
 def simulate(timeline: Timeline, seed: int) -> list[tuple[str, str, list[Series]]]:
     """All families as (family name, type, series) in output order."""
     rng = np.random.default_rng(seed)
@@ -495,13 +759,15 @@ def simulate(timeline: Timeline, seed: int) -> list[tuple[str, str, list[Series]
         (HISTOGRAM, "histogram", histogram),
         (REQUESTS, "counter", requests),
         (DNS_RESPONSES, "counter", dns),
+        *simulate_ksm(timeline, seed),
     ]
 
 
 def write_series(out: TextIO, series: Series, suffixes: Sequence[str]) -> int:
     prefix = f"{series.name}{{{series.labels}}} "
+    stamps = suffixes[series.first : series.first + len(series.values)]
     chunk = "".join(
-        [f"{prefix}{value}{suffix}" for value, suffix in zip(series.values, suffixes, strict=True)]
+        [f"{prefix}{value}{suffix}" for value, suffix in zip(series.values, stamps, strict=True)]
     )
     out.write(chunk)
     return len(chunk)
