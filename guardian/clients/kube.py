@@ -2,7 +2,8 @@
 
 Input: API paths and JSON bodies (plain dicts). Output: decoded JSON. Built by
 ``guardian.app.wiring.KubePool``; called, through the ports they declare, by the actions
-(``guardian.actions``), suspect ranking (``guardian.planning``) and the executor. Wraps the
+(``guardian.actions``), suspect ranking (``guardian.planning``) and the executor, and by the
+change log's watches (``guardian.clients.watch_loop``, one WATCH per token). Wraps the
 official ``kubernetes`` client (kubeconfig, TLS, auth) and adds, for every request: the
 client-side ``TokenBucket`` (default 5 QPS, burst 10), a per-request timeout, and tenacity
 retries of transient failures only — 409 conflicts (the caller re-reads), 429 honouring
@@ -24,6 +25,7 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
+from guardian.clients.kube_watch import WatchStream, open_watch
 from guardian.clients.ratelimit import TokenBucket
 from guardian.errors import (
     ConfigError,
@@ -147,6 +149,15 @@ class Kube:
             if not token:
                 return
             params["continue"] = token
+
+    def watch(
+        self, path: str, query: dict[str, str] | None = None, read_timeout: float = 330.0
+    ) -> WatchStream:
+        """One WATCH of ``path`` (a token first, never retried here): its events as they
+        come, until the server ends it or ``WatchStream.close()`` (``kube_watch``)."""
+        self.bucket.acquire()
+        self.requests += 1
+        return open_watch(self.api_client, path, query or {}, (self.timeout, read_timeout))
 
     def create(self, path: str, body: JSON, dry_run: bool = False) -> JSON:
         """POST ``body`` to the collection at ``path``."""
