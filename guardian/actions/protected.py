@@ -4,7 +4,9 @@ Input: a throttle-client subject as the API server names it (``user`` or ``group
 name; a service account is the user ``system:serviceaccount:NS:NAME``), guardian's own
 identity (``whoami``: a SelfSubjectReview, so it is the identity of the very client that
 would apply the plan) and extra entries from ``policy.protected_subjects``. Output: the
-reason a subject is protected, or ``None``. Called by ``throttle_client.plan``; the
+reason a subject is protected, or ``None``; and whether a subject includes a user seen by
+API Priority and Fairness (``covers``). Called by ``throttle_client`` (``plan``, and its check
+against the top talkers) and ``guardian.planning.talkers`` (which talkers are protected); the
 built-in list cannot be emptied, configuration only adds to it.
 """
 
@@ -91,6 +93,23 @@ def protected(
     if name.startswith("system:") and not name.startswith(SA_USER if kind == "user" else SA_GROUP):
         return "a name Kubernetes reserves (system:)"
     return None
+
+
+def covers(kind: Kind, name: str, user: str) -> bool:
+    """True when the subject ``kind``/``name`` (``*`` globs) includes the user ``user``.
+
+    For a group this is known only where Kubernetes names the members: ``system:nodes``
+    (``system:node:*``), ``system:serviceaccounts`` and ``system:serviceaccounts:NS`` (the
+    service accounts, of namespace NS); any other group's members are unknown (``False``)."""
+    if kind == "user":
+        return fnmatchcase(user, name)
+    if name == "system:nodes":
+        return user.startswith("system:node:")
+    if name == "system:serviceaccounts":
+        return user.startswith(SA_USER)
+    if name.startswith(SA_GROUP):
+        return fnmatchcase(user, f"{SA_USER}{name.removeprefix(SA_GROUP)}:*")
+    return False
 
 
 def _overlap(pattern: str, name: str) -> bool:

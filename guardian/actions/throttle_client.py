@@ -9,7 +9,11 @@ control-plane components, kube-system service accounts, everyone, guardian itsel
 ``policy.protected_subjects`` adds) is refused with ``Refused`` before any change is sent, in
 a plan, a dry run and a playbook run alike. Guardian itself is known from one SelfSubjectReview
 per client (``protected.whoami``); while that is unknown every subject is refused, since
-guardian cannot tell it apart from itself.
+guardian cannot tell it apart from itself. Given APF's top talkers (``talkers``: what
+``guardian.planning.talkers`` ranked, as a trigger context carries them), the subject is
+throttled only when it includes one of the first ``top`` (default 3), and never when that
+talker is protected: the refusal names the actual top talkers (``talker_refusal``, checked
+before anything is sent). ``require_top_talker`` refuses a plan made without talkers.
 Reached, in guardian, only through ``guardian.actions.CATALOGUE`` (params, ``plan``, ``verify``).
 """
 
@@ -29,6 +33,19 @@ API = "/apis/flowcontrol.apiserver.k8s.io/v1"
 PRECEDENCE = 300
 
 
+class TalkerSeen(BaseModel):
+    """A top talker as ``guardian.planning.talkers.Talker.to_json`` gives it (other fields
+    of that record are ignored)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    user: str
+    share: float = Field(0.0, ge=0.0, le=1.0)
+    flow_schema: str = ""
+    protected: bool = False
+    why: str = ""
+
+
 class ThrottleClientParams(BaseModel):
     """Whom to throttle, and how hard."""
 
@@ -39,6 +56,13 @@ class ThrottleClientParams(BaseModel):
     namespace: str | None = Field(None, description="Required for a service account")
     shares: int = Field(1, ge=1, le=100, description="nominalConcurrencyShares")
     queue: bool = Field(False, description="Queue a little instead of rejecting at once")
+    talkers: tuple[TalkerSeen, ...] | None = Field(
+        None, description="APF's top talkers, most first: throttle only one of the first `top`"
+    )
+    top: int = Field(3, ge=1, le=50, description="How many top talkers may be throttled")
+    require_top_talker: bool = Field(
+        False, description="Refuse when no talkers are given (APF could not be read)"
+    )
 
     @model_validator(mode="after")
     def _namespace(self) -> ThrottleClientParams:
@@ -77,11 +101,7 @@ def refusal(
     extra: tuple[str, ...] = (),
 ) -> str | None:
     """The one-line reason ``params`` names a protected subject, or ``None``."""
-    if params.subject == "serviceaccount":
-        kind: protected.Kind = "user"
-        name = f"{protected.SA_USER}{params.namespace or ''}:{params.name}"
-    else:
-        kind, name = ("user" if params.subject == "user" else "group"), params.name
+    kind, name = _user_form(params)
     reason = protected.protected(kind, name, identity, extra)
     if reason is None:
         return None
@@ -91,12 +111,53 @@ def refusal(
     )
 
 
+def _user_form(params: ThrottleClientParams) -> tuple[protected.Kind, str]:
+    """The subject as APF names it: a service account is the user ``system:serviceaccount:…``."""
+    if params.subject == "serviceaccount":
+        return "user", f"{protected.SA_USER}{params.namespace or ''}:{params.name}"
+    return ("user" if params.subject == "user" else "group"), params.name
+
+
+def talker_refusal(params: ThrottleClientParams, extra: tuple[str, ...] = ()) -> str | None:
+    """Why APF's top talkers forbid throttling the subject, or ``None`` when they allow it
+    (or none were given and none are required)."""
+    if params.talkers is None:
+        if not params.require_top_talker:
+            return None
+        return (
+            f"throttle-client: no top talkers known for {target(params)} (APF's dump_requests "
+            "was not read); guardian throttles only a client APF shows among the top talkers"
+        )
+    top = params.talkers[: params.top]
+    kind, name = _user_form(params)
+    for talker in (t for t in top if protected.covers(kind, name, t.user)):
+        why = _talker_protection(talker, extra)
+        if why:
+            return f"throttle-client: top talker {talker.user} is protected ({why}); not throttling"
+        return None
+    ranking = ", ".join(f"{t.user} {t.share:.0%}" for t in top) or "APF holds no request"
+    lead = ""
+    if top and _talker_protection(top[0], extra):
+        lead = f"top talker {top[0].user} is protected ({_talker_protection(top[0], extra)}); "
+    return (
+        f"throttle-client: {lead}{target(params)} is not among the top {params.top} talkers "
+        f"({ranking}); not throttling"
+    )
+
+
+def _talker_protection(talker: TalkerSeen, extra: tuple[str, ...]) -> str:
+    reason = protected.protected("user", talker.user, None, extra)
+    return reason or (talker.why or "marked protected" if talker.protected else "")
+
+
 def _refuse_protected(kube: KubeAPI, params: ThrottleClientParams, guardrails: Guardrails) -> None:
-    """``Refused`` for a protected subject, or while guardian's own identity is unknown.
+    """``Refused`` when the top talkers forbid it, for a protected subject, or while
+    guardian's own identity is unknown.
 
     Guardian's own identity is asked of the API server (one SelfSubjectReview) only when the
-    subject is not already refused by the lists."""
-    reason = refusal(params, None, guardrails.protected_subjects)
+    subject is not already refused by the talkers or the lists."""
+    reason = talker_refusal(params, guardrails.protected_subjects)
+    reason = reason or refusal(params, None, guardrails.protected_subjects)
     identity, unknown = (None, "") if reason else protected.whoami(kube)
     reason = reason or refusal(params, identity, guardrails.protected_subjects)
     if not reason and unknown:

@@ -2,8 +2,9 @@
 
 Input: an execution, its playbook, an event's detail and the store's approval requests and
 decisions (read through ``MessageStore``, a port the store satisfies). Output: the message's
-fallback text and blocks (what burns and how fast, suspects, the exact planned changes,
-Approve / Deny buttons whose value binds them to the step's approval request), the thread
+fallback text and blocks (what burns and how fast, suspects, APF's top talkers when the
+context has them: user, share, flow schema; the exact planned changes, Approve / Deny
+buttons whose value binds them to the step's approval request), the thread
 line of an event, everything anyone can write escaped as literal mrkdwn; and a button's value
 read back (``parse_button``). No SDK: the Block Kit is plain dicts, and the store is read only
 through ``MessageStore`` (``request``, ``history``). Called by ``guardian.approval.notify``
@@ -29,6 +30,8 @@ DENY = "guardian_deny"
 """The ``action_id`` of the Approve and Deny buttons (``guardian.clients.slack`` routes them)."""
 DIFF_LIMIT = 2800
 """Characters of a diff shown in a message block (Slack allows 3000 per text object)."""
+TALKERS_SHOWN = 5
+"""Top talkers listed in a message."""
 
 
 class MessageStore(AuditReader, Protocol):
@@ -51,7 +54,7 @@ def render(
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": title[:150]}},
     ]
-    blocks += _burn_blocks(ex) + _suspect_blocks(ex)
+    blocks += _burn_blocks(ex) + _suspect_blocks(ex) + _talker_blocks(ex)
     if book is not None and ex.state == "awaiting_approval" and ex.step < len(book.steps):
         blocks += _decision_blocks(ex, book, detail, store)
     blocks.append(_context_block(ex, store, as_of))
@@ -86,6 +89,28 @@ def _suspect_blocks(ex: Execution) -> list[dict[str, Any]]:
         for i, s in enumerate(suspects[:3], 1)
     ]
     return [_section("*Suspects*\n" + "\n".join(lines))]
+
+
+def _talker_blocks(ex: Execution) -> list[dict[str, Any]]:
+    """APF's top talkers (``context["talkers"]``, ``guardian.planning.talkers``), when known."""
+    talkers = ex.context.get("talkers") or []
+    if not talkers:
+        return []
+    lines = [_talker_line(i, t) for i, t in enumerate(talkers[:TALKERS_SHOWN], 1)]
+    return [
+        _section("*Top talkers* (requests held by API Priority and Fairness)\n" + "\n".join(lines))
+    ]
+
+
+def _talker_line(index: int, talker: Mapping[str, Any]) -> str:
+    share = float(talker.get("share") or 0.0)
+    rejected = talker.get("rejected")
+    shed = f", {float(rejected):.1f} rejected/s" if rejected else ""
+    guard = ""
+    if talker.get("protected"):
+        guard = f", protected: {talker.get('why') or 'never throttled'}"
+    schema = talker.get("flow_schema")
+    return escape(f"{index}. {talker.get('user')}: {share:.0%} (flow schema {schema}{shed}){guard}")
 
 
 def _decision_blocks(
