@@ -6,10 +6,19 @@ from __future__ import annotations
 import importlib.util
 import subprocess
 import sys
+from collections.abc import Iterator, Sequence
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+
+from guardian.clients.prometheus import PrometheusClient
+from guardian.config.model import PrometheusSettings
+from guardian.evaluation.change_log import PrometheusChangeLog
+from guardian.evaluation.changes import WorkloadChange, blame, rank
+from guardian.evaluation.source import QuerySource, Sample, Series
+from guardian.testing.prometheus import PrometheusServer, backfill
 
 ROOT = Path(__file__).resolve().parent.parent
 HERE = ROOT / "examples" / "incident-2024-12-11"
@@ -65,3 +74,174 @@ def test_a_days_rollouts_do_not_depend_on_the_files_length() -> None:
         assert rollouts, cluster
         assert rollouts == [r for r in long[cluster] if r.start >= day]
         assert len(long[cluster]) > 2 * len(rollouts), "two normal days before it"
+
+
+# --- the reader, on the bundled data in a real Prometheus --------------------------------
+
+PST = timezone(timedelta(hours=-8))
+EAST, WEST = 'cluster="prod-east-1"', 'cluster="prod-west-2"'
+TELEMETRY = ("DaemonSet", "observability", "telemetry-agent")
+REDIS = ("StatefulSet", "data", "redis")  # the incident day's rollout in flight at 15:12
+
+
+def _pst(day: int, hour: int, minute: int = 0) -> datetime:
+    return datetime(2024, 12, day, hour, minute, tzinfo=PST)
+
+
+class CountingSource:
+    """A ``QuerySource`` that counts the queries it passes on."""
+
+    def __init__(self, inner: QuerySource) -> None:
+        self.inner = inner
+        self.queries: list[str] = []
+
+    def instant(self, promql: str, at: datetime | None = None) -> Sequence[Sample]:
+        self.queries.append(promql)
+        return self.inner.instant(promql, at)
+
+    def range(self, promql: str, start: datetime, end: datetime, step: int) -> Sequence[Series]:
+        self.queries.append(promql)
+        return self.inner.range(promql, start, end, step)
+
+
+@pytest.fixture(scope="module")
+def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusClient]:
+    """The bundled data of 12-10 (a normal day) and 12-11, its kube-state-metrics series only
+    (the others are left out of the backfill to keep it short), in a real Prometheus."""
+    root = tmp_path_factory.mktemp("ksm")
+    lines = _generate(HERE / "generate.py", root / "all.om", "--days-before", "1")
+    (root / "all.om").unlink()
+    kept = [line for line in lines if _is_ksm(line)]
+    (root / "ksm.om").write_text("\n".join([*kept, "# EOF", ""]), encoding="ascii")
+    backfill(root / "ksm.om", root / "tsdb", max_block_duration="24h")
+    with PrometheusServer(root / "tsdb") as server:
+        yield PrometheusClient(PrometheusSettings(url=server.url, timeout=30))
+
+
+def _ident(change: WorkloadChange) -> tuple[str, str, str]:
+    return (change.kind, change.namespace, change.name)
+
+
+KINDS = {"deployment": "Deployment", "daemonset": "DaemonSet", "statefulset": "StatefulSet"}
+
+
+@pytest.mark.prometheus
+@pytest.mark.slow
+def test_the_telemetry_daemonset_is_a_creation_at_1512_rolling_over_the_nodes(
+    prometheus: PrometheusClient,
+) -> None:
+    generate = _generator()
+    log = PrometheusChangeLog(prometheus, selector=EAST)
+    early = [c for c in log.changes(_pst(11, 15), _pst(11, 15, 20)) if _ident(c) == TELEMETRY]
+    later = [c for c in log.changes(_pst(11, 15), _pst(11, 15, 30)) if _ident(c) == TELEMETRY]
+    assert len(early) == len(later) == 1
+    agent, grown = early[0], later[0]
+    assert agent.created and agent.started == _pst(11, 15, 12)
+    assert agent.cluster == "prod-east-1" and agent.generation == 1
+    assert agent.desired == generate.CLUSTERS[0].nodes == 5012
+    assert 0 < agent.updated < grown.updated < agent.desired, "updated rises over the nodes"
+    assert agent.in_flight
+    assert agent.service_account == "" and agent.previous_revision == ""
+    assert not [c for c in log.changes(_pst(11, 14), _pst(11, 15, 11)) if _ident(c) == TELEMETRY]
+
+
+@pytest.mark.prometheus
+@pytest.mark.slow
+def test_at_1530_the_incident_days_ordinary_rollouts_are_there_with_their_start(
+    prometheus: PrometheusClient,
+) -> None:
+    generate = _generator()
+    plan = generate.ksm_rollouts(generate.build_timeline(1, 60), 7)
+    changes = PrometheusChangeLog(prometheus).changes(_pst(11, 0), _pst(11, 15, 30))
+    for cluster in ("prod-east-1", "prod-west-2"):
+        expected = {
+            (KINDS[r.workload.kind], r.workload.namespace, r.workload.name): r.start
+            for r in plan[cluster]
+            if _pst(11, 0).timestamp() <= r.start
+        }
+        mine = [c for c in changes if c.cluster == cluster]
+        found = {_ident(c): int(c.started.timestamp()) for c in mine if not c.created}
+        assert len(expected) >= 5 and found == expected
+        assert [_ident(c) for c in mine if c.created] == [TELEMETRY]
+    at_burn = PrometheusChangeLog(prometheus).changes(_pst(11, 0), _pst(11, 15, 16))
+    for cluster in ("prod-east-1", "prod-west-2"):
+        mine = [c for c in at_burn if c.cluster == cluster]
+        redis = next(c for c in mine if _ident(c) == REDIS)
+        assert redis.started < _pst(11, 15, 12) and 0 < redis.updated < redis.desired == 6
+        assert [_ident(c) for c in mine if c.in_flight] == [REDIS, TELEMETRY]
+        ranked = rank(mine, _pst(11, 15, 16))
+        assert _ident(ranked[0]) == TELEMETRY, "nearest to the burn's start, before it"
+        blamed = blame(mine, _pst(11, 15, 16))
+        assert blamed is not None and _ident(blamed) == TELEMETRY
+
+
+@pytest.mark.prometheus
+@pytest.mark.slow
+def test_a_normal_days_deployment_update_is_a_new_generation_within_one_step(
+    prometheus: PrometheusClient,
+) -> None:
+    generate = _generator()
+    plan = generate.ksm_rollouts(generate.build_timeline(1, 60), 7)
+    rollout = next(
+        r
+        for r in plan["prod-west-2"]
+        if r.workload.kind == "deployment" and r.start < _pst(11, 0).timestamp()
+    )
+    workload = ("Deployment", rollout.workload.namespace, rollout.workload.name)
+    start = datetime.fromtimestamp(rollout.start, PST)
+    log = PrometheusChangeLog(prometheus, selector=WEST)
+    middle = start + timedelta(seconds=rollout.seconds / 2)
+    done = start + timedelta(seconds=rollout.seconds + 300)
+    since = start - timedelta(minutes=30)
+    [rolling] = [c for c in log.changes(since, middle) if _ident(c) == workload]
+    [finished] = [c for c in log.changes(since, done) if _ident(c) == workload]
+    for change in (rolling, finished):
+        assert not change.created and change.cluster == "prod-west-2"
+        assert abs((change.started - start).total_seconds()) <= 60
+    [before] = prometheus.instant(
+        f'kube_deployment_metadata_generation{{{WEST},deployment="{workload[2]}"}}',
+        at=start - timedelta(minutes=1),
+    )
+    assert finished.generation == rolling.generation == int(before.value) + 1
+    assert rolling.in_flight and rolling.updated < rolling.desired == rollout.workload.replicas
+    assert not finished.in_flight and finished.updated == finished.desired
+    later = log.changes(done, done + timedelta(minutes=30))
+    assert workload not in {_ident(c) for c in later}, "an old generation is not a change"
+
+
+@pytest.mark.prometheus
+@pytest.mark.slow
+def test_queries_are_bounded_per_metric_and_the_selector_narrows_them(
+    prometheus: PrometheusClient,
+) -> None:
+    counting = CountingSource(prometheus)
+    assert PrometheusChangeLog(counting, selector=EAST).changes(_pst(11, 2), _pst(11, 3)) == []
+    assert len(counting.queries) == 6, "a quiet hour: the creations and generations per kind"
+    assert all(EAST in q for q in counting.queries)
+    counting.queries.clear()
+    whole = PrometheusChangeLog(counting).changes(_pst(10, 0), _pst(11, 15, 30))
+    assert len(counting.queries) <= 15 and {c.cluster for c in whole} == {
+        "prod-east-1",
+        "prod-west-2",
+    }
+    west = PrometheusChangeLog(prometheus, selector="{" + WEST + "}").changes(
+        _pst(10, 0), _pst(11, 15, 30)
+    )
+    assert west and {c.cluster for c in west} == {"prod-west-2"}
+    assert len(west) == len([c for c in whole if c.cluster == "prod-west-2"])
+
+
+@pytest.mark.prometheus
+@pytest.mark.slow
+def test_a_workload_deleted_by_the_end_of_the_range_is_not_listed(
+    prometheus: PrometheusClient,
+) -> None:
+    changes = PrometheusChangeLog(prometheus).changes(_pst(11, 15), _pst(11, 17))
+    agents = {c.cluster for c in changes if _ident(c) == TELEMETRY}
+    assert agents == {"prod-west-2"}, "east's agents were gone by 16:48, west's by ~17:25"
+
+
+@pytest.mark.parametrize("selector", ['kube_deployment_created{cluster="a"}', "prod-east-1"])
+def test_a_selector_that_is_not_label_matchers_is_refused_with_the_fix(selector: str) -> None:
+    with pytest.raises(ValueError, match=r'e\.g\. cluster="prod-east-1"'):
+        PrometheusChangeLog(CountingSource(None), selector=selector)  # type: ignore[arg-type]
