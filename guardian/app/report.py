@@ -1,7 +1,8 @@
 """Reports: evaluations and backtests → JSON documents and terminal tables.
 
-Input: ``Evaluation`` / ``Episode`` values. Output: plain dicts (JSON contract of the CLI) or
-rich tables (reasons, which quote Prometheus, shown literally, never as markup). Called by
+Input: ``Evaluation`` / ``Episode`` values and the backtest's decisions (``Entry``). Output:
+plain dicts (JSON contract of the CLI) or rich tables (reasons, which quote Prometheus, shown
+literally, never as markup). Called by
 ``guardian.app.commands.evaluate`` (``eval``, ``backtest``) and ``guardian.app.commands.cluster``
 (``rfc3339``). Durations are written as Prometheus durations (``1h``), instants as RFC 3339 in UTC,
 ratios as plain floats.
@@ -13,9 +14,11 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from rich.console import Group
 from rich.markup import escape
 from rich.table import Table
 
+from guardian.app.decisions import Entry
 from guardian.durations import format_duration
 from guardian.evaluation.backtest import Episode
 from guardian.evaluation.results import Evaluation, SLOResult, WindowResult
@@ -102,7 +105,12 @@ def evaluation_table(evaluation: Evaluation) -> Table:
 
 
 def backtest_json(
-    start: datetime, end: datetime, step: int, found: Sequence[Episode], queries: int
+    start: datetime,
+    end: datetime,
+    step: int,
+    found: Sequence[Episode],
+    queries: int,
+    decisions: Sequence[Entry] = (),
 ) -> dict[str, Any]:
     """The ``guardian backtest -o json`` document."""
     return {
@@ -122,11 +130,34 @@ def backtest_json(
             }
             for e in found
         ],
+        "decisions": [entry_json(entry) for entry in decisions],
     }
 
 
-def backtest_table(found: Sequence[Episode]) -> Table:
-    """One row per episode."""
+def entry_json(entry: Entry) -> dict[str, Any]:
+    """One ``decisions`` item: when, which SLO, propose or notify, the playbook, why, and
+    the change blamed (``null`` when none)."""
+    d, change = entry.decision, entry.decision.change
+    return {
+        "at": rfc3339(entry.at),
+        "slo": d.slo,
+        "kind": d.kind,
+        "playbook": d.playbook,
+        "reason": d.reason,
+        "change": None
+        if change is None
+        else {
+            "kind": change.kind,
+            "namespace": change.namespace,
+            "name": change.name,
+            "started": rfc3339(change.started),
+            "cluster": change.cluster,
+        },
+    }
+
+
+def backtest_table(found: Sequence[Episode], decisions: Sequence[Entry] = ()) -> Table | Group:
+    """One row per episode; with decisions, a second table of them below."""
     table = Table(title="guardian backtest: firing episodes")
     for column in ("SLO", "severity", "pair", "start", "end", "minutes", "peak burn"):
         table.add_column(column)
@@ -141,7 +172,22 @@ def backtest_table(found: Sequence[Episode]) -> Table:
             minutes,
             f"{e.peak_burn:.1f}",
         )
-    return table
+    if not decisions:
+        return table
+    chosen = Table(title="guardian backtest: decisions (each change of one)")
+    for column in ("at", "SLO", "decision", "playbook", "change", "reason"):
+        chosen.add_column(column)
+    for entry in decisions:
+        d = entry.decision
+        chosen.add_row(
+            rfc3339(entry.at),
+            d.slo,
+            d.kind,
+            d.playbook or "",
+            escape(d.change.target) if d.change else "",
+            escape(d.reason),
+        )
+    return Group(table, chosen)
 
 
 def _num(value: float | None) -> str:

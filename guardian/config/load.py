@@ -6,7 +6,8 @@ naming the file and the breadcrumb path, e.g.
 Each file is read by ``guardian.config.read`` first (a regular file of at most 1 MiB, UTF-8,
 aliases, nesting and duplicate keys checked), so no file can hang or flood the loader.
 This module finds the files, merges their sections and keeps each given once; the model is
-built by ``guardian.config.build`` and pydantic errors become lines in
+built by ``guardian.config.build`` (``change_guard`` by ``guardian.config.guard_build``) and
+pydantic errors become lines in
 ``guardian.config.messages``. Called by ``guardian.app`` (``wiring``, the commands taking
 ``-c``, the daemon's reload).
 """
@@ -20,6 +21,7 @@ from typing import Any, TypeVar, cast
 from pydantic import BaseModel, ValidationError
 
 from guardian.config.build import Loaded, build_slos, prometheus_settings, window_sets
+from guardian.config.guard_build import change_guard
 from guardian.config.messages import format_error
 from guardian.config.model import (
     Config,
@@ -116,6 +118,8 @@ def _merge(root: str, loaded: list[Loaded]) -> Config:
     daemon = _daemon(loaded, errors)
     sets = window_sets(loaded, errors)
     slos = build_slos(loaded, sets, evaluation, errors)
+    guard = _once(loaded, "change_guard", errors)
+    guarded = change_guard(guard[0], guard[1], slos, errors) if guard else None
     if errors:
         raise ConfigErrors(errors)
     assert isinstance(prometheus, PrometheusSpec)
@@ -127,6 +131,7 @@ def _merge(root: str, loaded: list[Loaded]) -> Config:
         policy=policy,
         slack=slack,
         daemon=daemon,
+        change_guard=guarded,
     )
 
 

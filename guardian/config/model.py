@@ -3,7 +3,8 @@
 Built from validated specs by ``guardian.config.build`` (each ``SLO`` with its SLI and
 ``WindowPair``s, ``PrometheusSettings``; the built-in pairs are ``guardian.config.windows``)
 and ``guardian.config.load`` (``Config``, ``DaemonSettings``, ``PolicySettings``,
-``SlackSettings``); read by every later stage.
+``SlackSettings``; ``ChangeGuardSettings`` by ``guardian.config.guard_build``); read by every
+later stage.
 """
 
 from __future__ import annotations
@@ -173,6 +174,32 @@ class DaemonSettings:
 
 
 @dataclass(frozen=True)
+class ChangeGuardSettings:
+    """Change-aware detection (``change_guard``): while a change rolls out, the SLOs it
+    selects are also checked on shorter windows with lower factors (seconds, ratios)."""
+
+    slos: tuple[str, ...] = ()
+    labels: tuple[tuple[str, str], ...] = ()
+    guard_window: int = 1800
+    """A change arms the guard while in flight and this long after it began."""
+    windows: tuple[WindowPair, ...] = ()
+    baseline_window: int = 3600
+    baseline_ratio: float = 4.0
+    """The burn now must be at least this many times the burn before the change."""
+    min_events: int | None = None
+    """Events a pair's long window needs before it may fire; ``None``: the SLO's own."""
+    playbook: str = "halt-change"
+    source: str = ""
+
+    def selects(self, slo: SLO) -> bool:
+        """True when ``slo`` is named, or carries every label of ``labels`` (when given)."""
+        if slo.name in self.slos:
+            return True
+        own = dict(slo.labels)
+        return bool(self.labels) and all(own.get(k) == v for k, v in self.labels)
+
+
+@dataclass(frozen=True)
 class Config:
     """Everything loaded from one file or one directory."""
 
@@ -183,6 +210,8 @@ class Config:
     policy: PolicySettings = PolicySettings()
     slack: SlackSettings | None = None
     daemon: DaemonSettings = DaemonSettings()
+    change_guard: ChangeGuardSettings | None = None
+    """``None`` when no file has a ``change_guard`` section: no change-aware detection."""
 
     def slo(self, name: str) -> SLO:
         """The SLO called ``name``; ``KeyError`` if there is none."""

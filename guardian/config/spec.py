@@ -1,7 +1,8 @@
 """The versioned user spec (``version: guardian/v1``): what a YAML file may say, nothing more.
 
 Input: one parsed YAML document. Output: a ``FileSpec`` (pydantic, frozen, unknown keys
-forbidden); its SLOs and window sets are specified in ``guardian.config.slo_spec``. Called by
+forbidden); its SLOs and window sets are specified in ``guardian.config.slo_spec``, its
+``change_guard`` section in ``guardian.config.guard_spec``. Called by
 ``guardian.config.load``, which merges the files' sections (``guardian.config.build`` turns
 specs into the internal model; ``guardian.config.messages`` formats pydantic's errors into
 breadcrumb lines), and by ``guardian schema`` (the CLI prints its JSON Schema). Checks that
@@ -29,6 +30,7 @@ from guardian.config.checks import (
     Subjects,
     at_most,
 )
+from guardian.config.guard_spec import ChangeGuardSpec
 from guardian.config.read import shown
 from guardian.config.slo_spec import SLOSpec, WindowPairSpec
 from guardian.durations import parse_duration
@@ -207,6 +209,7 @@ class FileSpec(Spec):
     policy: PolicySpec | None = None
     slack: SlackSpec | None = None
     daemon: DaemonSpec | None = None
+    change_guard: ChangeGuardSpec | None = None
     window_sets: dict[str, list[WindowPairSpec]] = Field(default_factory=dict)
     slos: list[SLOSpec] = Field(default_factory=list)
 

@@ -2,9 +2,11 @@
 
 Input: an ``Evaluation``, the SLOs, the playbooks, what is already running or ran recently
 (``Run`` values), the kill switch, whether a suspect rollout exists, the target a run would
-touch, and the time. Output: one ``Decision`` per SLO. Pure: no I/O, so every guard is tested
-with plain values. Called by ``guardian.pipeline`` (``Cycle.act``), which then proposes
-through ``guardian.executor``.
+touch, the time and the change guard's alarms (``ChangeAlarm`` by SLO, from
+``guardian.evaluation.change_guard``). Output: one ``Decision`` per SLO. Pure: no I/O, so
+every guard is tested with plain values. Called by ``guardian.pipeline`` (``Cycle.act``),
+which then proposes through ``guardian.executor``, and by ``guardian.app.decisions`` (the
+backtest's decisions).
 
 Rules, in order: a healthy SLO is ignored; an SLO without data (blind) notifies and never
 acts; a burning SLO with an open execution is ignored (one open incident per SLO); the
@@ -12,16 +14,24 @@ guards of ``guardian.policy.guards`` (the kill switch, a maintenance window, an 
 the same target, a cooldown, the hourly run limit, a missing suspect) turn a proposal into a
 notification that says why; otherwise the most specific matching playbook (by SLO name
 before by labels, then by name) is proposed.
+
+The change guard comes first for an SLO with data: a firing alarm that blames a change
+proposes the alarm's playbook (``halt-change``) with the change as its target, under the same
+guards (the suspect guard is met: the change is the suspect); a firing alarm without a blamed
+change (only changes that began after the burn started) notifies and never halts. No alarm, or
+one that does not fire: exactly the rules above. Tests: tests/test_policy.py.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal
 
 from guardian.config.model import SLO
+from guardian.evaluation.change_guard import ChangeAlarm
+from guardian.evaluation.changes import WorkloadChange
 from guardian.evaluation.results import Evaluation, SLOResult
 from guardian.playbooks.model import Playbook
 from guardian.policy.guards import Facts, Run, refusal
@@ -41,6 +51,8 @@ class Decision:
     status: str
     reason: str
     playbook: str | None = None
+    change: WorkloadChange | None = None
+    """The change the change guard blamed (its target), for the audit and the backtest."""
 
 
 def decide(
@@ -53,16 +65,52 @@ def decide(
     has_suspect: bool = True,
     notify_from: Literal["page", "ticket", "none"] = "ticket",
     targets: Mapping[str, str] | None = None,
+    alarms: Mapping[str, ChangeAlarm] | None = None,
 ) -> list[Decision]:
     """One decision per SLO of ``evaluation``; ``targets`` maps a playbook to what its run
-    would touch (not given: not known; ``one_per_target`` then counts any open run of it)."""
+    would touch (not given: not known; ``one_per_target`` then counts any open run of it);
+    ``alarms`` are the change guard's, by SLO name (``None``: no change guard)."""
     by_name = {s.name: s for s in slos}
     facts = Facts(recent, now, paused, has_suspect, targets)
-    return [
-        _decide(result, by_name[result.name], playbooks, facts, notify_from)
-        for result in evaluation.slos
-        if result.name in by_name
-    ]
+    found = alarms or {}
+    decisions: list[Decision] = []
+    for result in evaluation.slos:
+        if result.name not in by_name:
+            continue
+        alarm = found.get(result.name)
+        if alarm is not None and alarm.firing and result.status != "no_data":
+            decisions.append(_guarded(result, by_name[result.name], alarm, playbooks, facts))
+        else:
+            decisions.append(_decide(result, by_name[result.name], playbooks, facts, notify_from))
+    return decisions
+
+
+def _guarded(
+    result: SLOResult,
+    slo: SLO,
+    alarm: ChangeAlarm,
+    playbooks: Mapping[str, Playbook],
+    facts: Facts,
+) -> Decision:
+    """The decision on a firing change alarm: halt the blamed change, or say why not."""
+    status, why = result.status, f"change guard: {alarm.reason}"
+    open_runs = [r for r in facts.recent if r.open and r.slo == slo.name]
+    if open_runs:
+        return Decision(
+            slo.name, "ignore", status, f"execution of {open_runs[0].playbook} already open"
+        )
+    change = alarm.change
+    if change is None:
+        return Decision(slo.name, "notify", status, f"{why}; not halting anything")
+    book = playbooks.get(alarm.playbook)
+    if book is None:
+        missing = f"{why}; playbook {alarm.playbook} is not loaded: add it to policy.playbooks"
+        return Decision(slo.name, "notify", status, missing, alarm.playbook, change)
+    targets = {**(facts.targets or {}), book.name: change.target}
+    why_not = refusal(book, slo, replace(facts, has_suspect=True, targets=targets))
+    if why_not:
+        return Decision(slo.name, "notify", status, f"{why}; {why_not}", book.name, change)
+    return Decision(slo.name, "propose", status, f"{why}: run {book.name}", book.name, change)
 
 
 def _decide(

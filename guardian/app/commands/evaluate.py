@@ -3,8 +3,10 @@
 Input: parsed arguments. Output: a one-line check of the config; the evaluation of every
 SLO (a table or JSON, warnings on stderr; exit 1 when one pages, 3 when a query failed or
 guardian is blind); the Prometheus rules as YAML; a replay over history with its episodes
-(and a chart). The work is ``guardian.evaluation`` (``run``, ``rules``, ``backtest``); the
-tables are ``guardian.app.report``. Called by ``guardian.app.cli`` (``add_parsers``).
+(and a chart) and the policy's decisions at each change (change guard included, the change
+log read from kube-state-metrics). The work is ``guardian.evaluation`` (``run``, ``rules``,
+``backtest``) and ``guardian.app.decisions``; the tables are ``guardian.app.report``.
+Called by ``guardian.app.cli`` (``add_parsers``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from rich.console import Console
 
 from guardian import __version__
 from guardian.app.args import command, format_arg, moment, seconds
+from guardian.app.decisions import replay_decisions
 from guardian.app.report import (
     backtest_json,
     backtest_table,
@@ -37,6 +40,7 @@ from guardian.errors import (
     UsageError,
 )
 from guardian.evaluation.backtest import episodes
+from guardian.evaluation.changes import ChangeLog
 from guardian.evaluation.results import Evaluation
 from guardian.evaluation.run import evaluate, evaluation_budget, replay
 
@@ -156,19 +160,31 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
         result = replay(
             config.slos, client, start, end, step, settings.source, settings.parallel_queries
         )
+        if result.error:
+            raise PrometheusUnavailable(result.error)
+        books = playbooks_of(config)
+        log = _change_log(client)
+        decisions, error = replay_decisions(config, books, result.steps, client, log)
     finally:
         client.close()
-    if result.error:
-        raise PrometheusUnavailable(result.error)
+    if error:
+        raise PrometheusUnavailable(error)
     found = episodes(result.steps)
     if args.plot:
         from guardian.app.plot import plot_replay
 
         title = f"guardian backtest, {args.start} to {args.end}, step {args.step}"
         plot_replay(result.steps, found, Path(args.plot), title=title)
-    doc = backtest_json(start, end, step, found, result.queries)
-    emit(args.output, doc, backtest_table(found))
+    doc = backtest_json(start, end, step, found, result.queries, decisions)
+    emit(args.output, doc, backtest_table(found, decisions))
     return EXIT_OK
+
+
+def _change_log(client: PrometheusClient) -> ChangeLog:
+    """The change log from kube-state-metrics in the same Prometheus."""
+    from guardian.evaluation.change_log import PrometheusChangeLog
+
+    return PrometheusChangeLog(client)
 
 
 class _BlockDumper(yaml.SafeDumper):
