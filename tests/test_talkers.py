@@ -19,7 +19,7 @@ from guardian.approval.blocks import render
 from guardian.clients.kube import Kube
 from guardian.clients.store import Store
 from guardian.errors import DataUnavailable, TransientKubernetesError
-from guardian.planning.talkers import FlowLoad, parse_dump, rank, top_talkers
+from guardian.planning.talkers import FlowLoad, parse_dump, rank, talkers_context, top_talkers
 from guardian.playbooks import load_playbooks
 from guardian.testing.slack import block_problems
 
@@ -162,6 +162,18 @@ def test_top_talkers_samples_apart_and_skips_a_failed_sample() -> None:
     assert [(t.user, t.held) for t in talkers] == [(AGENT, 5), (NODE, 4)]
     with pytest.raises(DataUnavailable, match=r"no dump_requests sample was read \(GET .*503\)"):
         top_talkers(Recorded([None, None]), samples=2, sleep=slept.append)
+
+
+def test_the_context_s_talkers_are_json_or_none_when_apf_could_not_be_read(
+    nowhere: Kube,
+) -> None:
+    """guardian's own identity is unknown here (nothing answers): the ranking still holds."""
+    reader = Recorded([_dump(agent=2, node=1)])
+    talkers = talkers_context(reader, nowhere, samples=1, sleep=lambda _: None)
+    assert [(t["user"], t["name"], t["protected"]) for t in talkers or []] == [
+        (AGENT, "telemetry-agent", False), (NODE, None, True),
+    ]  # fmt: skip
+    assert talkers_context(Recorded([None]), nowhere, samples=1) is None
 
 
 def _talkers(*users: str) -> tuple[dict[str, object], ...]:

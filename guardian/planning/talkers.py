@@ -9,7 +9,11 @@ samples (``rank``), each with its share, its flow schema and priority level, tha
 rejected rate, and whether it is protected (``guardian.actions.protected``); ``Talker.to_json``
 is what a trigger context carries as ``talkers`` and throttle-client's ``talkers`` parameter
 reads. ``top_talkers`` samples an ``ApfReader`` (the port; ``guardian.clients.apf.ApfClient``
-implements it) a few times and ranks. Pure but for the reader and the sleep between samples.
+implements it) a few times and ranks; ``talkers_context`` gives that ranking as a trigger
+context's ``talkers`` (or ``None`` when APF could not be read). Pure but for the reader, the
+sleep between samples and one SelfSubjectReview. Used by ``guardian.clients.apf``
+(``FlowLoad``); no guardian module calls ``top_talkers`` or ``talkers_context`` yet (the trigger
+context is to), the tests do (``tests/test_talkers.py``, ``tests/test_talkers_lab.py``).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from guardian.actions import protected
+from guardian.actions.base import KubeAPI
 from guardian.errors import DataUnavailable, GuardianError
 
 log = logging.getLogger("guardian.planning.talkers")
@@ -212,3 +217,26 @@ def top_talkers(
         log.warning("top talkers: the flow schemas' series are unknown: %s", exc.message)
         flows = ()
     return rank(read, flows, identity, extra)
+
+
+def talkers_context(
+    reader: ApfReader,
+    kube: KubeAPI,
+    extra: tuple[str, ...] = (),
+    samples: int = 3,
+    interval: float = 1.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[dict[str, Any]] | None:
+    """A trigger context's ``talkers``: ``top_talkers`` as JSON, guardian itself (one
+    SelfSubjectReview per client, ``protected.whoami``) and ``extra`` marked protected; or
+    ``None`` when no dump could be read (logged), which a throttle with
+    ``require_top_talker`` refuses."""
+    identity, unknown = protected.whoami(kube)
+    if unknown:
+        log.warning("top talkers: %s", unknown)
+    try:
+        talkers = top_talkers(reader, samples, interval, identity, extra, sleep)
+    except DataUnavailable as exc:
+        log.warning("%s", exc.message)
+        return None
+    return [t.to_json() for t in talkers]
