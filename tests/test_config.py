@@ -522,3 +522,83 @@ def test_the_console_works_without_a_slack_token_and_the_daemon_refuses(
     with pytest.raises(ConfigError):
         notifier(config, store, {}, required=True)
     store.close()
+
+
+GUARD_CASES: list[tuple[str, dict[str, Any], str]] = [
+    (
+        "a change guard must select some SLO",
+        {"guard_window": "30m"},
+        "change_guard: selects no SLO; give slos (names) or labels (e.g. {tier: control-plane})",
+    ),
+    (
+        "a change guard names only SLOs that exist",
+        {"slos": ["api-read", "api-raed"]},
+        "change_guard: slos[1]: no SLO is called 'api-raed' (known: api-read, dns-errors); "
+        "fix the name or remove it",
+    ),
+    (
+        "a change pair's short window is shorter than its long one",
+        {"slos": ["api-read"], "windows": [{"long": "5m", "short": "10m", "factor": 2}]},
+        "change_guard: windows[0]: short: must be shorter than long (got short 10m, long 5m)",
+    ),
+    (
+        "a change pair's factor must be reachable by every SLO it watches",
+        {
+            "slos": ["api-read", "dns-errors"],
+            "windows": [{"long": "10m", "short": "2m", "factor": 200}],
+        },
+        "change_guard: windows[0]: factor: 200 can never fire for SLO api-read: with objective "
+        "99 the burn rate is at most 100; lower it",
+    ),
+    (
+        "a baseline ratio below 1 would let any burn pass",
+        {"slos": ["api-read"], "baseline": {"ratio": 0.5}},
+        "change_guard: baseline: ratio: must be a finite number >= 1 (got 0.5)",
+    ),
+    (
+        "the guard window is a duration",
+        {"labels": {"tier": "control-plane"}, "guard_window": "half an hour"},
+        "change_guard: guard_window: must be a duration like 30s, 5m, 1h or 30d "
+        "(got 'half an hour')",
+    ),
+    (
+        "a misspelt key of the change guard is an error",
+        {"slos": ["api-read"], "playbok": "halt-change"},
+        "change_guard: playbok: unknown key; remove it or check its spelling",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("section", "expected"), [c[1:] for c in GUARD_CASES], ids=[c[0] for c in GUARD_CASES]
+)
+def test_change_guard_errors_name_the_file_and_the_path(
+    tmp_path: Path, section: dict[str, Any], expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _write(tmp_path, {**copy.deepcopy(BASE), "change_guard": section})
+    assert main(["check", "-c", str(path)]) == 2
+    assert capsys.readouterr().err == f"guardian: {path}: {expected}\n"
+
+
+def test_change_guard_defaults_reach_the_model(tmp_path: Path) -> None:
+    doc = copy.deepcopy(BASE)
+    doc["slos"][0]["labels"] = {"tier": "control-plane"}
+    path = _write(tmp_path, {**doc, "change_guard": {"labels": {"tier": "control-plane"}}})
+    config = load_config(path)
+    assert config.change_guard is not None
+    guard = config.change_guard
+    assert (guard.guard_window, guard.baseline_window, guard.baseline_ratio) == (1800, 3600, 4.0)
+    assert [(p.long, p.short, p.factor(1)) for p in guard.windows] == [(600, 120, 2.0)]
+    assert (guard.playbook, guard.min_events, guard.source) == ("halt-change", None, str(path))
+    assert [s.name for s in config.slos if guard.selects(s)] == ["api-read"]
+    assert load_config(_write(tmp_path, BASE, "plain.yaml")).change_guard is None
+
+
+def test_a_change_guard_given_twice_across_files(tmp_path: Path) -> None:
+    _write(tmp_path, {**BASE, "change_guard": {"slos": ["api-read"]}}, "a.yaml")
+    second = _write(
+        tmp_path, {"version": "guardian/v1", "change_guard": {"slos": ["dns-errors"]}}, "b.yaml"
+    )
+    assert _error(tmp_path) == (
+        f"{second}: change_guard: already given in {tmp_path / 'a.yaml'}; keep one"
+    )
