@@ -22,7 +22,8 @@ from guardian.clients.apf import ApfClient
 from guardian.clients.kube import Kube
 from guardian.clients.prometheus import PrometheusClient
 from guardian.config.model import PrometheusSettings
-from guardian.planning.talkers import Talker, top_talkers
+from guardian.errors import PermanentKubernetesError
+from guardian.planning.talkers import Talker, talkers_context, top_talkers
 from guardian.testing.manifests import apply_manifests, service_account_client
 from tests.lab_fixture import ROOT, Lab, _lab, eventually
 
@@ -104,6 +105,9 @@ def test_the_telemetry_agents_are_the_top_talker_and_only_they_may_be_throttled(
     mine = [t for t in talkers if t.user == "system:serviceaccount:guardian:guardian"]
     assert all(t.protected and t.why == "guardian's own identity" for t in mine)
 
+    as_context = talkers_context(apf, guardian_sa, samples=1)
+    assert as_context is not None
+    assert as_context[0]["user"] == AGENT
     agents = _throttle("serviceaccount", "telemetry/telemetry-agent", talkers)
     plan = CATALOGUE["throttle-client"].plan(guardian_sa, agents)
     outcome = execute(guardian_sa, plan, dry_run=True)  # the server accepts it as guardian
@@ -182,3 +186,16 @@ def test_the_throttle_refuses_system_nodes_when_a_kubelet_is_the_top_talker(
         with pytest.raises(Refused) as refused:
             CATALOGUE["throttle-client"].plan(guardian_sa, _throttle(subject, name, talkers))
         assert refused.value.message == expected
+
+
+def test_a_client_without_the_debug_rule_is_told_which_rule_to_grant(lab: Lab, admin: Kube) -> None:
+    server = f"https://127.0.0.1:{lab.ports['kube-apiserver']}"
+    ca = str(lab.directory / "pki" / "ca.crt")
+    bystander = service_account_client(admin, server, ca, namespace="default", name="default")
+    with pytest.raises(PermanentKubernetesError) as denied:
+        ApfClient(bystander).dump_requests()
+    assert denied.value.message == (
+        "GET /debug/api_priority_and_fairness/dump_requests: HTTP 403: guardian may not read "
+        'APF\'s dump; grant get on nonResourceURLs ["/debug/api_priority_and_fairness/*"] '
+        "(deploy/rbac/guardian-rbac.yaml)"
+    )
