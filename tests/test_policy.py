@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
 
 import pytest
 
 from guardian.config.model import SLO, RatioSLI
+from guardian.evaluation.change_guard import ChangeAlarm
+from guardian.evaluation.changes import WorkloadChange
 from guardian.evaluation.results import Evaluation, SLOResult
 from guardian.playbooks.model import Guards, MaintenanceWindow, Playbook, Step, Trigger
 from guardian.policy.decide import Run, decide
@@ -187,3 +190,88 @@ def test_the_target_a_run_would_touch_is_its_top_suspect_only_when_it_reads_susp
     assert suspect_target(_book("needs", require_suspect=True), [top]) == "DaemonSet x/y"
     assert suspect_target(_book("blind"), [top]) == ""
     assert suspect_target(_book("needs", require_suspect=True), []) == ""
+
+
+# The change guard: a firing alarm proposes the guard's playbook for the change it blames.
+
+CHANGE = WorkloadChange(
+    "DaemonSet", "observability", "telemetry-agent", NOW - timedelta(minutes=8), True, 1, 50, 4
+)
+HALT = replace(  # as shipped: its trigger matches no SLO, only the change guard proposes it
+    _book("halt-change", require_suspect=True),
+    trigger=Trigger((), (("guardian.io/proposed-by", "change-guard"),), "page"),
+)
+FIRING = ChangeAlarm(SLO_.name, True, NOW - timedelta(minutes=3), CHANGE, (CHANGE,), "why")
+
+
+def _guarded(
+    status: str = "ok",
+    alarm: ChangeAlarm | None = FIRING,
+    books: tuple[Playbook, ...] = (HALT, BOOK),
+    recent: tuple[Run, ...] = (),
+    has_suspect: bool = False,
+    **kw: object,
+) -> tuple[str, str, str | None, WorkloadChange | None]:
+    alarms = None if alarm is None else {SLO_.name: alarm}
+    [d] = decide(
+        _eval(status, "prometheus down"), [SLO_], {b.name: b for b in books}, recent, NOW,
+        alarms=alarms, has_suspect=has_suspect, **kw,
+    )  # type: ignore[arg-type]  # fmt: skip
+    return d.kind, d.reason, d.playbook, d.change
+
+
+def test_a_firing_alarm_with_a_blamed_change_proposes_the_halt_before_any_page() -> None:
+    assert _guarded("ok") == (
+        "propose", "change guard: why: run halt-change", "halt-change", CHANGE
+    )  # fmt: skip
+    # a page too: the halt comes first, not the page's playbook
+    assert _guarded("page")[2] == "halt-change"
+
+
+def test_a_firing_alarm_without_a_blamed_change_notifies_and_never_halts() -> None:
+    alone = replace(FIRING, change=None)
+    assert _guarded("ok", alone) == (
+        "notify", "change guard: why; not halting anything", None, None
+    )  # fmt: skip
+
+
+def test_without_an_alarm_or_with_a_quiet_one_the_policy_is_unchanged() -> None:
+    quiet = replace(FIRING, firing=False)
+    for alarm in (None, quiet):
+        assert _guarded("ok", alarm)[:3] == ("ignore", "within budget", None)
+        assert _guarded("page", alarm, has_suspect=True)[:3] == (
+            "propose", "page: run pause-suspect-rollout", "pause-suspect-rollout"
+        )  # fmt: skip
+    assert _guarded("no_data")[:2] == ("notify", "blind: prometheus down; guardian will not act")
+
+
+def test_the_halt_keeps_the_usual_guards_with_the_change_as_its_target() -> None:
+    assert _guarded(paused=True)[:3] == (
+        "notify",
+        "change guard: why; paused (kill switch): not proposing halt-change",
+        "halt-change",
+    )
+    cooling = (_run("halt-change", 10),)
+    assert _guarded(recent=cooling)[1] == (
+        "change guard: why; cooldown: halt-change ran for apiserver-read-latency 600s ago "
+        "(1200s left)"
+    )
+    # an open halt of the same change (for another SLO) holds this one back; of another not
+    same = Run("halt-change", "dns", CHANGE.target, NOW - timedelta(hours=2), True)
+    other = Run("halt-change", "dns", "Deployment a/b", NOW - timedelta(hours=2), True)
+    assert (
+        _guarded(recent=(same,))[1]
+        == "change guard: why; halt-change already has an open execution"
+    )
+    assert _guarded(recent=(other,))[0] == "propose"
+    assert _guarded(recent=(_run("other", 5, open_=True),))[:2] == (
+        "ignore", "execution of other already open"
+    )  # fmt: skip
+
+
+def test_the_halt_playbook_must_be_loaded() -> None:
+    assert _guarded(books=(BOOK,))[:3] == (
+        "notify",
+        "change guard: why; playbook halt-change is not loaded: add it to policy.playbooks",
+        "halt-change",
+    )
