@@ -110,6 +110,9 @@ def test_the_telemetry_agents_are_the_top_talker_and_only_they_may_be_throttled(
     assert as_context[0]["user"] == AGENT
     agents = _throttle("serviceaccount", "telemetry/telemetry-agent", talkers)
     plan = CATALOGUE["throttle-client"].plan(guardian_sa, agents)
+    assert plan.notes == (
+        f"top talker 1: {AGENT} ({top.share:.0%} of what APF holds, flow schema service-accounts)",
+    )
     outcome = execute(guardian_sa, plan, dry_run=True)  # the server accepts it as guardian
     assert len(outcome.applied) == 2
 

@@ -260,7 +260,18 @@ def plan(kube: KubeAPI, params: ThrottleClientParams, guardrails: Guardrails = B
                 ),
             ),
         ),
+        _talker_notes(params),
     )
+
+
+def _talker_notes(params: ThrottleClientParams) -> tuple[str, ...]:
+    """Which top talker the subject is, for the plan's record (none without talkers)."""
+    kind, name = _user_form(params)
+    for rank, talker in enumerate((params.talkers or ())[: params.top], 1):
+        if protected.covers(kind, name, talker.user):
+            held = f"{talker.share:.0%} of what APF holds, flow schema {talker.flow_schema}"
+            return (f"top talker {rank}: {talker.user} ({held})",)
+    return ()
 
 
 def verify(kube: KubeAPI, plan_: Plan) -> list[str]:
