@@ -12,6 +12,7 @@ and how long a ``burn_falls`` verification waits (``guardian.executor.verify.wai
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,8 +38,23 @@ ACTION = CATALOGUE["halt-change"]
 
 
 @pytest.fixture(scope="module")
-def kube(lab: Lab) -> Kube:
-    return Kube.from_kubeconfig(str(lab.directory / "kubeconfig"), qps=50, burst=100)
+def kube(lab: Lab) -> Iterator[Kube]:
+    """The lab's API server; every workload a test created here is deleted at the end, so
+    no test module after this one finds them (the halted StatefulSet's pod never schedules)."""
+    client = Kube.from_kubeconfig(str(lab.directory / "kubeconfig"), qps=50, burst=100)
+    yield client
+    for path in CREATED:
+        if client.exists(path):
+            client.delete(path)
+
+
+CREATED: list[str] = []
+
+
+def _create(kube: Kube, collection: str, body: dict[str, Any]) -> dict[str, Any]:
+    created = kube.create(collection, body)
+    CREATED.append(f"{collection}/{body['metadata']['name']}")
+    return created
 
 
 def _workload(name: str, replicas: int | None = None, **spec: Any) -> dict[str, Any]:
@@ -111,7 +127,7 @@ def _second_apply_changes_nothing(kube: Kube, path: str, plan: Plan) -> None:
 @pytest.mark.lab
 def test_a_new_daemonset_is_quarantined_and_undo_brings_its_agents_back(kube: Kube) -> None:
     path = f"{APPS}/daemonsets/halt-new"
-    kube.create(f"{APPS}/daemonsets", _workload("halt-new"))
+    _create(kube, f"{APPS}/daemonsets", _workload("halt-new"))
     eventually(lambda: _running(kube, "halt-new") == NODES, what="one agent per node")
     params = HaltChangeParams(kind="DaemonSet", namespace="default", name="halt-new")
     plan = ACTION.plan(kube, params)
@@ -119,6 +135,12 @@ def test_a_new_daemonset_is_quarantined_and_undo_brings_its_agents_back(kube: Ku
         f"quarantine: nodeSelector {QUARANTINE_LABEL}=true matches no node"
     ]
     assert plan.notes[0].endswith("(guard window 1800s): quarantined")
+    both = ACTION.plan(kube, params.model_copy(update={"rollback": True}))
+    assert [c.description for c in both.changes] == [c.description for c in plan.changes]
+    assert both.notes[0].endswith("; rollback does not apply to a new DaemonSet")
+    never = ACTION.plan(kube, params.model_copy(update={"rollback": True, "guard_window": 0}))
+    assert [c.description for c in never.changes] == ["freeze: updateStrategy = OnDelete"]
+    assert never.notes == ("no previous revision to roll back to: frozen only",)
     _dry_run_changes_nothing(kube, path, plan)
     assert _running(kube, "halt-new") == NODES
     assert ACTION.verify(kube, plan) != [], "nothing is quarantined before the apply"
@@ -140,7 +162,7 @@ def test_an_updated_daemonset_is_frozen_with_on_delete_and_undo_restores_rolling
     kube: Kube,
 ) -> None:
     path = f"{APPS}/daemonsets/halt-update"
-    created = kube.create(f"{APPS}/daemonsets", _workload("halt-update"))
+    created = _create(kube, f"{APPS}/daemonsets", _workload("halt-update"))
     original = created["spec"]["updateStrategy"]
     assert original["type"] == "RollingUpdate"
     kube.patch(
@@ -173,7 +195,7 @@ def test_a_rollback_recreates_the_updated_pods_from_the_previous_revision_batch_
     of three nodes, the controller recreates them at the new revision, the other 17 keep the
     old one. The halt must bring exactly those three back to the old revision, two per batch."""
     name, path = "halt-back", f"{APPS}/daemonsets/halt-back"
-    kube.create(f"{APPS}/daemonsets", _workload(name, updateStrategy={"type": "OnDelete"}))
+    _create(kube, f"{APPS}/daemonsets", _workload(name, updateStrategy={"type": "OnDelete"}))
     eventually(lambda: _running(kube, name) == NODES, what="one agent per node")
     old = {p["metadata"]["labels"][HASH] for p in _pods(kube, name)}
     kube.patch(
@@ -233,7 +255,7 @@ def test_a_rollback_recreates_the_updated_pods_from_the_previous_revision_batch_
 @pytest.mark.lab
 def test_a_deployment_is_paused_and_undo_resumes_it(kube: Kube) -> None:
     path = f"{APPS}/deployments/halt-web"
-    kube.create(f"{APPS}/deployments", _workload("halt-web", replicas=3))
+    _create(kube, f"{APPS}/deployments", _workload("halt-web", replicas=3))
     params = HaltChangeParams(kind="Deployment", namespace="default", name="halt-web")
     plan = ACTION.plan(kube, params)
     assert [c.description for c in plan.changes] == ["pause: spec.paused = true"]
@@ -251,6 +273,19 @@ def test_a_deployment_is_paused_and_undo_resumes_it(kube: Kube) -> None:
     assert fresh.notes == (
         "Deployment default/halt-web: no previous revision to roll back to: paused",
     )
+    image = {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": IMAGE_2}]}}}}
+    kube.patch(path, image, "strategic")
+    sets = f"{APPS}/replicasets"
+    eventually(
+        lambda: len(kube.get(sets, {"labelSelector": "app=halt-web"})["items"]) == 2,
+        what="a second ReplicaSet",
+    )
+    back = ACTION.plan(kube, params.model_copy(update={"rollback": True}))
+    assert [c.description for c in back.changes] == ["roll back to revision 1"]
+    assert back.notes == ("rollback replaces the pause: the previous revision rolls out",)
+    execute(kube, back)
+    _verified(kube, back)
+    assert kube.get(path)["spec"]["template"]["spec"]["containers"][0]["image"] == IMAGE_1
 
 
 @pytest.mark.lab
@@ -259,7 +294,7 @@ def test_a_statefulset_keeps_its_updated_pods_and_updates_no_other(kube: Kube) -
     stands at one updated pod (ordinal 3) for sure: the partition must be 4 − 1 = 3, not the
     replicas (4, pause-rollout's freeze) nor the current 0."""
     name, path = "halt-db", f"{APPS}/statefulsets/halt-db"
-    kube.create(f"{APPS}/statefulsets", _workload(name, replicas=4, serviceName=name))
+    _create(kube, f"{APPS}/statefulsets", _workload(name, replicas=4, serviceName=name))
     eventually(lambda: kube.get(path)["status"].get("readyReplicas") == 4, what="4 ready")
     original = kube.get(path)["spec"]["updateStrategy"]
     assert original.get("rollingUpdate", {}).get("partition", 0) == 0
@@ -301,45 +336,56 @@ def test_a_statefulset_keeps_its_updated_pods_and_updates_no_other(kube: Kube) -
     assert kube.get(path)["spec"]["updateStrategy"] == original
 
 
-def _rollout_crd(kube: Kube) -> None:
-    """The Rollout CRD with a status subresource, as Argo Rollouts ships it (created here, or
-    given the subresource when another test module installed it without)."""
-    path = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
-    version = {
-        "name": "v1alpha1",
-        "served": True,
-        "storage": True,
-        "subresources": {"status": {}},
-        "schema": {
-            "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
-        },
-    }
-    if kube.exists(f"{path}/rollouts.argoproj.io"):
-        kube.patch(f"{path}/rollouts.argoproj.io", {"spec": {"versions": [version]}})
+CRDS = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+
+
+def _rollout_version(status: bool) -> dict[str, Any]:
+    schema = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+    version: dict[str, Any] = {"name": "v1alpha1", "served": True, "storage": True}
+    version["schema"] = {"openAPIV3Schema": schema}
+    if status:
+        version["subresources"] = {"status": {}}
+    return version
+
+
+def _status_served(kube: Kube) -> bool:
+    if not kube.exists("/apis/argoproj.io/v1alpha1"):
+        return False
+    resources = kube.get("/apis/argoproj.io/v1alpha1")["resources"]
+    return "rollouts/status" in {str(r["name"]) for r in resources}
+
+
+@pytest.fixture(scope="module")
+def rollout_crd(kube: Kube) -> Iterator[str]:
+    """The Rollout CRD with a status subresource, as Argo Rollouts ships it: created here
+    (and deleted at the end), or given the subresource when another module installed it."""
+    path = f"{CRDS}/rollouts.argoproj.io"
+    existed = kube.exists(path)
+    if existed:
+        kube.patch(path, {"spec": {"versions": [_rollout_version(True)]}})
     else:
         names = {"plural": "rollouts", "singular": "rollout", "kind": "Rollout"}
         spec = {"group": "argoproj.io", "scope": "Namespaced", "names": names}
-        crd = {
-            "metadata": {"name": "rollouts.argoproj.io"},
-            "spec": {**spec, "versions": [version]},
-        }
         kube.create(
-            path,
-            {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition", **crd},
+            CRDS,
+            {
+                "apiVersion": "apiextensions.k8s.io/v1",
+                "kind": "CustomResourceDefinition",
+                "metadata": {"name": "rollouts.argoproj.io"},
+                "spec": {**spec, "versions": [_rollout_version(True)]},
+            },
         )
-
-    def served() -> bool:
-        if not kube.exists("/apis/argoproj.io/v1alpha1"):
-            return False
-        resources = kube.get("/apis/argoproj.io/v1alpha1")["resources"]
-        return "rollouts/status" in {str(r["name"]) for r in resources}
-
-    eventually(served, what="rollouts/status served")
+    eventually(lambda: _status_served(kube), what="rollouts/status served")
+    yield path
+    if not existed:
+        kube.delete(path)
+        eventually(lambda: not kube.exists(path), what="the CRD gone")
 
 
 @pytest.mark.lab
-def test_an_argo_rollout_is_aborted_through_its_status_and_undo_clears_it(kube: Kube) -> None:
-    _rollout_crd(kube)
+def test_an_argo_rollout_is_aborted_through_its_status_and_undo_clears_it(
+    kube: Kube, rollout_crd: str
+) -> None:
     path = f"{ROLLOUTS}/halt-canary"
     body = {
         "apiVersion": "argoproj.io/v1alpha1",
@@ -347,7 +393,7 @@ def test_an_argo_rollout_is_aborted_through_its_status_and_undo_clears_it(kube: 
         "metadata": {"name": "halt-canary"},
         "spec": {"replicas": 4},
     }
-    kube.create(ROLLOUTS, body)
+    _create(kube, ROLLOUTS, body)
     plan = ACTION.plan(
         kube, HaltChangeParams(kind="Rollout", namespace="default", name="halt-canary")
     )
@@ -363,6 +409,21 @@ def test_an_argo_rollout_is_aborted_through_its_status_and_undo_clears_it(kube: 
     undo(kube, plan)
     assert kube.get(path)["status"]["abort"] is False
     assert ACTION.verify(kube, plan) == ["abort: want True, have False"]
+
+    # A Rollout CRD without the status subresource: the abort patches the object itself,
+    # as kubectl argo rollouts falls back to on a 404
+    kube.patch(rollout_crd, {"spec": {"versions": [_rollout_version(False)]}})
+    eventually(lambda: not _status_served(kube), what="rollouts/status no longer served")
+    bare = ACTION.plan(
+        kube, HaltChangeParams(kind="Rollout", namespace="default", name="halt-canary")
+    )
+    assert [c.path for c in bare.changes] == [path]
+    assert bare.notes == ("the CRD has no status subresource",)
+    execute(kube, bare)
+    assert kube.get(path)["status"]["abort"] is True
+    assert ACTION.verify(kube, bare) == []
+    undo(kube, bare)
+    assert kube.get(path)["status"]["abort"] is False
 
 
 @pytest.mark.parametrize(

@@ -86,7 +86,8 @@ def plan(kube: KubeAPI, params: HaltChangeParams, now: datetime | None = None) -
         changes, notes = [_partition(path, obj)], []
     elif params.rollback:
         try:
-            changes, notes = [pr.rollback_change(kube, paused, path, obj)], ["rolled back"]
+            changes = [pr.rollback_change(kube, paused, path, obj)]
+            notes = ["rollback replaces the pause: the previous revision rolls out"]
         except PermanentKubernetesError as exc:
             changes, notes = [pr.pause_change(paused, path, obj)], [f"{exc.message}: paused"]
     else:
