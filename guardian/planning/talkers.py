@@ -1,19 +1,20 @@
 """Who floods the API server, from what API Priority and Fairness holds for each client.
 
 Input: samples of ``/debug/api_priority_and_fairness/dump_requests?includeRequestDetails=1``
-(the text table the API server writes: one row per request APF holds, queued or, since
-Kubernetes 1.31, executing; ``parse_dump``), optionally ``FlowLoad`` per flow schema from the
-``apiserver_flowcontrol_*`` series, guardian's own identity and the configured protected
-subjects. Output: ``Talker`` values, users ranked by the requests held for them summed over the
-samples (``rank``), each with its share, its flow schema and priority level, that schema's
-rejected rate, and whether it is protected (``guardian.actions.protected``); ``Talker.to_json``
-is what a trigger context carries as ``talkers`` and throttle-client's ``talkers`` parameter
-reads. ``top_talkers`` samples an ``ApfReader`` (the port; ``guardian.clients.apf.ApfClient``
-implements it) a few times and ranks; ``talkers_context`` gives that ranking as a trigger
-context's ``talkers`` (or ``None`` when APF could not be read). Pure but for the reader, the
-sleep between samples and one SelfSubjectReview. Used by ``guardian.clients.apf``
-(``FlowLoad``); no guardian module calls ``top_talkers`` or ``talkers_context`` yet (the trigger
-context is to), the tests do (``tests/test_talkers.py``, ``tests/test_talkers_lab.py``).
+(the text table the API server writes: one row per request APF holds, queued, and in recent
+Kubernetes (the lab's v1.34) executing too; ``parse_dump``), optionally ``FlowLoad`` per flow
+schema from the ``apiserver_flowcontrol_*`` series, guardian's own identity and the configured
+protected subjects. Output: ``Talker`` values, users ranked by the requests held for them
+summed over the samples (``rank``), each with its share, its flow schema and priority level,
+that schema's rejected rate, and whether it is protected (``guardian.actions.protected``);
+``Talker.to_json`` is what a trigger context carries as ``talkers`` and throttle-client's
+``talkers`` parameter reads. ``top_talkers`` samples an ``ApfReader`` (the port;
+``guardian.clients.apf.ApfClient`` implements it) a few times and ranks; ``talkers_context``
+gives that ranking as a trigger context's ``talkers`` (or ``None`` when APF could not be read).
+Pure but for the reader, the sleep between samples and one SelfSubjectReview. Used by
+``guardian.clients.apf`` (``FlowLoad``); no guardian module calls ``top_talkers`` or
+``talkers_context`` yet (the trigger context is to), the tests do (``tests/test_talkers.py``,
+``tests/test_talkers_lab.py``).
 """
 
 from __future__ import annotations
