@@ -11,6 +11,7 @@ and the caller must LIST again.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -57,11 +58,10 @@ class WatchStream:
         if self.closed:
             return
         self.closed = True
-        try:
+        # ValueError, RuntimeError: the connection is already closed or back in the pool
+        with contextlib.suppress(OSError, ValueError, RuntimeError):
             self._response.shutdown()
-            self._response.release_conn()
-        except (OSError, AttributeError):
-            pass
+        self._response.release_conn()
 
 
 def event(path: str, doc: JSON) -> JSON:

@@ -156,6 +156,11 @@ class ResourceWatcher:
                 self._note(exc, gone=False)
                 failures += 1
                 delay = self._backoff(failures)
+            except Exception as exc:  # the thread must outlive any surprise; it is logged
+                log.exception("watch of %s", self.resource.path)
+                self._note(KubernetesError(f"{type(exc).__name__}: {exc}"), gone=False)
+                failures += 1
+                delay = self._backoff(failures)
             self._stopping.wait(delay)
 
     def _available(self) -> bool:
