@@ -42,6 +42,7 @@ def test_the_shipped_playbooks_load_against_the_shipped_config() -> None:
     books = load_playbooks(config.policy.playbook_paths, ACTIONS, [s.name for s in config.slos])
     assert sorted(books) == [
         "control-plane-overload",
+        "halt-change",
         "pause-suspect-rollout",
         "scale-apiserver",
         "shed-nodes",
@@ -55,7 +56,7 @@ def test_the_shipped_playbooks_load_against_the_shipped_config() -> None:
         "scale-apiserver",
     ]
     assert all(s.approval == "required" for s in overload.steps)
-    assert overload.needs == ("offender", "params", "suspects")
+    assert overload.needs == ("offender", "params", "suspects", "talkers")
 
 
 CASES = [
@@ -64,8 +65,8 @@ CASES = [
         "an unknown action names the known ones",
         GOOD.replace("action: pause-rollout", "action: pause"),
         [
-            "book.yaml: steps[0] 'pause': action: unknown action 'pause' (known: pause-rollout, "
-            "scale-apiserver, shed-nodes, throttle-client)"
+            "book.yaml: steps[0] 'pause': action: unknown action 'pause' (known: halt-change, "
+            "pause-rollout, scale-apiserver, shed-nodes, throttle-client)"
         ],
     ),
     (

@@ -1,5 +1,7 @@
 """Staging dry runs: the shipped playbooks checked against a quiet cluster (no change within
-``--since``), the target named by hand with ``--set change=`` / ``--set offender=``."""
+``--since``), the target named by hand with ``--set change=`` / ``--set offender=``. A
+throttle of a client that is not among APF's top talkers is still sent with dryRun=All, with
+a warning that a run now would refuse it."""
 
 from __future__ import annotations
 
@@ -112,7 +114,9 @@ def test_a_named_change_is_checked_and_its_service_account_is_the_offender(
     assert throttle.returncode == 0, throttle.stderr
     doc = json.loads(throttle.stdout)
     assert doc["context"]["offender"] == {"namespace": "default", "name": "web"}
-    assert doc["steps"][0]["problems"] == [] and doc["steps"][0]["plan"] is not None
+    [throttled] = doc["steps"]
+    assert throttled["problems"] == [] and throttled["plan"] is not None
+    assert "not among the top 3 talkers" in throttled["warning"], throttled
     named = _dry_run(lab, config, "throttle-offender", change, "offender=default/other")
     assert json.loads(named.stdout)["context"]["offender"] == {
         "namespace": "default",

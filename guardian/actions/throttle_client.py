@@ -150,14 +150,21 @@ def _talker_protection(talker: TalkerSeen, extra: tuple[str, ...]) -> str:
     return reason or (talker.why or "marked protected" if talker.protected else "")
 
 
+class TalkerRefused(Refused):
+    """Refused by what APF holds now (the subject is not a top talker, or a protected client
+    is): the answer depends on the traffic, so a dry run reports the step as not checked."""
+
+
 def _refuse_protected(kube: KubeAPI, params: ThrottleClientParams, guardrails: Guardrails) -> None:
     """``Refused`` when the top talkers forbid it, for a protected subject, or while
     guardian's own identity is unknown.
 
     Guardian's own identity is asked of the API server (one SelfSubjectReview) only when the
     subject is not already refused by the talkers or the lists."""
-    reason = talker_refusal(params, guardrails.protected_subjects)
-    reason = reason or refusal(params, None, guardrails.protected_subjects)
+    by_talkers = talker_refusal(params, guardrails.protected_subjects)
+    if by_talkers:
+        raise TalkerRefused(by_talkers)
+    reason = refusal(params, None, guardrails.protected_subjects)
     identity, unknown = (None, "") if reason else protected.whoami(kube)
     reason = reason or refusal(params, identity, guardrails.protected_subjects)
     if not reason and unknown:

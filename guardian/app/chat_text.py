@@ -101,7 +101,8 @@ def dry_run(book: str, checks: Iterable[StepCheck]) -> str:
             if c.problems
             else f"{len(c.plan.changes) if c.plan else 0} changes accepted"
         )
-        lines.append(f"- {c.step} ({c.action}, approval {c.approval}): {state}")
+        warning = f"; but {c.warning}" if c.warning else ""
+        lines.append(f"- {c.step} ({c.action}, approval {c.approval}): {state}{warning}")
     return "\n".join(lines)
 
 

@@ -181,6 +181,7 @@ def chat_ops(service: Service, leading: Callable[[], bool] = lambda: True) -> Ch
     settings = service.parts.config.slack
     if settings is None:
         return None
+    from guardian.clients.apf import ApfClient
     from guardian.clients.slack import SlackClient
     from guardian.planning.suspects import find_suspects
 
@@ -194,7 +195,8 @@ def chat_ops(service: Service, leading: Callable[[], bool] = lambda: True) -> Ch
 
     def context_for(book: Playbook, params: dict[str, str]) -> tuple[dict[str, Any], str]:
         now = service.parts
-        return trigger_context(now.config, book, kube, params, now.prometheus)
+        apf = ApfClient(kube, now.prometheus)
+        return trigger_context(now.config, book, kube, params, now.prometheus, apf=apf)
 
     return ChatOps(
         service.runner,

@@ -17,6 +17,7 @@ from typing import Any
 
 from guardian.actions import Plan, execute
 from guardian.actions.base import Guardrails
+from guardian.actions.throttle_client import TalkerRefused
 from guardian.planning.plans import (
     PLANNING_ERRORS,
     KubeFor,
@@ -25,7 +26,7 @@ from guardian.planning.plans import (
     present,
 )
 from guardian.playbooks import template
-from guardian.playbooks.model import Playbook
+from guardian.playbooks.model import Playbook, Step
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,9 @@ class StepCheck:
     skipped: str = ""
     problems: tuple[str, ...] = ()
     unchecked: str = ""
+    warning: str = ""
+    """Accepted by the API server, but a run now would be refused for what APF's traffic
+    shows (the subject is not a top talker, or a protected client is)."""
     """Why the step could not be checked (its target is not in the context); not a failure:
     name the target with ``--set`` to check it."""
 
@@ -61,9 +65,26 @@ def dry_run(
             why = f"{exc}; name it with --set (e.g. change=Kind/ns/name, offender=ns/name)"
             checks.append(StepCheck(step.name, step.action, step.approval, None, unchecked=why))
             continue
+        except TalkerRefused as exc:
+            checks.append(_without_traffic(step, context, kube_for, guardrails, exc.message))
+            continue
         except PLANNING_ERRORS as exc:
             problems = (error_text(exc),)
             checks.append(StepCheck(step.name, step.action, step.approval, None, problems=problems))
             continue
         checks.append(StepCheck(step.name, step.action, step.approval, plan))
     return checks
+
+
+def _without_traffic(
+    step: Step, context: Mapping[str, Any], kube_for: KubeFor, guardrails: Guardrails, why: str
+) -> StepCheck:
+    """The step checked without its top-talker condition, with why a run now would refuse."""
+    warning = f"a run now would refuse: {why}"
+    try:
+        plan, kube = plan_on(kube_for, step, context, guardrails, traffic_checks=False)
+        guardrails.check(plan)
+        execute(kube, plan, dry_run=True)
+    except PLANNING_ERRORS as exc:
+        return StepCheck(step.name, step.action, step.approval, None, problems=(error_text(exc),))
+    return StepCheck(step.name, step.action, step.approval, plan, warning=warning)

@@ -45,11 +45,20 @@ def make_plan(
 
 
 def plan_on(
-    kube_for: KubeFor, step: Step, context: Mapping[str, Any], guardrails: Guardrails
+    kube_for: KubeFor,
+    step: Step,
+    context: Mapping[str, Any],
+    guardrails: Guardrails,
+    traffic_checks: bool = True,
 ) -> tuple[Plan, KubeAPI]:
-    """``make_plan``, and the API server it was made on (the parameters are checked first)."""
+    """``make_plan``, and the API server it was made on (the parameters are checked first).
+    Without ``traffic_checks`` the step's top-talker condition is left out (a dry run checks
+    what the API server would accept, whoever floods it now)."""
     action = CATALOGUE[step.action]
-    params = action.params.model_validate(template.render(step.params, context))
+    rendered = template.render(step.params, context)
+    if not traffic_checks and isinstance(rendered, dict):
+        rendered = {k: v for k, v in rendered.items() if k not in ("talkers", "require_top_talker")}
+    params = action.params.model_validate(rendered)
     kube = kube_of(kube_for, step, context)
     return action.plan(kube, params, guardrails), kube
 

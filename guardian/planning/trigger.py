@@ -1,16 +1,17 @@
 """Trigger context: what playbook templates see when a playbook starts.
 
 Input: the config, a playbook, the API server, Prometheus, ``--set`` params, the SLO that
-burns, and optionally the change log and the burn's start. Output: a context with the
-suspects (ranked against the burn's start: ``guardian.evaluation.changes.rank``), the change
-the burn is blamed on (``change``: never one that began after the burn started), the client
-to throttle (``offender``) and the SLO's burn rates; and a target label for the execution
+burns, and optionally the change log, the burn's start and APF's debug data. Output: a
+context with the suspects (ranked against the burn's start:
+``guardian.evaluation.changes.rank``), the change the burn is blamed on (``change``: never
+one that began after the burn started), the client to throttle (``offender``), APF's top
+talkers (``talkers``) and the SLO's burn rates; and a target label for the execution
 (``target_of``; ``suspect_target`` gives the same label from the suspects alone, for the
 policy's ``one_per_target`` guard). ``--set change=Kind/ns/name`` and ``--set
 offender=ns/name`` name the target by hand (a staging dry run on a quiet cluster:
-``tests/test_staging_dry_run.py``). Called by ``guardian.pipeline`` (``Cycle`` proposals), by
-``guardian.app.commands.playbooks`` (``guardian playbook run``) and by ``guardian.app.wiring``
-(``/guardian run``).
+``tests/test_staging_dry_run.py``). Called by ``guardian.pipeline`` (``Cycle`` proposals),
+by ``guardian.app.commands.playbooks`` (``guardian playbook run``) and by
+``guardian.app.wiring`` (``/guardian run``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from guardian.evaluation.signals import slo_context
 from guardian.evaluation.source import QuerySource
 from guardian.planning.named import named_change, named_offender
 from guardian.planning.suspects import Suspect, find_suspects
+from guardian.planning.talkers import ApfReader, talkers_context
 from guardian.playbooks import Playbook
 
 Candidate = Suspect | WorkloadChange
@@ -44,15 +46,21 @@ def trigger_context(
     since: int = 1800,
     changes: ChangeLog | None = None,
     burn_start: datetime | None = None,
+    apf: ApfReader | None = None,
 ) -> tuple[dict[str, Any], str]:
     """Suspects, the blamed change, the offender, the SLO's burn rates and ``--set`` params;
     and the SLO name. Suspects come from ``changes`` when given (else from LISTs of the API
-    server) and rank against ``burn_start`` (default: now).
+    server) and rank against ``burn_start`` (default: now). ``talkers`` (APF's top talkers,
+    ``guardian.planning.talkers``) is read from ``apf`` only when the playbook names it, and
+    is ``None`` when it could not be read.
 
     The SLO's evaluation is bounded by ``evaluation_budget``, as ``Cycle.evaluate`` is."""
     context: dict[str, Any] = {"params": params}
     if _uses_suspects(book):
         context.update(_suspects(kube, params, since, changes, burn_start))
+    if "talkers" in book.needs:
+        extra = config.policy.protected_subjects
+        context["talkers"] = None if apf is None else talkers_context(apf, kube, extra)
     slo_name = slo_name or _slo_of(config, book)
     if slo_name:
         context["slo"] = _slo(config, slo_name, prometheus)

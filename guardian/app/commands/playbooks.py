@@ -17,6 +17,8 @@ from guardian.app.args import actor, actor_arg, command, format_arg, kube_args, 
 from guardian.app.wiring import console_runner, open_store, playbooks_of
 from guardian.audit.records import Execution
 from guardian.audit.switch import KillSwitch
+from guardian.clients.apf import ApfClient
+from guardian.clients.kube import Kube
 from guardian.clients.prometheus import PrometheusClient
 from guardian.clients.store import Store
 from guardian.config import load_config
@@ -148,14 +150,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     try:
         runner = console_runner(args, config, store, books)
         prometheus = PrometheusClient(config.prometheus)
+        kube = runner.kube_for(None)
         context, slo = trigger_context(
             config,
             book,
-            runner.kube_for(None),
+            kube,
             parse_sets(args.set),
             prometheus,
             args.slo,
             seconds(args.since, "--since"),
+            apf=ApfClient(kube, prometheus) if isinstance(kube, Kube) else None,
         )
         prometheus.close()
         if args.dry_run:
@@ -189,6 +193,7 @@ def _print_checks(
                     "skipped": c.skipped or None,
                     "problems": list(c.problems),
                     "unchecked": c.unchecked or None,
+                    "warning": c.warning or None,
                     "plan": c.plan.to_json() if c.plan else None,
                 }
                 for c in checks
@@ -210,6 +215,8 @@ def _print_checks(
             continue
         assert check.plan is not None
         print(f"{head}: {check.plan.target}, {len(check.plan.changes)} changes accepted")
+        if check.warning:
+            print(f"  but {check.warning}")
         print(check.plan.diff())
 
 
