@@ -3,8 +3,10 @@
 1. Generate the bundled incident metrics (``generate.py``) and backfill them into TSDB blocks
    with promtool, cached under ``~/.cache/guardian/incident-2024-12-11/<key>/``;
 2. start Prometheus on 127.0.0.1 (a free port) over a copy of those blocks;
-3. run ``guardian backtest`` over the incident day, writing a burn-rate chart;
-4. print guardian's alert timeline beside the responders' timeline, and stop Prometheus.
+3. run ``guardian backtest`` over the incident day (``guardian.yaml`` and the change guard of
+   ``change-guard.yaml``), writing a burn-rate chart;
+4. print guardian's alerts and decisions (the change guard's halt-change among them) beside
+   the responders' timeline, and stop Prometheus.
 """
 
 from __future__ import annotations
@@ -53,17 +55,24 @@ def main() -> int:
         shutil.copytree(blocks, tsdb)
         with PrometheusServer(tsdb) as prometheus:
             print(f"prometheus: {prometheus.url} (bundled incident data)")
-            config = Path(tmp) / "guardian.yaml"
-            config.write_text(
-                (HERE / "guardian.yaml")
-                .read_text()
-                .replace("http://127.0.0.1:9090", prometheus.url)
-            )
+            config = _config(Path(tmp) / "config", prometheus.url)
             report = _backtest(config, out / "incident-2024-12-11.png")
     _print_timeline(report)
     print(f"\nchart: {out / 'incident-2024-12-11.png'}")
     print(f"demo finished in {time.monotonic() - started:.0f}s; Prometheus stopped.")
     return 0
+
+
+def _config(config: Path, url: str) -> Path:
+    """The example's two files, against the Prometheus at ``url`` and the shipped playbooks."""
+    config.mkdir()
+    text = (HERE / "guardian.yaml").read_text().replace("http://127.0.0.1:9090", url)
+    (config / "guardian.yaml").write_text(text)
+    guard = (HERE / "change-guard.yaml").read_text()
+    (config / "change-guard.yaml").write_text(
+        guard.replace("../../playbooks", str(ROOT / "playbooks"))
+    )
+    return config
 
 
 def _args() -> argparse.Namespace:
@@ -109,7 +118,7 @@ def _backtest(config: Path, plot: Path) -> dict[str, object]:
         "json",
     ]
     print(
-        "$ guardian backtest -c examples/incident-2024-12-11/guardian.yaml "
+        "$ guardian backtest -c examples/incident-2024-12-11 "
         f"--from {FROM.isoformat()} --to {TO.isoformat()} --step 1m --plot {plot.name} -o json"
     )
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -125,20 +134,29 @@ def _pst(text: str) -> datetime:
 
 
 def _print_timeline(report: dict[str, object]) -> None:
-    episodes = report["episodes"]
-    assert isinstance(episodes, list)
+    episodes, decisions = report["episodes"], report["decisions"]
+    assert isinstance(episodes, list) and isinstance(decisions, list)
     events: list[tuple[datetime, str, str]] = [(t, what, "") for t, what in HUMAN]
     for e in episodes:
         pair = f"{e['long']}/{e['short']}"
         events.append((_pst(e["start"]), "", f"{e['severity'].upper()} {e['slo']} ({pair})"))
         if e["end"]:
             events.append((_pst(e["end"]), "", f"resolved {e['slo']} {e['severity']} ({pair})"))
+    for d in decisions:
+        if d["kind"] == "propose":
+            change = d["change"]
+            what = f"{change['kind']} {change['namespace']}/{change['name']}" if change else ""
+            where = f" in {change['cluster']}" if change and change["cluster"] else ""
+            events.append(
+                (_pst(d["at"]), "", f"PROPOSE {d['playbook']} {what}{where} ({d['slo']})")
+            )
     print(f"\n{'PST':<6} {'responders (public timeline)':<52} guardian (backtest)")
     print(f"{'-' * 5:<6} {'-' * 50:<52} {'-' * 40}")
     for moment, human, machine in sorted(events, key=lambda x: (x[0], x[1] == "")):
         print(f"{moment:%H:%M}  {human:<52} {machine}")
-    pages = [_pst(e["start"]) for e in episodes if e["severity"] == "page"]
     print()
+    _print_halt(decisions)
+    pages = [_pst(e["start"]) for e in episodes if e["severity"] == "page"]
     if not pages:
         print("guardian would not have paged in this window.")
         return
@@ -154,6 +172,26 @@ def _print_timeline(report: dict[str, object]) -> None:
         mine = [_pst(e["start"]) for e in episodes if e["slo"] == slo and e["severity"] == "page"]
         if mine:
             print(f"  first page of {slo:<22} {min(mine):%H:%M} PST")
+
+
+def _print_halt(decisions: list[dict[str, object]]) -> None:
+    """When the change guard first proposed halt-change, against the change and mitigation."""
+    halts = [
+        _pst(str(d["at"]))
+        for d in decisions
+        if d["kind"] == "propose" and d["playbook"] == "halt-change"
+    ]
+    if not halts:
+        print("the change guard would not have proposed halt-change in this window.")
+        return
+    first = min(halts)
+    deployed = HUMAN[0][0]
+    lead = (MITIGATION - first).total_seconds() / 60
+    print(
+        f"change guard: halt-change first proposed at {first:%H:%M} PST, "
+        f"{(first - deployed).total_seconds() / 60:.0f} min after the DaemonSet was deployed "
+        f"(15:12) and {lead:.0f} min before engineers started mitigating (15:27)."
+    )
 
 
 if __name__ == "__main__":
