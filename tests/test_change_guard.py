@@ -61,8 +61,8 @@ def test_fires_with_a_change_in_flight_and_blames_it() -> None:
     alarm = judge(SLO_, GUARD, _result(2.9, 5.7), [change], start, baseline=0.23)
     assert alarm.firing and alarm.change == change and alarm.burn_start == start
     assert alarm.reason == (
-        "DaemonSet observability/telemetry-agent began 23:12:00, burn since 23:17:00: "
-        "10m/2m burn 2.90/5.70 > 2, baseline burn 0.23"
+        "DaemonSet observability/telemetry-agent in prod-east-1 began 23:12:00Z, burn since "
+        "23:17:00Z: 10m/2m burn 2.90/5.70 > 2, baseline burn 0.23"
     )
     assert alarm.playbook == "halt-change"
 
@@ -122,7 +122,7 @@ def test_a_change_after_the_burn_started_is_never_blamed_alone() -> None:
     alarm = judge(SLO_, GUARD, _result(3.0, 6.0), [after], start, baseline=None)
     assert alarm.firing and alarm.change is None
     assert alarm.reason == (
-        "burning since 23:17:00 (10m/2m burn 3.00/6.00 > 2), but no change began before that"
+        "burning since 23:17:00Z (10m/2m burn 3.00/6.00 > 2), but no change began before that"
     )
 
 
@@ -159,3 +159,46 @@ def test_the_replay_form_reads_the_burn_start_on_its_own_steps() -> None:
     alarm = alarms[3][SLO_.name]
     assert alarm.firing and alarm.burn_start == steps[1].at and alarm.change == _change(0.5)
     assert asked == [steps[3].at], "the change log is read only where a change pair fires"
+
+
+def test_the_backtest_report_lists_the_decisions_in_json_and_in_a_table() -> None:
+    from rich.console import Console
+
+    from guardian.app.decisions import Entry
+    from guardian.app.report import backtest_json, backtest_table
+    from guardian.policy.decide import Decision
+
+    halt = Decision(SLO_.name, "propose", "ok", "change guard: …", "halt-change", _change(0))
+    page = Decision(SLO_.name, "notify", "page", "burning; no playbook matches")
+    entries = [Entry(T0 + timedelta(minutes=7), halt), Entry(T0 + timedelta(minutes=28), page)]
+    doc = backtest_json(T0, T0 + timedelta(hours=1), 60, [], 12, entries)
+    assert doc["decisions"] == [
+        {
+            "at": "2024-12-11T23:19:00Z",
+            "slo": SLO_.name,
+            "kind": "propose",
+            "playbook": "halt-change",
+            "reason": "change guard: …",
+            "change": {
+                "kind": "DaemonSet",
+                "namespace": "observability",
+                "name": "telemetry-agent",
+                "started": "2024-12-11T23:12:00Z",
+                "cluster": "prod-east-1",
+            },
+        },
+        {
+            "at": "2024-12-11T23:40:00Z",
+            "slo": SLO_.name,
+            "kind": "notify",
+            "playbook": None,
+            "reason": "burning; no playbook matches",
+            "change": None,
+        },
+    ]
+    assert backtest_json(T0, T0, 60, [], 0)["decisions"] == []
+    console = Console(record=True, width=200)
+    console.print(backtest_table([], entries))
+    text = console.export_text()
+    assert "guardian backtest: decisions" in text
+    assert "2024-12-11T23:19:00Z" in text and "DaemonSet observability/telemetry-agent" in text

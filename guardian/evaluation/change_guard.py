@@ -23,7 +23,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from guardian.config.model import SLO, ChangeGuardSettings, WindowPair
 from guardian.durations import format_duration
@@ -139,15 +139,20 @@ def judge(
             "before it began)",
         )
     base = "unknown" if baseline is None else f"{baseline:.2f}"
-    at = start.strftime("%H:%M:%S")
+    at = _clock(start)
     if blamed is None:
         why = f"burning since {at} ({numbers}), but no change began before that"
     else:
+        where = f" in {blamed.cluster}" if blamed.cluster else ""
         why = (
-            f"{blamed.target} began {blamed.started:%H:%M:%S}, burn since {at}: {numbers}, "
-            f"baseline burn {base}"
+            f"{blamed.target}{where} began {_clock(blamed.started)}, burn since {at}: "
+            f"{numbers}, baseline burn {base}"
         )
     return alarm(True, blamed, why)
+
+
+def _clock(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%H:%M:%SZ")
 
 
 def _numbers(pair: WindowResult) -> str:
