@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import pytest
@@ -20,8 +21,14 @@ from guardian.clients.kube import Kube
 from guardian.clients.kube_watch import Gone
 from guardian.errors import TransientKubernetesError
 
-ADDED = {"type": "ADDED", "object": {"metadata": {"name": "a", "resourceVersion": "7"}}}
-EXPIRED = {"type": "ERROR", "object": {"kind": "Status", "code": 410, "message": "too old"}}
+ADDED: dict[str, Any] = {
+    "type": "ADDED",
+    "object": {"metadata": {"name": "a", "resourceVersion": "7"}},
+}
+EXPIRED: dict[str, Any] = {
+    "type": "ERROR",
+    "object": {"kind": "Status", "code": 410, "message": "too old"},
+}
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -50,7 +57,7 @@ class Handler(BaseHTTPRequestHandler):
             self.release.wait(20)
         self.close_connection = True  # "cut": without the last chunk
 
-    def _chunk(self, doc: dict[str, object]) -> None:
+    def _chunk(self, doc: dict[str, Any]) -> None:
         line = json.dumps(doc).encode() + b"\n"
         self.wfile.write(f"{len(line):x}\r\n".encode() + line + b"\r\n")
         self.wfile.flush()
@@ -79,7 +86,7 @@ def test_an_http_410_is_gone_and_each_watch_takes_a_token(kube: Kube) -> None:
 
 def test_an_error_event_410_is_gone_after_the_events_before_it(kube: Kube) -> None:
     stream = kube.watch("/apis/apps/v1/daemonsets", {"resourceVersion": "expired"})
-    seen = []
+    seen: list[dict[str, Any]] = []
     with pytest.raises(Gone, match="410 too old"):
         seen.extend(stream)
     assert seen == [ADDED] and stream.closed
