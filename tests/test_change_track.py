@@ -148,7 +148,7 @@ def test_changes_are_chosen_by_start_and_dropped_after_the_retention() -> None:
     tracker.observe("Deployment", "ADDED", workload("recent"), T0)
     assert [c.name for c in everything(tracker)] == ["old", "recent"]
     assert [c.name for c in tracker.changes(T0 - timedelta(hours=1), T0)] == ["recent"]
-    tracker.listed("Deployment", [workload("recent")], T0 + timedelta(hours=5))
+    tracker.observe("Deployment", "MODIFIED", workload("recent"), T0 + timedelta(hours=5))
     assert [c.name for c in everything(tracker)] == ["recent"]
 
 

@@ -27,14 +27,15 @@ has not observed the new generation, nothing runs the new template yet (updated 
 superseded by a newer one, or whose workload is deleted, is frozen as no longer in flight
 (desired = updated). ``changes`` returns each change at its latest state, whatever ``until``
 says: the watch knows only the present. ``touched`` is left empty (it would need a watch of
-every pod in the cluster). Changes older than ``retention`` (24 h) are dropped.
+every pod in the cluster). Changes that started more than ``retention`` (24 h) before the
+latest LIST or event are dropped, at most once a minute.
 """
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from guardian.evaluation.changes import ChangeKind, WorkloadChange
@@ -61,6 +62,7 @@ class ChangeTracker:
         self._changes: dict[int, WorkloadChange] = {}
         self._approximate: set[int] = set()
         self._next = 0
+        self._pruned = datetime.min.replace(tzinfo=UTC)
         self._lock = threading.Lock()
 
     def listed(self, kind: ChangeKind, items: list[JSON], at: datetime) -> None:
@@ -81,6 +83,8 @@ class ChangeTracker:
                 self._forget(_key(kind, obj))
             elif event_type in ("ADDED", "MODIFIED"):
                 self._observe(kind, obj, at, listed=False)
+            if at - self._pruned >= timedelta(minutes=1):
+                self._prune(at)
 
     def changes(self, since: datetime, until: datetime) -> list[WorkloadChange]:
         """Changes that started in ``[since, until]``, oldest first, each at its latest state."""
@@ -144,6 +148,7 @@ class ChangeTracker:
             self._supersede(seen)
 
     def _prune(self, now: datetime) -> None:
+        self._pruned = now
         cutoff = now - self.retention
         for number in [n for n, c in self._changes.items() if c.started < cutoff]:
             del self._changes[number]
