@@ -274,6 +274,37 @@ def test_guardian_act_dry_run_changes_nothing_and_bad_input_is_one_line(
     ]
 
 
+def test_guardian_act_halts_a_change_and_a_halt_that_cannot_be_is_one_line(
+    kube: Kube, lab: Lab
+) -> None:
+    """``guardian act halt-change`` (the catalogue entry): --set values become its typed
+    parameters (guard_window a number, rollback a boolean); the apply waits for verify."""
+    _create(kube, "DaemonSet", "act-halt")
+    path = f"{COLLECTION['DaemonSet']}/act-halt"
+    before = _settled(kube, path)
+    sets = ["--set", "kind=DaemonSet", "--set", "namespace=default", "--set", "name=act-halt"]
+    done = _act(lab, "halt-change", *sets, "--dry-run", "-o", "json")
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["dry_run"] is True and doc["action"] == "halt-change"
+    assert [c["description"] for c in doc["changes"]] == [
+        f"quarantine: nodeSelector {QUARANTINE_LABEL}=true matches no node"
+    ]
+    assert kube.get(path)["metadata"]["resourceVersion"] == before
+    frozen = _act(lab, "halt-change", *sets, "--set", "guard_window=0", "--wait", "90s")
+    assert frozen.returncode == 0, frozen.stdout + frozen.stderr
+    assert "applied: freeze: updateStrategy = OnDelete" in frozen.stdout
+    assert "verify:" not in frozen.stdout
+    assert kube.get(path)["spec"]["updateStrategy"] == {"type": "OnDelete"}
+    bad = _act(lab, "halt-change", *sets[:-2], "--set", "name=x", "--set", "batch=3")
+    assert bad.returncode == 2
+    assert bad.stderr.splitlines() == [
+        "guardian: --set halt-change: batch: only for a DaemonSet's roll-back "
+        "(kind DaemonSet, rollback)"
+    ]
+    kube.delete(path)
+
+
 def _protected(subject: str, reason: str) -> str:
     return (
         f"guardian: throttle-client: subject {subject} is protected ({reason}); "
