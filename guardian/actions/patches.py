@@ -3,7 +3,7 @@
 Input: an object path, what a field is and what it becomes. Output: JSON patches
 (``replace_patch``, ``remove_or_replace``) and ``Change`` values whose ``undo`` is the
 inverse patch (``undoable``, ``set_spec``). Called by the actions' ``plan`` functions
-(``guardian.actions.pause_rollout``, ``.scale_apiserver``, ``.shed_nodes``).
+(``guardian.actions.pause_rollout``, ``.halt_change``, ``.scale_apiserver``, ``.shed_nodes``).
 """
 
 from __future__ import annotations
