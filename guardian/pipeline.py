@@ -23,6 +23,7 @@ below ``guardian.clients``: the store arrives through the Protocol.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -34,13 +35,19 @@ from guardian.audit.ports import AuditWriter, PipelineMemory, Settings
 from guardian.audit.records import OPEN_STATES, Execution
 from guardian.audit.switch import KillSwitch
 from guardian.config import Config
+from guardian.errors import DataUnavailable
+from guardian.evaluation.change_guard import ChangeAlarm, check_now
+from guardian.evaluation.changes import ChangeLog, WorkloadChange, rank
 from guardian.evaluation.results import Evaluation
 from guardian.evaluation.run import QuerySource, evaluate, evaluation_budget
 from guardian.executor.runner import Runner
-from guardian.planning.suspects import find_suspects
+from guardian.planning.suspects import Suspect, find_suspects
+from guardian.planning.talkers import ApfReader
 from guardian.planning.trigger import suspect_target, target_of, trigger_context
 from guardian.playbooks import Playbook
 from guardian.policy.decide import Decision, Run, decide
+
+log = logging.getLogger(__name__)
 
 
 class CycleStore(AuditWriter, Settings, PipelineMemory, Protocol):
@@ -63,6 +70,11 @@ class Cycle:
     kube: KubeAPI
     prometheus: QuerySource
     suspect_window: int = 1800
+    changes: ChangeLog | None = None
+    """The change log (the API server's watch, kube-state-metrics as its fallback); ``None``:
+    suspects come from LISTs of the API server while an SLO burns, and no change guard."""
+    apf: ApfReader | None = None
+    """APF's debug data, for the top talkers of a proposal whose playbook names them."""
 
     def tick(self, now: datetime | None = None) -> list[Decision]:
         """Evaluate every SLO, decide, propose; returns the decisions."""
@@ -95,9 +107,15 @@ class Cycle:
             for e in self.store.executions(limit=200)
             if at - e.created_at < timedelta(hours=2) or e.state in OPEN_STATES
         ]
+        log = self._changes(at)
+        alarms = self._alarms(log, at)
         burning = any(r.status in ("page", "ticket") for r in evaluation.slos)
         window = timedelta(seconds=self.suspect_window)
-        suspects = find_suspects(self.kube, at, window) if burning else []  # type: ignore[arg-type]
+        suspects: Sequence[Suspect | WorkloadChange] = []
+        if self.changes is not None:
+            suspects = rank([c for c in log if c.started >= at - window], at)
+        elif burning:
+            suspects = find_suspects(self.kube, at, window)  # type: ignore[arg-type]
         decisions = decide(
             evaluation,
             config.slos,
@@ -108,18 +126,63 @@ class Cycle:
             has_suspect=bool(suspects),
             notify_from=config.policy.notify,
             targets={name: suspect_target(book, suspects) for name, book in self.playbooks.items()},
+            alarms=alarms or None,
         )
         for decision in decisions:
             self._record(decision, at)
             if decision.kind == "propose" and decision.playbook:
-                self._propose(self.playbooks[decision.playbook], decision.slo)
+                alarm = alarms.get(decision.slo)
+                self._propose(self.playbooks[decision.playbook], decision.slo, alarm)
         return decisions
 
-    def _propose(self, book: Playbook, slo_name: str) -> None:
-        """Propose ``book`` for the SLO and move the run as far as it goes without a human."""
-        context, slo = trigger_context(
-            self.config, book, self.kube, {}, self.prometheus, slo_name, self.suspect_window
+    def _changes(self, at: datetime) -> list[WorkloadChange]:
+        """The change log's entries that may matter now (none without a change log)."""
+        if self.changes is None:
+            return []
+        guard = self.config.change_guard
+        reach = max(self.suspect_window, guard.guard_window if guard else 0)
+        try:
+            return self.changes.changes(at - timedelta(seconds=reach), at)
+        except DataUnavailable as exc:
+            log.warning("change log: %s", exc.message)
+            return []
+
+    def _alarms(self, changes: list[WorkloadChange], at: datetime) -> dict[str, ChangeAlarm]:
+        """The change guard's alarms (none without a guard, or while no change arms it)."""
+        if not changes:
+            return {}
+        guard, settings = self.config.change_guard, self.config.prometheus
+        if guard is None:
+            return {}
+        return check_now(
+            self.config.slos,
+            guard,
+            changes,
+            self.prometheus,
+            at,
+            settings.source,
+            settings.parallel_queries,
+            evaluation_budget(settings.timeout, self.config.daemon.interval),
         )
+
+    def _propose(self, book: Playbook, slo_name: str, alarm: ChangeAlarm | None = None) -> None:
+        """Propose ``book`` for the SLO and move the run as far as it goes without a human.
+        With a change alarm, suspects rank against the burn's start and ``change`` is the
+        change the alarm blamed."""
+        context, slo = trigger_context(
+            self.config,
+            book,
+            self.kube,
+            {},
+            self.prometheus,
+            slo_name,
+            self.suspect_window,
+            self.changes,
+            alarm.burn_start if alarm else None,
+            self.apf,
+        )
+        if alarm is not None and alarm.change is not None:
+            context["change"] = alarm.change.to_json()
         execution = self.runner.propose(
             book.name, context, "guardian", "policy", slo, target_of(context)
         )

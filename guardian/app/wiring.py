@@ -27,11 +27,15 @@ from typing import Any
 from guardian.actions import CATALOGUE
 from guardian.app.charts import burn_chart
 from guardian.app.chatops import ChatOps
+from guardian.clients.apf import ApfClient
+from guardian.clients.change_sources import FallbackChangeLog
+from guardian.clients.change_watch import WatchChangeLog
 from guardian.clients.kube import Kube
 from guardian.clients.prometheus import PrometheusClient
 from guardian.clients.store import Store
 from guardian.config import Config, load_config
 from guardian.errors import ConfigError, UsageError
+from guardian.evaluation.change_log import PrometheusChangeLog
 from guardian.evaluation.results import Evaluation
 from guardian.evaluation.run import PrometheusSignals
 from guardian.executor.runner import Notifier, Runner, Silent
@@ -168,10 +172,21 @@ class Parts:
     cycle: Cycle
 
 
-def parts(config: Config, books: dict[str, Playbook], store: Store, executor: Runner) -> Parts:
-    """The cycle of ``config`` with a Prometheus client of its own (close it with the parts)."""
+def parts(
+    config: Config,
+    books: dict[str, Playbook],
+    store: Store,
+    executor: Runner,
+    watch: WatchChangeLog | None = None,
+) -> Parts:
+    """The cycle of ``config`` with a Prometheus client of its own (close it with the parts).
+    Its change log is ``watch`` once synced, kube-state-metrics in that Prometheus otherwise;
+    its top talkers come from the API server's APF debug data."""
     prometheus = PrometheusClient(config.prometheus)
-    cycle = Cycle(config, books, store, executor, executor.kube_for(None), prometheus)
+    kube = executor.kube_for(None)
+    changes = FallbackChangeLog(watch, PrometheusChangeLog(prometheus))
+    apf = ApfClient(kube, prometheus) if isinstance(kube, Kube) else None
+    cycle = Cycle(config, books, store, executor, kube, prometheus, changes=changes, apf=apf)
     return Parts(config, books, prometheus, cycle)
 
 
@@ -181,7 +196,6 @@ def chat_ops(service: Service, leading: Callable[[], bool] = lambda: True) -> Ch
     settings = service.parts.config.slack
     if settings is None:
         return None
-    from guardian.clients.apf import ApfClient
     from guardian.clients.slack import SlackClient
     from guardian.planning.suspects import find_suspects
 
@@ -196,7 +210,9 @@ def chat_ops(service: Service, leading: Callable[[], bool] = lambda: True) -> Ch
     def context_for(book: Playbook, params: dict[str, str]) -> tuple[dict[str, Any], str]:
         now = service.parts
         apf = ApfClient(kube, now.prometheus)
-        return trigger_context(now.config, book, kube, params, now.prometheus, apf=apf)
+        return trigger_context(
+            now.config, book, kube, params, now.prometheus, changes=now.cycle.changes, apf=apf
+        )
 
     return ChatOps(
         service.runner,
@@ -222,6 +238,8 @@ class Service:
     runner: Runner
     parts: Parts
     chat: ChatOps | None = None
+    watch: WatchChangeLog | None = None
+    """The change log's watches of the API server, started once and kept across reloads."""
 
     @classmethod
     def build(
@@ -237,18 +255,22 @@ class Service:
         kube(None)  # the kubeconfig is checked before the playbooks are read
         books = playbooks_of(config)
         executor = runner(config, store, books, kube, owner, daemon=True, lease=lease)
-        return cls(store, kube, executor, parts(config, books, store, executor))
+        watch = WatchChangeLog(kube(None)).start()
+        built = parts(config, books, store, executor, watch)
+        return cls(store, kube, executor, built, watch=watch)
 
     def reload(self, config: Config, books: dict[str, Playbook]) -> None:
         """Swap in the parts of a new, checked config; the store and clients stay."""
         configure(self.runner, config, books)
         if self.chat is not None:
             self.chat.playbooks = books
-        old, self.parts = self.parts, parts(config, books, self.store, self.runner)
+        old, self.parts = self.parts, parts(config, books, self.store, self.runner, self.watch)
         old.prometheus.close()
 
     def close(self) -> None:
-        """Close the Prometheus client and the store."""
+        """Stop the change log's watches; close the Prometheus client and the store."""
+        if self.watch is not None:
+            self.watch.stop()
         self.parts.prometheus.close()
         self.store.close()
 
