@@ -7,7 +7,7 @@ import importlib.util
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from types import ModuleType
 
@@ -19,6 +19,7 @@ from guardian.evaluation.change_log import PrometheusChangeLog
 from guardian.evaluation.changes import WorkloadChange, blame, rank
 from guardian.evaluation.source import QuerySource, Sample, Series
 from guardian.testing.prometheus import PrometheusServer, backfill
+from tests.lab_fixture import NODES, Lab, eventually
 
 ROOT = Path(__file__).resolve().parent.parent
 HERE = ROOT / "examples" / "incident-2024-12-11"
@@ -245,3 +246,100 @@ def test_a_workload_deleted_by_the_end_of_the_range_is_not_listed(
 def test_a_selector_that_is_not_label_matchers_is_refused_with_the_fix(selector: str) -> None:
     with pytest.raises(ValueError, match=r'e\.g\. cluster="prod-east-1"'):
         PrometheusChangeLog(CountingSource(None), selector=selector)  # type: ignore[arg-type]
+
+
+# --- the reader on the lab's kube-state-metrics ---------------------------------------------
+
+
+@pytest.mark.lab
+def test_a_daemonset_created_and_updated_through_the_api_is_read_back_from_the_labs_ksm(
+    lab: Lab,
+) -> None:
+    client = PrometheusClient(PrometheusSettings(url=f"http://127.0.0.1:{lab.ports['prometheus']}"))
+    log = PrometheusChangeLog(client, selector='cluster="lab",namespace="changelog"', step=5)
+    reader = ("DaemonSet", "changelog", "reader")
+    lab.api("POST", "/api/v1/namespaces", json={"metadata": {"name": "changelog"}})
+    daemonset = {
+        "metadata": {"name": "reader"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "reader"}},
+            "template": {
+                "metadata": {"labels": {"app": "reader"}},
+                "spec": {"containers": [{"name": "r", "image": "registry.invalid/reader:1"}]},
+            },
+        },
+    }
+    before = datetime.now(UTC).replace(microsecond=0)
+    assert lab.api("POST", "/apis/apps/v1/namespaces/changelog/daemonsets", json=daemonset).ok
+    posted = datetime.now(UTC)
+    seen: list[WorkloadChange] = []
+
+    def read(since: datetime, created: bool) -> bool:
+        now = datetime.now(UTC)
+        seen[:] = [c for c in log.changes(since, now) if _ident(c) == reader]
+        return len(seen) == 1 and seen[0].created is created and seen[0].desired == NODES
+
+    eventually(lambda: read(before - timedelta(minutes=1), True), 90, "the creation, from KSM")
+    assert before <= seen[0].started <= posted and seen[0].generation == 1
+    assert seen[0].cluster == "lab" and seen[0].service_account == ""
+
+    patch = {"spec": {"template": {"metadata": {"annotations": {"rev": "2"}}}}}
+    patched = datetime.now(UTC)
+    assert lab.api(
+        "PATCH",
+        "/apis/apps/v1/namespaces/changelog/daemonsets/reader",
+        headers={"Content-Type": "application/merge-patch+json"},
+        json=patch,
+    ).ok
+    eventually(lambda: read(patched, False), 90, "the new generation, from KSM")
+    assert seen[0].generation == 2
+    assert patched - timedelta(seconds=5) <= seen[0].started <= datetime.now(UTC)
+
+
+# --- exact data: a generation that lasted less than a step --------------------------------
+
+BASE = 1_700_000_040  # a multiple of 60: the reader's steps fall on it
+
+
+def _gauges(points: dict[str, dict[int, int]]) -> str:
+    """OpenMetrics gauges: {``name{labels}``: {offset from BASE: value}}."""
+    families: dict[str, list[str]] = {}
+    for series, values in points.items():
+        name = series.split("{")[0]
+        families.setdefault(name, []).extend(
+            f"{series} {v} {BASE + t}" for t, v in sorted(values.items())
+        )
+    body = [line for name, lines in families.items() for line in [f"# TYPE {name} gauge", *lines]]
+    return "\n".join([*body, "# EOF", ""])
+
+
+@pytest.mark.prometheus
+def test_a_new_generation_right_after_a_workloads_first_one_is_seen(tmp_path: Path) -> None:
+    every = range(0, 1501, 15)
+    names = ("late", "early", "steady")
+    late, early, steady = (f'namespace="edge",deployment="{n}"' for n in names)
+    shown = [t for t in every if t >= 65]
+    points = {
+        # "late" is created at +60, before ``since`` (+70), its series appear at +65 and it
+        # gets generation 2 at +100: one step (60 s) before the first step after ``since``
+        # (+120) it had no series yet.
+        f"kube_deployment_created{{{late}}}": {t: BASE + 60 for t in shown},
+        f"kube_deployment_metadata_generation{{{late}}}": {t: 1 if t < 100 else 2 for t in shown},
+        f"kube_deployment_spec_replicas{{{late}}}": {t: 3 for t in shown},
+        # "early" got generation 2 at +10, more than a step before ``since``: not in the range.
+        f"kube_deployment_created{{{early}}}": {t: BASE - 900 for t in every},
+        f"kube_deployment_metadata_generation{{{early}}}": {t: 1 if t < 10 else 2 for t in every},
+        f"kube_deployment_spec_replicas{{{early}}}": {t: 3 for t in every},
+        f"kube_deployment_created{{{steady}}}": {t: BASE - 900 for t in every},
+        f"kube_deployment_metadata_generation{{{steady}}}": {t: 5 for t in every},
+        f"kube_deployment_spec_replicas{{{steady}}}": {t: 3 for t in every},
+    }
+    (tmp_path / "edge.om").write_text(_gauges(points), encoding="ascii")
+    backfill(tmp_path / "edge.om", tmp_path / "tsdb")
+    with PrometheusServer(tmp_path / "tsdb") as server:
+        source = PrometheusClient(PrometheusSettings(url=server.url))
+        moment = datetime.fromtimestamp(BASE, UTC)
+        since, until = moment + timedelta(seconds=70), moment + timedelta(seconds=1200)
+        changes = PrometheusChangeLog(source).changes(since, until)
+    assert [(c.name, c.created, c.generation) for c in changes] == [("late", False, 2)]
+    assert 0 <= (changes[0].started - (moment + timedelta(seconds=100))).total_seconds() <= 60

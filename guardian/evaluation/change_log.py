@@ -13,10 +13,12 @@ What it reads (kube-state-metrics v2 gauges, labelled ``namespace`` and
 
 * ``kube_X_created``: a workload whose creation time falls within the range is a creation
   (``created=True``, ``started`` = that time);
-* ``kube_X_metadata_generation``: a range query of "the generation is higher than one step
-  before" gives the step at which each new generation was first seen (``started``, at most one
-  step after the sample that showed it: 60 s by default, coarser for ranges longer than
-  ``MAX_POINTS`` steps); the latest one in the range counts;
+* ``kube_X_metadata_generation``: a range query of "the generation is higher than its lowest
+  sample over the last two steps" matches the steps just after each new generation appeared
+  (comparing raw samples, so a generation that lasted less than a step, such as a workload's
+  first one, still counts); the first step of the last such run is ``started``, at most one
+  step after the sample that showed the new generation (60 s by default, coarser for ranges
+  longer than ``MAX_POINTS`` steps), and it counts when it falls within the range;
 * at the end of the range: the generation, desired (``kube_deployment_spec_replicas``,
   ``kube_daemonset_status_desired_number_scheduled``, ``kube_statefulset_replicas``) and
   updated (``kube_deployment_status_replicas_updated``,
@@ -122,10 +124,13 @@ class PrometheusChangeLog:
             found.extend(self._kind_changes(metrics, since, until))
         return sorted(found, key=lambda c: (c.started, c.cluster, c.target))
 
-    def _vector(self, metrics: KindMetrics, metric: str, offset: int = 0) -> str:
+    def _vector(self, metrics: KindMetrics, metric: str, window: int = 0) -> str:
+        """``metric`` (its lowest sample over ``window`` seconds when given) per workload."""
         matchers = f"{{{self._matchers}}}" if self._matchers else ""
-        shifted = f" offset {offset}s" if offset else ""
-        return f"max by (cluster, namespace, {metrics.label}) ({metric}{matchers}{shifted})"
+        selected = f"{metric}{matchers}"
+        if window:
+            selected = f"min_over_time({selected}[{window}s])"
+        return f"max by (cluster, namespace, {metrics.label}) ({selected})"
 
     def _kind_changes(
         self, metrics: KindMetrics, since: datetime, until: datetime
@@ -181,17 +186,31 @@ class PrometheusChangeLog:
         if first > until.timestamp():
             return {}
         now = self._vector(metrics, metrics.generation)
-        before = self._vector(metrics, metrics.generation, offset=step)
+        lowest = self._vector(metrics, metrics.generation, window=2 * step)
+        promql = f"{now} > {lowest}"
         bumped: dict[Key, tuple[datetime, bool]] = {}
-        for series in self._source.range(f"{now} > {before}", _moment(first), until, step):
-            if series.points:
-                latest = max(t for t, _ in series.points)
-                bumped[self._key(metrics, series.labels)] = (_moment(latest), False)
+        for series in self._source.range(promql, _moment(first - 2 * step), until, step):
+            started = _last_run_start([t for t, _ in series.points], step)
+            if started is not None and started >= since.timestamp():
+                bumped[self._key(metrics, series.labels)] = (_moment(started), False)
         return bumped
 
     def _state(self, metrics: KindMetrics, metric: str, until: datetime) -> dict[Key, float]:
         samples = self._source.instant(self._vector(metrics, metric), at=until)
         return {self._key(metrics, s.labels): s.value for s in samples}
+
+
+def _last_run_start(steps: list[float], step: int) -> float | None:
+    """The first step of the last run of consecutive ``steps`` (``None`` when empty)."""
+    ordered = sorted(steps)
+    if not ordered:
+        return None
+    start = ordered[-1]
+    for earlier in reversed(ordered[:-1]):
+        if start - earlier > step + 0.5:
+            break
+        start = earlier
+    return start
 
 
 def _moment(unix: float) -> datetime:
