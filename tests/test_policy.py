@@ -275,3 +275,12 @@ def test_the_halt_playbook_must_be_loaded() -> None:
         "change guard: why; playbook halt-change is not loaded: add it to policy.playbooks",
         "halt-change",
     )
+
+
+def test_a_refused_or_unblamed_halt_leaves_a_burning_slo_to_the_usual_rules() -> None:
+    cooling = (_run("halt-change", 10),)
+    assert _guarded("page", recent=cooling, has_suspect=True)[:3] == (
+        "propose", "page: run pause-suspect-rollout", "pause-suspect-rollout"
+    )  # fmt: skip
+    alone = replace(FIRING, change=None)
+    assert _guarded("ticket", alone)[:2] == ("notify", "burning; no playbook matches")

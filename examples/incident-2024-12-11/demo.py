@@ -21,6 +21,7 @@ import tempfile
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 from guardian.testing.prometheus import PrometheusServer, backfill
 
@@ -66,8 +67,11 @@ def main() -> int:
 def _config(config: Path, url: str) -> Path:
     """The example's two files, against the Prometheus at ``url`` and the shipped playbooks."""
     config.mkdir()
-    text = (HERE / "guardian.yaml").read_text().replace("http://127.0.0.1:9090", url)
-    (config / "guardian.yaml").write_text(text)
+    text = (HERE / "guardian.yaml").read_text()
+    # a replay's range queries take seconds on a busy machine: more room than the 10s default
+    local = text.replace("  url: http://127.0.0.1:9090\n", f"  url: {url}\n  timeout: 1m\n")
+    assert local != text, "guardian.yaml: prometheus.url is no longer the placeholder"
+    (config / "guardian.yaml").write_text(local)
     guard = (HERE / "change-guard.yaml").read_text()
     (config / "change-guard.yaml").write_text(
         guard.replace("../../playbooks", str(ROOT / "playbooks"))
@@ -143,13 +147,7 @@ def _print_timeline(report: dict[str, object]) -> None:
         if e["end"]:
             events.append((_pst(e["end"]), "", f"resolved {e['slo']} {e['severity']} ({pair})"))
     for d in decisions:
-        if d["kind"] == "propose":
-            change = d["change"]
-            what = f"{change['kind']} {change['namespace']}/{change['name']}" if change else ""
-            where = f" in {change['cluster']}" if change and change["cluster"] else ""
-            events.append(
-                (_pst(d["at"]), "", f"PROPOSE {d['playbook']} {what}{where} ({d['slo']})")
-            )
+        events.append((_pst(d["at"]), "", _decision(d)))
     print(f"\n{'PST':<6} {'responders (public timeline)':<52} guardian (backtest)")
     print(f"{'-' * 5:<6} {'-' * 50:<52} {'-' * 40}")
     for moment, human, machine in sorted(events, key=lambda x: (x[0], x[1] == "")):
@@ -172,6 +170,17 @@ def _print_timeline(report: dict[str, object]) -> None:
         mine = [_pst(e["start"]) for e in episodes if e["slo"] == slo and e["severity"] == "page"]
         if mine:
             print(f"  first page of {slo:<22} {min(mine):%H:%M} PST")
+
+
+def _decision(d: dict[str, Any]) -> str:
+    """A decision of the backtest as one line of the timeline."""
+    if d["kind"] != "propose":
+        reason = d["reason"] if len(d["reason"]) <= 40 else d["reason"][:39] + "…"
+        return f"notify {d['slo']}: {reason}"
+    change = d["change"]
+    what = f" {change['kind']} {change['namespace']}/{change['name']}" if change else ""
+    where = f" in {change['cluster']}" if change and change["cluster"] else ""
+    return f"PROPOSE {d['playbook']}{what}{where} ({d['slo']})"
 
 
 def _print_halt(decisions: list[dict[str, object]]) -> None:

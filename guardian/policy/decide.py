@@ -18,8 +18,10 @@ before by labels, then by name) is proposed.
 The change guard comes first for an SLO with data: a firing alarm that blames a change
 proposes the alarm's playbook (``halt-change``) with the change as its target, under the same
 guards (the suspect guard is met: the change is the suspect); a firing alarm without a blamed
-change (only changes that began after the burn started) notifies and never halts. No alarm, or
-one that does not fire: exactly the rules above. Tests: tests/test_policy.py.
+change (only changes that began after the burn started) notifies and never halts. When the
+halt is not proposed (refused by a guard, no change blamed) and the workbook's windows burn,
+the rules above decide, so a cooldown of the halt never holds back the page's playbook. No
+alarm, or one that does not fire: exactly the rules above. Tests: tests/test_policy.py.
 """
 
 from __future__ import annotations
@@ -78,10 +80,13 @@ def decide(
         if result.name not in by_name:
             continue
         alarm = found.get(result.name)
+        slo = by_name[result.name]
+        decision = None
         if alarm is not None and alarm.firing and result.status != "no_data":
-            decisions.append(_guarded(result, by_name[result.name], alarm, playbooks, facts))
-        else:
-            decisions.append(_decide(result, by_name[result.name], playbooks, facts, notify_from))
+            decision = _guarded(result, slo, alarm, playbooks, facts)
+        if decision is None or (decision.kind != "propose" and result.status != "ok"):
+            decision = _decide(result, slo, playbooks, facts, notify_from)
+        decisions.append(decision)
     return decisions
 
 
