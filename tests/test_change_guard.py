@@ -202,3 +202,25 @@ def test_the_backtest_report_lists_the_decisions_in_json_and_in_a_table() -> Non
     text = console.export_text()
     assert "guardian backtest: decisions" in text
     assert "2024-12-11T23:19:00Z" in text and "DaemonSet observability/telemetry-agent" in text
+
+
+def test_check_now_asks_nothing_without_a_change_and_is_blind_without_prometheus() -> None:
+    import time
+
+    from guardian.clients.prometheus import PrometheusClient
+    from guardian.config.model import PrometheusSettings
+    from guardian.evaluation.change_guard import check_now
+    from guardian.testing.prometheus import free_port
+
+    client = PrometheusClient(PrometheusSettings(url=f"http://127.0.0.1:{free_port()}", timeout=2))
+    now = T0 + timedelta(minutes=8)
+    try:
+        assert check_now([SLO_], GUARD, [_change(-120, updated=5000)], client, now) == {}
+        began = time.monotonic()
+        alarms = check_now([SLO_], GUARD, [_change(0)], client, now, budget=5)
+        assert time.monotonic() - began < 10
+    finally:
+        client.close()
+    alarm = alarms[SLO_.name]
+    assert not alarm.firing and alarm.change is None
+    assert alarm.reason.startswith("blind: cannot query Prometheus at http://127.0.0.1:")
