@@ -36,6 +36,7 @@ from guardian.audit.records import OPEN_STATES, Execution
 from guardian.audit.switch import KillSwitch
 from guardian.config import Config
 from guardian.errors import DataUnavailable
+from guardian.evaluation.burn_began import burn_began
 from guardian.evaluation.change_guard import ChangeAlarm, check_now
 from guardian.evaluation.changes import ChangeLog, WorkloadChange, rank
 from guardian.evaluation.results import Evaluation
@@ -132,7 +133,8 @@ class Cycle:
             self._record(decision, at)
             if decision.kind == "propose" and decision.playbook:
                 alarm = alarms.get(decision.slo)
-                self._propose(self.playbooks[decision.playbook], decision.slo, alarm)
+                began = alarm.burn_start if alarm else self._began(evaluation, decision.slo, at)
+                self._propose(self.playbooks[decision.playbook], decision.slo, began, alarm)
         return decisions
 
     def _changes(self, at: datetime) -> list[WorkloadChange]:
@@ -165,10 +167,26 @@ class Cycle:
             evaluation_budget(settings.timeout, self.config.daemon.interval),
         )
 
-    def _propose(self, book: Playbook, slo_name: str, alarm: ChangeAlarm | None = None) -> None:
+    def _began(self, evaluation: Evaluation, slo_name: str, at: datetime) -> datetime | None:
+        """When the workbook burn of ``slo_name`` began (``None``: unknown, rank against now)."""
+        result = next((r for r in evaluation.slos if r.name == slo_name), None)
+        slo = next((s for s in self.config.slos if s.name == slo_name), None)
+        if result is None or slo is None:
+            return None
+        settings = self.config.prometheus
+        budget = evaluation_budget(settings.timeout, self.config.daemon.interval)
+        return burn_began(slo, result, self.prometheus, at, settings.source, budget)
+
+    def _propose(
+        self,
+        book: Playbook,
+        slo_name: str,
+        began: datetime | None = None,
+        alarm: ChangeAlarm | None = None,
+    ) -> None:
         """Propose ``book`` for the SLO and move the run as far as it goes without a human.
-        With a change alarm, suspects rank against the burn's start and ``change`` is the
-        change the alarm blamed."""
+        Suspects rank against ``began`` (the burn's start; ``None``: now); with a change
+        alarm, ``change`` is the change the alarm blamed."""
         context, slo = trigger_context(
             self.config,
             book,
@@ -178,7 +196,7 @@ class Cycle:
             slo_name,
             self.suspect_window,
             self.changes,
-            alarm.burn_start if alarm else None,
+            began,
             self.apf,
         )
         if alarm is not None and alarm.change is not None:
