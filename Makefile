@@ -34,6 +34,7 @@ test: setup check
 bench: setup
 	$(BIN)/python bench/evaluate.py
 	$(BIN)/python bench/shed.py
+	$(BIN)/python bench/requests.py
 
 demo: setup
 	$(BIN)/python examples/incident-2024-12-11/demo.py --cache $(CACHE)
