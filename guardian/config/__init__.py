@@ -1,8 +1,9 @@
 """Configuration: a config file or directory → the frozen ``Config``.
 
 ``load`` (``load_config``: finds and merges the files) reads each with ``read`` and ``files``,
-validates it against the ``guardian/v1`` spec (``spec``, ``slo_spec``, ``checks``) and builds
-the model (``build``, ``windows``, ``model``); each problem is one line (``messages``).
+validates it against the ``guardian/v1`` spec (``spec``, ``slo_spec``, ``guard_spec``,
+``checks``) and builds the model (``build``, ``guard_build``, ``windows``, ``model``); each
+problem is one line (``messages``).
 Re-exported here: ``load_config`` and the model's types, imported by ``guardian.app``
 (``wiring``, ``charts``, the commands and the daemon), ``guardian.pipeline``,
 ``guardian.planning.trigger``, ``bench/evaluate.py`` and the tests.
@@ -13,6 +14,7 @@ from guardian.config.model import (
     SLI,
     SLO,
     ApiserverLatencySLI,
+    ChangeGuardSettings,
     Config,
     CorednsErrorsSLI,
     LatencySLI,
@@ -26,6 +28,7 @@ __all__ = [
     "SLI",
     "SLO",
     "ApiserverLatencySLI",
+    "ChangeGuardSettings",
     "Config",
     "CorednsErrorsSLI",
     "LatencySLI",

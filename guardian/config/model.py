@@ -182,7 +182,7 @@ class ChangeGuardSettings:
     labels: tuple[tuple[str, str], ...] = ()
     guard_window: int = 1800
     """A change arms the guard while in flight and this long after it began."""
-    windows: tuple[WindowPair, ...] = ()
+    windows: tuple[WindowPair, ...] = (WindowPair("page", 600, 120, fixed_factor=2.0),)
     baseline_window: int = 3600
     baseline_ratio: float = 4.0
     """The burn now must be at least this many times the burn before the change."""
