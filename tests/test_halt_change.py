@@ -5,15 +5,21 @@ Lab tests: a new DaemonSet is quarantined, an updated one frozen (OnDelete) and,
 a Deployment paused; a StatefulSet's partition set to replicas − updated; an Argo Rollout
 (its CRD installed with a status subresource, no controller) aborted. Each checks that the
 server-side dry run changes nothing, that a second apply changes nothing, and that undo
-restores what was there. Without the lab: the parameters' errors, the shipped playbook,
+restores what was there; a staging dry run of the shipped playbook checks both of its
+steps. Without the lab: the parameters' errors, the shipped playbook,
 and how long a ``burn_falls`` verification waits (``guardian.executor.verify.wait_for``).
 """
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -489,3 +495,44 @@ def test_a_burn_falls_verification_waits_at_least_the_slos_shortest_window() -> 
     assert wait_for(_execution(windows), _step(True, 600)) == 600, "a longer within stays"
     assert wait_for(_execution(windows), _step(False, 180)) == 180, "no burn read: within"
     assert wait_for(_execution([]), _step(True, 180)) == 180, "no windows known: within"
+
+
+@pytest.mark.lab
+def test_a_staging_dry_run_of_the_playbook_checks_the_halt_and_the_throttle(
+    kube: Kube, lab: Lab, tmp_path: Path
+) -> None:
+    """``guardian playbook run halt-change --dry-run --set change=...``, as the playbook's
+    header says: both steps are planned and sent with dryRun=All; nothing changes."""
+    books = tmp_path / "playbooks"
+    books.mkdir()
+    shutil.copy(ROOT / "playbooks" / "halt-change.yaml", books)
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "guardian.yaml").write_text((lab.directory / "guardian.yaml").read_text())
+    (config / "policy.yaml").write_text(
+        "version: guardian/v1\n"
+        f"policy: {{playbooks: [../playbooks], store: {{url: 'sqlite:///{tmp_path}/g.db'}}}}\n"
+    )
+    path = f"{APPS}/daemonsets/halt-staging"
+    _create(kube, f"{APPS}/daemonsets", _workload("halt-staging"))
+    version = _settled(kube, path)
+    argv = ["playbook", "run", "halt-change", "-c", str(config), "--dry-run", "--since", "1s"]
+    sets = ["--set", "change=DaemonSet/default/halt-staging", "--slo", "apiserver-rejections"]
+    done = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "guardian"), *argv, *sets, "-o", "json"],
+        env={**os.environ, "KUBECONFIG": str(lab.directory / "kubeconfig")},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    doc = json.loads(done.stdout)
+    halt, throttle = doc["steps"]
+    assert halt["problems"] == [] and halt["unchecked"] is None
+    assert [c["description"] for c in halt["plan"]["changes"]] == [
+        f"quarantine: nodeSelector {QUARANTINE_LABEL}=true matches no node"
+    ]
+    assert doc["context"]["offender"] == {"namespace": "default", "name": "default"}
+    assert throttle["problems"] == [] and throttle["plan"] is not None, throttle
+    assert kube.get(path)["metadata"]["resourceVersion"] == version, "the dry run changed it"
