@@ -8,9 +8,13 @@ Rollouts; plus ``previous_template`` (what an undo restores) and ``stats`` (LIST
 LIST, then WATCHes from the resourceVersion with bookmarks; a LIST again only after
 ``410 Gone``), every request through the client's token bucket; what counts as a change is
 ``guardian.clients.change_track``'s docstring. In steady state it costs the API server one
-WATCH per resource every ~5 minutes. Built by its callers with ``start()`` and ended with
-``stop()``: ``bench/requests.py`` and ``tests/test_change_watch.py`` so far; the daemon's
-wiring (``guardian.app``) does not build it yet.
+WATCH per resource every ~5 minutes, and one discovery GET every 10 minutes while Argo
+Rollouts is not installed (``bench/requests.py``: no request at all within a minute, steady
+or during a burn; ``tests/test_change_watch.py``: none in 15 s). Built and started by
+``guardian.app.wiring`` (the daemon's ``Service``) on the cluster's shared ``Kube``, and read
+through ``guardian.clients.change_sources.FallbackChangeLog`` once ``synced``; also built by
+``bench/requests.py``. Tests: ``tests/test_change_watch.py`` (lab), ``tests/test_watch_loop.py``,
+``tests/test_change_track.py``, ``tests/test_kube_watch.py``.
 
 RBAC: ``list`` and ``watch`` of ``apps`` deployments, daemonsets, statefulsets and of
 ``argoproj.io`` rollouts.
