@@ -66,6 +66,27 @@ def test_the_api_server_and_coredns_series_are_unchanged(tmp_path: Path) -> None
     assert [line for line in new if not _is_ksm(line)] == old
 
 
+def test_the_telemetry_daemonset_rolls_out_along_the_curve_that_drives_the_overload() -> None:
+    generate = _generator()
+    timeline = generate.build_timeline(0, 60)
+    stamps = [int(t) for t in timeline.timestamps]
+    for cluster in generate.CLUSTERS:
+        series = dict(generate.telemetry_series(timeline, cluster))
+        desired = series["kube_daemonset_status_desired_number_scheduled"]
+        updated = series["kube_daemonset_status_updated_number_scheduled"]
+        shown = stamps[desired.first : desired.first + len(desired.values)]
+        share = {t: int(u) / cluster.nodes for t, u in zip(shown, updated.values, strict=True)}
+        created = generate.pst_unix(generate.INCIDENT_DAY, "15:12")
+        assert shown[0] == created and series["kube_daemonset_created"].values[0] == str(created)
+        assert desired.values[0] == str(cluster.nodes)
+        at = {c: generate.pst_unix(generate.INCIDENT_DAY, c) for c in ("15:13", "15:25", "15:45")}
+        assert share[at["15:13"]] < 0.02, "ROLLOUT: 15:12=0 15:16=0.08 15:25=0.35 15:40=1"
+        assert 0.3 < share[at["15:25"]] < 0.4 and share[at["15:45"]] > 0.95
+        assert desired.values[-1] == updated.values[-1] == "0", "the agents are gone at the end"
+        removed = generate.pst_unix(generate.INCIDENT_DAY, cluster.agents_removed)
+        assert removed < shown[-1] < removed + 25 * 60
+
+
 def test_a_days_rollouts_do_not_depend_on_the_files_length() -> None:
     generate = _generator()
     short = generate.ksm_rollouts(generate.build_timeline(0, 60), 7)
@@ -326,6 +347,10 @@ def test_a_new_generation_right_after_a_workloads_first_one_is_seen(tmp_path: Pa
         f"kube_deployment_created{{{late}}}": {t: BASE + 60 for t in shown},
         f"kube_deployment_metadata_generation{{{late}}}": {t: 1 if t < 100 else 2 for t in shown},
         f"kube_deployment_spec_replicas{{{late}}}": {t: 3 for t in shown},
+        # a second kube-state-metrics replica scrapes "late" too: still one change
+        f'kube_deployment_metadata_generation{{{late},instance="ksm-2"}}': {
+            t: 1 if t < 100 else 2 for t in shown
+        },
         # "early" got generation 2 at +10, more than a step before ``since``: not in the range.
         f"kube_deployment_created{{{early}}}": {t: BASE - 900 for t in every},
         f"kube_deployment_metadata_generation{{{early}}}": {t: 1 if t < 10 else 2 for t in every},

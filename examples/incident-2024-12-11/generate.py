@@ -65,8 +65,8 @@ Usage
     python generate.py --out incident.om [--days-before 2] [--interval 60] [--seed 7]
     promtool tsdb create-blocks-from openmetrics incident.om ./data
 
-    promtool re-reads the whole file once per output block; ``--max-block-duration=24h`` cuts
-    the default run's backfill from ~70 s (2 h blocks) to ~15 s.
+    promtool re-reads the whole file once per output block; with ``--max-block-duration=24h``
+    the default run (848 series, ~716 MB) backfills in ~30 s on a busy 2-core machine.
 """
 
 from __future__ import annotations
