@@ -148,3 +148,11 @@ def test_a_missing_crd_is_not_listed_and_stop_ends_open_watches_at_once() -> Non
 def _all() -> tuple[datetime, datetime]:
     now = datetime.now(UTC)
     return now - timedelta(days=3), now + timedelta(days=3)
+
+
+def test_backoff_doubles_with_jitter_up_to_its_cap() -> None:
+    watcher = ResourceWatcher(Scripted([], []), DAEMONSETS, ChangeTracker())
+    first = [watcher._backoff(1) for _ in range(50)]
+    assert all(0.25 <= d <= 0.5 for d in first) and len(set(first)) > 1
+    assert all(15 <= watcher._backoff(30) <= 30 for _ in range(50))
+    assert all(150 <= watcher._backoff(30, cap=300) <= 300 for _ in range(50))

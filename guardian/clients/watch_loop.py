@@ -4,7 +4,8 @@ Input: a ``WatchSource`` (``guardian.clients.kube.Kube``: every ``get`` and ever
 takes a token of its bucket first), a ``Resource`` and the ``ChangeTracker`` to feed. Output:
 the tracker kept current and ``WatchStats`` (lists, watches, 410s, errors, events,
 bookmarks). Built by ``guardian.clients.change_watch.WatchChangeLog``, one daemon thread per
-resource. Tests: ``tests/test_change_watch.py``.
+resource. Tests: ``tests/test_watch_loop.py`` (a scripted API server),
+``tests/test_change_watch.py`` (the lab's).
 
 The protocol, as client-go's reflector: a paginated LIST (``limit``/``continue``) whose
 ``metadata.resourceVersion`` is remembered; then WATCH with ``resourceVersion``,
@@ -14,9 +15,10 @@ the server ends is opened again from the last resourceVersion, without a LIST. O
 ``410 Gone`` (HTTP 410 or an ERROR event with code 410) makes it LIST again, at once the
 first time, after a backoff when a 410 follows a 410. A connection error (API server down or
 restarting), any other refusal, or a watch that ends at once with nothing in it, backs off
-(0.5 s doubling to 30 s, times a random 0.5-1) and WATCHes again from the last
-resourceVersion. A resource behind a discovery path (Argo Rollouts' CRD) is watched only
-once discovery lists it, checked again every ``rediscover`` seconds (10 min) until then.
+(0.5 s doubling to 30 s, times a random 0.5-1; to 5 minutes for a refusal such as 403)
+and WATCHes again from the last resourceVersion (LISTs, when none was listed yet). A
+resource behind a discovery path (Argo Rollouts' CRD) is watched only once discovery lists
+it, checked again every ``rediscover`` seconds (10 min) until then.
 """
 
 from __future__ import annotations
@@ -155,7 +157,8 @@ class ResourceWatcher:
             except KubernetesError as exc:
                 self._note(exc, gone=False)
                 failures += 1
-                delay = self._backoff(failures)
+                refused = isinstance(exc, PermanentKubernetesError)  # 403: RBAC lacks a verb
+                delay = self._backoff(failures, cap=300.0 if refused else 30.0)
             except Exception as exc:  # the thread must outlive any surprise; it is logged
                 log.exception("watch of %s", self.resource.path)
                 self._note(KubernetesError(f"{type(exc).__name__}: {exc}"), gone=False)
@@ -240,6 +243,6 @@ class ResourceWatcher:
         if not self._stopping.is_set():
             log.info("watch of %s: %s", self.resource.path, error.message)
 
-    def _backoff(self, failures: int) -> float:
-        base = min(0.5 * 2 ** max(failures - 1, 0), 30.0)
+    def _backoff(self, failures: int, cap: float = 30.0) -> float:
+        base = min(0.5 * 2 ** max(failures - 1, 0), cap)
         return float(base * self._random.uniform(0.5, 1.0))
