@@ -26,7 +26,7 @@ import pytest
 from pydantic import ValidationError
 
 from guardian.actions import CATALOGUE, Plan, execute, undo
-from guardian.actions.halt_change import HASH, HaltChangeParams
+from guardian.actions.halt_change import HASH, ROLLED_BACK, HaltChangeParams
 from guardian.actions.pause_rollout import QUARANTINE_LABEL
 from guardian.audit.records import Execution
 from guardian.clients.kube import Kube
@@ -251,11 +251,19 @@ def test_a_rollback_recreates_the_updated_pods_from_the_previous_revision_batch_
     settled = {p["metadata"]["name"] for p in pods}
     _second_apply_changes_nothing(kube, path, plan)
     assert {p["metadata"]["name"] for p in _pods(kube, name)} == settled, "no pod deleted again"
+    annotations = kube.get(path)["metadata"]["annotations"]
+    assert annotations[ROLLED_BACK] == new
+    again = ACTION.plan(kube, params)
+    assert [c.description for c in again.changes] == ["freeze: updateStrategy = OnDelete"]
+    assert again.notes == (f"guardian rolled it back from {new} already: frozen only",), (
+        "planned again, the roll-back must not take the bad revision for the previous one"
+    )
 
     undo(kube, plan)
-    spec = kube.get(path)["spec"]
-    assert spec["template"]["spec"]["containers"][0]["image"] == IMAGE_2
-    assert spec["updateStrategy"] == {"type": "OnDelete"}
+    obj = kube.get(path)
+    assert obj["spec"]["template"]["spec"]["containers"][0]["image"] == IMAGE_2
+    assert obj["spec"]["updateStrategy"] == {"type": "OnDelete"}
+    assert ROLLED_BACK not in (obj["metadata"].get("annotations") or {})
 
 
 @pytest.mark.lab

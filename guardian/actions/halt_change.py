@@ -11,8 +11,10 @@ API server. Output: a ``Plan`` and, from ``verify``, what does not hold yet. Per
   template (OnDelete first, so the controller replaces nothing by itself), then batch 1, 2,
   ... each delete ``batch`` of the pods that run the current revision (planned from the pods
   at plan time, sorted by node); the controller recreates each from the restored template,
-  the previous revision. Undo restores the template and the update strategy (the deleted pods
-  are not undone: the restored strategy rolls them forward again).
+  the previous revision. The DaemonSet is annotated ``guardian.io/rolled-back-from`` with the
+  current revision, so that a later roll-back does not take it for the previous one and roll
+  forward to it. Undo restores the template, the annotation and the update strategy (the
+  deleted pods are not undone: the restored strategy rolls them forward again).
 - Deployment: ``spec.paused: true``; with ``rollback`` the previous ReplicaSet's template
   instead (``pause_rollout.rollback_change``).
 - StatefulSet: ``updateStrategy.rollingUpdate.partition`` = replicas − updated replicas
@@ -32,6 +34,7 @@ previous revision. Tests: ``tests/test_halt_change.py``. Reached through
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -43,6 +46,7 @@ from guardian.actions.patches import replace_patch, undoable
 from guardian.errors import PermanentKubernetesError
 
 HASH = "controller-revision-hash"
+ROLLED_BACK = "guardian.io/rolled-back-from"
 ARGO = "/apis/argoproj.io/v1alpha1"
 
 
@@ -112,9 +116,11 @@ def _daemonset(
     if len(owned) < 2:
         return [freeze], ["no previous revision to roll back to: frozen only"]
     current, previous = (dig(r, "metadata", "labels", HASH) or "" for r in owned[:2])
-    template = pr.template_change(
-        path, obj["spec"]["template"], pr.template_of("DaemonSet", owned[1]), owned[1]["revision"]
-    )
+    if dig(obj, "metadata", "annotations", ROLLED_BACK) == previous:
+        return [freeze], [f"guardian rolled it back from {previous} already: frozen only"]
+    earlier = pr.template_of("DaemonSet", owned[1])
+    change = pr.template_change(path, obj["spec"]["template"], earlier, owned[1]["revision"])
+    template = _marked(change, current)
     desired = int(dig(obj, "status", "desiredNumberScheduled") or 0)
     size = params.batch or max(1, desired // 10)
     pods = _updated_pods(kube, params.namespace, obj, current)
@@ -124,6 +130,16 @@ def _daemonset(
     ]
     note = f"roll back {len(pods)} updated pods ({current} → {previous}), {size} nodes per batch"
     return [freeze, template, *deletes], [note]
+
+
+def _marked(change: Change, current: str) -> Change:
+    """``change`` that also annotates the DaemonSet with the revision it rolls back from (a
+    later roll-back must not take that revision for the previous one and roll forward to it);
+    its undo removes the annotation."""
+    assert change.undo is not None
+    back = {**change.undo.body, "metadata": {"annotations": {ROLLED_BACK: None}}}
+    body = {**change.body, "metadata": {"annotations": {ROLLED_BACK: current}}}
+    return replace(change, body=body, undo=replace(change.undo, body=back))
 
 
 def _updated_pods(kube: KubeAPI, namespace: str, obj: JSON, current: str) -> list[JSON]:
