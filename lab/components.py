@@ -377,7 +377,9 @@ def _write_prometheus_config(state: LabState, pki: Pki) -> None:
 
 
 def _write_guardian_config(state: LabState) -> None:
-    """A guardian config for the lab: its Prometheus, time-compressed windows."""
+    """A guardian config for the lab: its Prometheus, time-compressed windows (``lab-fast``),
+    the mixin's latency SLOs, the overload-aware read SLO of ``config/slos.yaml`` (queue wait
+    included, 429s bad), the 429 ratio and CoreDNS errors."""
     url = f"http://127.0.0.1:{state.ports['prometheus']}"
     (
         state.directory / "guardian.yaml"
@@ -400,6 +402,16 @@ slos:
     period: 1h
     windows: lab-fast
     sli: {{apiserver_latency: {{verbs: write, selector: 'job="apiserver"'}}}}
+  - name: apiserver-read-overload   # config/slos.yaml's, on lab-fast windows
+    objective: 99
+    period: 1h
+    windows: lab-fast
+    sli:
+      apiserver_latency:
+        verbs: read
+        metric: apiserver_request_duration_seconds
+        rejected_are_bad: true
+        selector: 'job="apiserver"'
   - name: apiserver-rejections
     objective: 99
     period: 1h

@@ -170,8 +170,9 @@ def test_fault_stops_and_resumes_coredns(lab: Lab) -> None:
     eventually(lambda: _lab("status", env=env).returncode == 0, timeout=30, what="coredns back")
 
 
-def _rejections(lab: Lab) -> tuple[str, float | None]:
-    """What ``guardian eval`` says of the lab's 429 SLO: status and short-window page burn."""
+def _rejections(lab: Lab, name: str = "apiserver-rejections") -> tuple[str, float | None]:
+    """What ``guardian eval`` says of the lab's 429 SLO (or SLO ``name``): status and
+    short-window page burn."""
     done = subprocess.run(
         [
             str(ROOT / ".venv" / "bin" / "guardian"),
@@ -186,7 +187,7 @@ def _rejections(lab: Lab) -> tuple[str, float | None]:
         check=False,
     )
     slos = json.loads(done.stdout)["slos"]
-    slo = next(s for s in slos if s["name"] == "apiserver-rejections")
+    slo = next(s for s in slos if s["name"] == name)
     if all(s["status"] == "no_data" for s in slos):
         # blind for a moment: an API-server scrape timed out under the storm and marked its
         # series stale (a restarted CoreDNS has no DNS series yet); the next evaluation sees
@@ -208,6 +209,12 @@ def test_lab_load_burns_the_api_server_slo_and_quarantine_stops_it(lab: Lab) -> 
         eventually(lambda: _rejections(lab)[0] == "page", timeout=120, what="the 429 SLO pages")
         throttled = lab.promql('sum(rate(apiserver_request_total{code="429"}[15s]))')
         assert float(throttled[0]["value"][1]) > 10
+        # the overload-aware read SLO (queue wait included, 429s bad) pages on the same storm
+        eventually(
+            lambda: _rejections(lab, "apiserver-read-overload")[0] == "page",
+            timeout=60,
+            what="the overload-aware read SLO pages",
+        )
         # Quarantine: a nodeSelector no node matches; agents leave every node at once.
         patch = {"spec": {"template": {"spec": {"nodeSelector": {"guardian/quarantine": "true"}}}}}
         answer = lab.api(
