@@ -510,7 +510,9 @@ def test_a_staging_dry_run_of_the_playbook_checks_the_halt_and_the_throttle(
     kube: Kube, lab: Lab, tmp_path: Path
 ) -> None:
     """``guardian playbook run halt-change --dry-run --set change=...``, as the playbook's
-    header says: both steps are planned and sent with dryRun=All; nothing changes."""
+    header says: both steps are planned and sent with dryRun=All; nothing changes. The
+    throttle reads APF's top talkers: on a quiet lab the offender is not among them, so the
+    dry run warns that a run now would refuse it."""
     books = tmp_path / "playbooks"
     books.mkdir()
     shutil.copy(ROOT / "playbooks" / "halt-change.yaml", books)
@@ -543,4 +545,5 @@ def test_a_staging_dry_run_of_the_playbook_checks_the_halt_and_the_throttle(
     ]
     assert doc["context"]["offender"] == {"namespace": "default", "name": "default"}
     assert throttle["problems"] == [] and throttle["plan"] is not None, throttle
+    assert "not among the top 3 talkers" in throttle["warning"], "a quiet lab: no talker"
     assert kube.get(path)["metadata"]["resourceVersion"] == version, "the dry run changed it"
