@@ -4,9 +4,10 @@ Input: a ``QuerySource`` (``guardian.clients.prometheus.PrometheusClient`` in pr
 optional label selector and a time range. Output: ``WorkloadChange`` values
 (``guardian.evaluation.changes``) for the Deployments, DaemonSets and StatefulSets that were
 created, or got a new template generation, within the range, each at its state at the end
-of the range. It is the change log of the backtest and the daemon's fallback when the API
-server does not answer; today its only caller is tests/test_change_log_ksm.py (the backtest
-and the daemon wire it in their own modules).
+of the range. It is the change log of the backtest (``guardian.app.commands.evaluate``, read
+by ``guardian.app.decisions``) and the daemon's fallback when the API server's watch has not
+synced (``guardian.app.wiring``, through ``guardian.clients.change_sources``). Tests:
+tests/test_change_log_ksm.py (the bundled incident data, exact data, the lab's KSM).
 
 What it reads (kube-state-metrics v2 gauges, labelled ``namespace`` and
 ``deployment|daemonset|statefulset``, and ``cluster`` where the scrape adds it):
