@@ -19,21 +19,25 @@ from typing import Any
 import pytest
 
 from guardian.clients.change_watch import WatchChangeLog
-from guardian.clients.kube import Kube
+from guardian.clients.kube import Conflict, Kube
 from guardian.evaluation.changes import WorkloadChange
 from tests.lab_fixture import NODES, ROOT, Lab, eventually
 from tests.test_crd_actions import _crd
 
 pytestmark = pytest.mark.lab
-APPS = "/apis/apps/v1/namespaces/default"
+NS = "change-watch"
+APPS = f"/apis/apps/v1/namespaces/{NS}"
+CRDS = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
 
 
 @pytest.fixture(scope="module")
-def kube(lab: Lab) -> Kube:
+def kube(lab: Lab) -> Iterator[Kube]:
+    """An admin client; the module's objects live in a namespace of their own, removed after."""
     admin = Kube.from_kubeconfig(str(lab.directory / "kubeconfig"), qps=50, burst=100)
-    account = {"metadata": {"name": "agent"}}
-    admin.create("/api/v1/namespaces/default/serviceaccounts", account)
-    return admin
+    admin.create("/api/v1/namespaces", {"metadata": {"name": NS}})
+    admin.create(f"/api/v1/namespaces/{NS}/serviceaccounts", {"metadata": {"name": "agent"}})
+    yield admin
+    admin.delete(f"/api/v1/namespaces/{NS}")
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +73,7 @@ def workload(kind: str, name: str, image: str = "registry.invalid/app:1") -> dic
 def found(log: WatchChangeLog, kind: str, name: str) -> list[WorkloadChange]:
     now = datetime.now(UTC)
     changes = log.changes(now - timedelta(hours=1), now + timedelta(minutes=1))
-    return [c for c in changes if (c.kind, c.name) == (kind, name)]
+    return [c for c in changes if (c.kind, c.namespace, c.name) == (kind, NS, name)]
 
 
 def test_the_log_costs_no_request_in_steady_state(
@@ -123,19 +127,32 @@ def test_a_template_update_is_a_change_and_a_scale_is_not(
     assert not update.created and before - timedelta(seconds=1) <= update.started
     assert (update.generation, update.previous_revision) == (3, "2")
     assert not creation.in_flight
-    old = log.previous_template("Deployment", "default", "web") or {}
+    old = log.previous_template("Deployment", NS, "web") or {}
     assert old["spec"]["containers"][0]["image"] == "registry.invalid/app:1"
     eventually(
         lambda: found(log, "Deployment", "web")[1].updated == 4, 60, "the update's progress 4/4"
     )
 
 
-def test_an_argo_rollout_shows_up_once_its_crd_exists(lab: Lab, kube: Kube) -> None:
-    crds = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
-    kube.create(crds, _crd("argoproj.io", "v1alpha1", "rollouts", "Rollout"))
+@pytest.fixture
+def rollouts(kube: Kube) -> Iterator[None]:
+    """Argo Rollouts' CRD, installed as ``tests/test_crd_actions.py`` does, and removed after
+    (that module checks first that it is not installed)."""
+    try:
+        kube.create(CRDS, _crd("argoproj.io", "v1alpha1", "rollouts", "Rollout"))
+    except Conflict:  # another module installed it: leave it there
+        yield
+        return
     eventually(lambda: kube.exists("/apis/argoproj.io/v1alpha1/rollouts"), 60, "the CRD served")
+    yield
+    kube.delete(f"{CRDS}/rollouts.argoproj.io")
+    eventually(lambda: not kube.exists("/apis/argoproj.io/v1alpha1"), 60, "the CRD removed")
+
+
+@pytest.mark.usefixtures("rollouts")
+def test_an_argo_rollout_shows_up_once_its_crd_exists(kube: Kube) -> None:
     rollout = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", **workload("R", "canary")}
-    kube.create("/apis/argoproj.io/v1alpha1/namespaces/default/rollouts", rollout)
+    kube.create(f"/apis/argoproj.io/v1alpha1/namespaces/{NS}/rollouts", rollout)
     log = WatchChangeLog(kube).start()
     try:
         eventually(lambda: bool(found(log, "Rollout", "canary")), 30, "the Rollout seen")
@@ -151,7 +168,7 @@ def test_the_watch_survives_an_api_server_restart_with_one_list_after_the_410(
 ) -> None:
     log, _ = watched
     before = {kind: (s.lists, s.gone, s.errors) for kind, s in log.stats.items() if s.synced}
-    kube.create("/api/v1/namespaces/default/configmaps", {"metadata": {"name": "advance"}})
+    kube.create(f"/api/v1/namespaces/{NS}/configmaps", {"metadata": {"name": "advance"}})
     restart = subprocess.run(
         [str(ROOT / "lab" / "lab"), "fault", "kube-apiserver", "start"],
         env={**os.environ, "GUARDIAN_LAB_DIR": str(lab.directory)},
