@@ -126,7 +126,8 @@ def test_halt_change_is_proposed_for_the_telemetry_daemonset_by_15_20(replay) ->
             "started": "2024-12-11T23:12:00Z",
             "cluster": cluster,
         }
-        assert "telemetry-agent began" in halt["reason"] and "baseline burn" in halt["reason"]
+        assert f"telemetry-agent in {cluster} began 23:12:00Z" in halt["reason"]
+        assert "baseline burn" in halt["reason"]
     page = min(_start(e) for e in episodes if e["severity"] == "page")
     assert min(_at(d) for d in halts) <= page - timedelta(minutes=15), "well before the page"
     assert all(d["change"]["name"] == "telemetry-agent" for d in halts)
