@@ -2,10 +2,9 @@
 
 Starts a lab (``lab/lab up``, 20 nodes by default, ``--nodes``), applies ``deploy/rbac`` and
 ``deploy/apf`` (guardian's FlowSchema ``guardian`` for the service account
-``guardian/guardian``) and, in case the applied RBAC lacks it, a bench-only ClusterRole
-granting ``list`` and ``watch`` of apps workloads. Then, as guardian's service account (5 QPS,
-burst 10, as the daemon), four phases of ``--seconds`` (60) each, one after the other so that each
-is counted alone:
+``guardian/guardian``; the RBAC grants the ``list`` and ``watch`` the change log needs).
+Then, as guardian's service account (5 QPS, burst 10, as the daemon), four phases of
+``--seconds`` (60) each, one after the other so that each is counted alone:
 
 1. steady, suspects: ``guardian.planning.suspects.find_suspects`` every 30 s, as the daemon
    does while an SLO burns (six paginated cluster-wide LISTs each);
@@ -53,29 +52,6 @@ from guardian.testing.manifests import apply_manifests, service_account_client
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-WATCH_ROLE = {
-    "apiVersion": "rbac.authorization.k8s.io/v1",
-    "kind": "ClusterRole",
-    "metadata": {"name": "guardian-bench-watch"},
-    "rules": [
-        {
-            "apiGroups": ["apps"],
-            "resources": ["deployments", "daemonsets", "statefulsets"],
-            "verbs": ["list", "watch"],
-        }
-    ],
-}
-WATCH_BINDING = {
-    "apiVersion": "rbac.authorization.k8s.io/v1",
-    "kind": "ClusterRoleBinding",
-    "metadata": {"name": "guardian-bench-watch"},
-    "roleRef": {
-        "apiGroup": "rbac.authorization.k8s.io",
-        "kind": "ClusterRole",
-        "name": "guardian-bench-watch",
-    },
-    "subjects": [{"kind": "ServiceAccount", "name": "guardian", "namespace": "guardian"}],
-}
 
 
 def lab(*args: str, env: dict[str, str]) -> None:
@@ -209,8 +185,6 @@ def run(nodes: int, seconds: float) -> dict[str, Any]:
             admin = Kube.from_kubeconfig(str(directory / "kubeconfig"), qps=50, burst=50)
             apply_manifests(admin, ROOT / "deploy" / "rbac" / "guardian-rbac.yaml")
             apply_manifests(admin, ROOT / "deploy" / "apf" / "guardian-apf.yaml")
-            admin.create("/apis/rbac.authorization.k8s.io/v1/clusterroles", WATCH_ROLE)
-            admin.create("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", WATCH_BINDING)
             kube = service_account_client(
                 admin, f"https://127.0.0.1:{port}", str(directory / "pki" / "ca.crt")
             )
