@@ -50,6 +50,10 @@ from guardian.policy.decide import Decision, Run, decide
 
 log = logging.getLogger(__name__)
 
+IN_FLIGHT_REACH = 6 * 3600
+"""Seconds back the change log is read: a change begun that long ago and still in flight
+arms the change guard (a DaemonSet's rollout over thousands of nodes takes hours)."""
+
 
 class CycleStore(AuditWriter, Settings, PipelineMemory, Protocol):
     """What a cycle needs of the store: the audit log, the settings (the kill switch), what
@@ -142,7 +146,7 @@ class Cycle:
         if self.changes is None:
             return []
         guard = self.config.change_guard
-        reach = max(self.suspect_window, guard.guard_window if guard else 0)
+        reach = max(self.suspect_window, guard.guard_window if guard else 0, IN_FLIGHT_REACH)
         try:
             return self.changes.changes(at - timedelta(seconds=reach), at)
         except DataUnavailable as exc:
