@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from guardian.clients.kube import Kube
+from guardian.config import load_config
 from guardian.testing.postgres import PostgresServer
 from tests.lab_fixture import ROOT, Lab, eventually
 from tests.store_fixture import fresh_url
@@ -116,6 +117,8 @@ def test_an_install_into_the_lab_runs_as_the_chart_s_service_account(
         deployment = admin.get(f"/apis/apps/v1/namespaces/{namespace}/deployments/g-guardian")
         assert deployment["status"].get("readyReplicas") == 2, deployment["status"]
         config = _unpack(admin, namespace, tmp_path)
+        guard = load_config(config).change_guard
+        assert guard is not None and guard.labels == (("tier", "control-plane"),)
         token = admin.create(
             f"/api/v1/namespaces/{namespace}/serviceaccounts/g-guardian/token",
             {"spec": {"expirationSeconds": 3600}},
