@@ -35,6 +35,7 @@ bench: setup
 	$(BIN)/python bench/evaluate.py
 	$(BIN)/python bench/shed.py
 	$(BIN)/python bench/requests.py
+	$(BIN)/python bench/detection.py --cache $(CACHE)
 
 demo: setup
 	$(BIN)/python examples/incident-2024-12-11/demo.py --cache $(CACHE)
