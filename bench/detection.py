@@ -32,6 +32,12 @@ cores once the data is cached (generating and backfilling it adds about 45 s, on
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    del sys.path[0]  # run as a script, bench/requests.py would hide the ``requests`` library
+
 import argparse
 import importlib.util
 import json
@@ -39,11 +45,9 @@ import os
 import platform
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
