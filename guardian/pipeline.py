@@ -80,6 +80,9 @@ class Cycle:
     suspects come from LISTs of the API server while an SLO burns, and no change guard."""
     apf: ApfReader | None = None
     """APF's debug data, for the top talkers of a proposal whose playbook names them."""
+    advance_now: bool = True
+    """Move a proposed run as far as it goes at once; the daemon leaves that to its progress
+    job, so a step that verifies for minutes never holds up the next evaluation."""
 
     def tick(self, now: datetime | None = None) -> list[Decision]:
         """Evaluate every SLO, decide, propose; returns the decisions."""
@@ -208,7 +211,8 @@ class Cycle:
         execution = self.runner.propose(
             book.name, context, "guardian", "policy", slo, target_of(context)
         )
-        self.runner.advance(execution.id)
+        if self.advance_now:
+            self.runner.advance(execution.id)
 
     def _audit_status(self, evaluation: Evaluation, at: datetime) -> None:
         """An ``evaluation`` audit row for every SLO whose status changed since the last."""

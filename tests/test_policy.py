@@ -284,3 +284,19 @@ def test_a_refused_or_unblamed_halt_leaves_a_burning_slo_to_the_usual_rules() ->
     )  # fmt: skip
     alone = replace(FIRING, change=None)
     assert _guarded("ticket", alone)[:2] == ("notify", "burning; no playbook matches")
+
+
+def test_two_slos_burning_in_one_evaluation_propose_one_halt_of_the_change() -> None:
+    second = replace(SLO_, name="apiserver-write-latency")
+    results = tuple(SLOResult(name, 99, "ok", 0.5, ()) for name in (SLO_.name, second.name))
+    alarms = {slo.name: replace(FIRING, slo=slo.name) for slo in (SLO_, second)}
+    books = {b.name: b for b in (HALT, BOOK)}
+    first, then = decide(Evaluation(NOW, results), [SLO_, second], books, [], NOW, alarms=alarms)
+    assert (first.kind, first.playbook) == ("propose", "halt-change")
+    assert (then.kind, then.reason) == (
+        "notify", "change guard: why; halt-change already has an open execution"
+    )  # fmt: skip
+    other = replace(FIRING, slo=second.name, change=replace(CHANGE, name="other-agent"))
+    _, both = decide(Evaluation(NOW, results), [SLO_, second], books, [], NOW,
+                     alarms={**alarms, second.name: other})  # fmt: skip
+    assert (both.kind, both.change) == ("propose", other.change)

@@ -187,6 +187,7 @@ def parts(
     changes = FallbackChangeLog(watch, PrometheusChangeLog(prometheus))
     apf = ApfClient(kube, prometheus) if isinstance(kube, Kube) else None
     cycle = Cycle(config, books, store, executor, kube, prometheus, changes=changes, apf=apf)
+    cycle.advance_now = False  # the daemon's progress job moves the runs it proposes
     return Parts(config, books, prometheus, cycle)
 
 

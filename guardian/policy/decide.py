@@ -87,7 +87,20 @@ def decide(
         if decision is None or (decision.kind != "propose" and result.status != "ok"):
             decision = _decide(result, slo, playbooks, facts, notify_from)
         decisions.append(decision)
+        if decision.kind == "propose" and decision.playbook:
+            facts = _proposed(facts, decision)
     return decisions
+
+
+def _proposed(facts: Facts, decision: Decision) -> Facts:
+    """``facts`` with the run ``decision`` proposes counted as open, so that two SLOs burning
+    in one evaluation never propose two runs of a playbook on the same target."""
+    assert decision.playbook is not None
+    target = decision.change.target if decision.change else None
+    if target is None:
+        target = (facts.targets or {}).get(decision.playbook, "")
+    run = Run(decision.playbook, decision.slo, target, facts.now, True)
+    return replace(facts, recent=[*facts.recent, run])
 
 
 def _guarded(
