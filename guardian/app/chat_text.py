@@ -23,6 +23,7 @@ HELP = """\
 /guardian playbooks                   the loaded playbooks
 /guardian run PLAYBOOK [k=v ...] [--dry-run]
 /guardian approve ID STEP | deny ID STEP   decide the step awaiting approval
+/guardian undo ID                     undo every applied step of an execution
 /guardian pause | resume              kill switch
 /guardian history                     the last audit rows
 /guardian help"""
@@ -37,6 +38,8 @@ def usage(verb: str, args: list[str]) -> str:
             f"usage: /guardian {verb} ID STEP (the step number the message or "
             "/guardian status shows: a decision binds to that step)"
         )
+    if verb == "undo" and len(args) != 1:
+        return "usage: /guardian undo ID (the execution whose applied steps to undo)"
     if verb == "slo" and len(args) != 1:
         return "usage: /guardian slo NAME"
     if verb == "run" and not [a for a in args if a != "--dry-run"]:

@@ -21,7 +21,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from guardian.app import chat_text as text
-from guardian.approval.blocks import APPROVE, Shown, escape, parse_button
+from guardian.approval.blocks import escape
+from guardian.approval.buttons import APPROVE, UNDO, Shown, parse_button, undo_count
 from guardian.audit.records import OPEN_STATES
 from guardian.audit.switch import KillSwitch
 from guardian.clients.slack import Click, Command, SlackClient
@@ -58,12 +59,15 @@ class ChatOps:
     """False on a daemon that is not the leader: decisions are recorded, the leader acts."""
 
     def on_click(self, click: Click) -> str | None:
-        """Approve or deny from a button; returns what only the clicking user should see.
+        """Approve, deny or undo from a button; returns what only the clicking user sees.
 
         The button names the request it was shown for (execution, step, phase, nonce): a
-        press for any step but the one awaiting approval now is refused and audited."""
-        verb = "approve" if click.action == APPROVE else "deny"
+        press for any step but the one awaiting approval now is refused and audited. Undo's
+        button names the phases applied when it was shown (``Runner.undo``)."""
+        verb = {APPROVE: "approve", UNDO: "undo"}.get(click.action, "deny")
         shown = parse_button(click.value)
+        if verb == "undo" and isinstance(shown, Shown) and undo_count(shown) is None:
+            shown = "this button's value is not one guardian gave; nothing was undone"
         named = shown.execution if isinstance(shown, Shown) else click.value.split(":")[0]
         refusal = self._channel_refusal(click.channel, click.user, verb, named)
         if refusal:
@@ -73,7 +77,10 @@ class ChatOps:
             self.runner.refuse(execution, click.user, "slack", verb, shown, given=click.value[:64])
             return escape(shown)
         try:
-            answer = self._decide(verb, shown.execution, click.user, shown.step, shown)
+            if verb == "undo":
+                answer = self._undo(shown.execution, click.user, undo_count(shown))
+            else:
+                answer = self._decide(verb, shown.execution, click.user, shown.step, shown)
         except GuardianError as exc:
             answer = f"{verb}: {exc.message}"
         except Exception:
@@ -104,6 +111,20 @@ class ChatOps:
         if verb == "approve" and self.leading():
             self.runner.advance(self.store.find(execution_id).id)
         return None
+
+    def _undo(self, execution_id: str, user: str, shown: int | None = None) -> str | None:
+        """Undo the execution (an operator, and an approver of its playbook); the answer
+        (None after a click that undid it: the message and its thread say so)."""
+        refusal = self._operator(user, "undo")
+        if refusal:
+            return refusal
+        try:
+            book = self.playbooks.get(self.store.find(execution_id).playbook)
+        except KeyError:
+            book = None  # the runner refuses it, and audits the refusal
+        groups = self._groups(user, book)
+        decision = self.runner.undo(execution_id, user, "slack", groups, shown=shown)
+        return None if decision.ok and shown is not None else decision.message
 
     def _groups(self, user: str, book: Playbook | None) -> tuple[str, ...]:
         if book is None:
@@ -166,6 +187,7 @@ class ChatOps:
             "run": self._run,
             "approve": self._approve,
             "deny": self._deny,
+            "undo": lambda user, args: self._undo(args[0], user) or "",
         }
         if verb in quick:
             return self._answer(quick[verb], verb, command.user, words[1:])

@@ -1,33 +1,54 @@
-"""Executions as Slack messages: Block Kit rendering, and the buttons' values.
+"""Executions as Slack messages: Block Kit rendering.
 
 Input: an execution, its playbook, an event's detail and the store's approval requests and
 decisions (read through ``MessageStore``, a port the store satisfies). Output: the message's
 fallback text and blocks (what burns and how fast, suspects, APF's top talkers when the
-context has them: user, share, flow schema; the exact planned changes, Approve / Deny
-buttons whose value binds them to the step's approval request), the thread
-line of an event, everything anyone can write escaped as literal mrkdwn; and a button's value
-read back (``parse_button``). No SDK: the Block Kit is plain dicts, and the store is read only
-through ``MessageStore`` (``request``, ``history``). Called by ``guardian.approval.notify``
-(the ``SlackNotifier`` renders with it), ``guardian.app.chatops`` (``APPROVE``, ``escape``,
-``parse_button`` and ``Shown``: a click read back), ``guardian.clients.slack`` (the buttons'
-``APPROVE`` and ``DENY`` action ids) and ``guardian.app.chat_text`` (durations and numbers).
+context has them: user, share, flow schema; a step applied without approval said plainly, with
+an Undo button while it may be undone; the exact planned changes, Approve / Deny buttons whose
+value binds them to the step's approval request), the thread line of an event, everything
+anyone can write escaped as literal mrkdwn. The buttons' ids and values are
+``guardian.approval.buttons`` (``APPROVE``, ``DENY``, ``Shown`` and ``parse_button`` are
+re-exported here for the tests and older importers). No SDK: the Block Kit is plain dicts,
+and the store is read only through ``MessageStore`` (``request``, ``history``). Called by
+``guardian.approval.notify`` (the ``SlackNotifier`` renders with it), ``guardian.app.chatops``
+(``escape``) and ``guardian.app.chat_text`` (durations and numbers).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from guardian.approval.buttons import (
+    APPROVE,
+    DENY,
+    UNDO,
+    Shown,
+    button,
+    button_value,
+    parse_button,
+)
+from guardian.approval.rules import UNDOABLE
 from guardian.audit.ports import AuditReader
 from guardian.audit.records import ApprovalRequest, Execution
 from guardian.playbooks import Playbook
 
-APPROVE = "guardian_approve"
-DENY = "guardian_deny"
-"""The ``action_id`` of the Approve and Deny buttons (``guardian.clients.slack`` routes them)."""
+__all__ = [
+    "APPROVE",
+    "DENY",
+    "MessageStore",
+    "Shown",
+    "button_value",
+    "duration_text",
+    "escape",
+    "number_text",
+    "parse_button",
+    "render",
+    "thread_line",
+]
+
 DIFF_LIMIT = 2800
 """Characters of a diff shown in a message block (Slack allows 3000 per text object)."""
 TALKERS_SHOWN = 5
@@ -55,8 +76,12 @@ def render(
         {"type": "header", "text": {"type": "plain_text", "text": title[:150]}},
     ]
     blocks += _burn_blocks(ex) + _suspect_blocks(ex) + _talker_blocks(ex)
+    auto, undo = _auto_blocks(ex, book, store)
+    blocks += auto
     if book is not None and ex.state == "awaiting_approval" and ex.step < len(book.steps):
-        blocks += _decision_blocks(ex, book, detail, store)
+        blocks += _decision_blocks(ex, book, detail, store, undo)
+    elif undo:
+        blocks.append({"type": "actions", "block_id": "undo", "elements": undo})
     blocks.append(_context_block(ex, store, as_of))
     return escape(f"{title} (execution {ex.id})"), blocks
 
@@ -113,20 +138,69 @@ def _talker_line(index: int, talker: Mapping[str, Any]) -> str:
     return escape(f"{index}. {talker.get('user')}: {share:.0%} (flow schema {schema}{shed}){guard}")
 
 
+def _auto_blocks(
+    ex: Execution, book: Playbook | None, store: MessageStore
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The steps applied without approval (``approval: auto``), said plainly, and the Undo
+    button (bound to the execution's place and the phases applied) while it may be undone."""
+    if book is None:
+        return [], []
+    rows = store.history(ex.id)
+    applied = [r for r in rows if r.kind == "applied"]
+    targets = {r.detail.get("step"): r.detail.get("target") for r in rows if r.kind == "planned"}
+    auto = sorted(
+        {
+            int(r.detail.get("step", -1))
+            for r in applied
+            if 0 <= int(r.detail.get("step", -1)) < len(book.steps)
+            and book.steps[int(r.detail["step"])].approval == "auto"
+        }
+    )
+    if not auto:
+        return [], []
+    if ex.state == "undone":
+        after = "; since undone"
+    elif ex.state in UNDOABLE:
+        after = "; Undo restores it"
+    else:
+        after = "; Undo is offered once this step's check ends"
+    lines = [_auto_line(i, book.steps[i].name, book.steps[i].action, targets.get(i)) for i in auto]
+    text = "\n".join(f"{line}: applied without approval (approval: auto){after}" for line in lines)
+    if ex.state not in UNDOABLE:
+        return [_section(escape(text))], []
+    value = button_value(ex.id, ex.step, ex.phase, f"applied{len(applied)}")
+    return [_section(escape(text))], [button("Undo", UNDO, value, "danger")]
+
+
+def _auto_line(index: int, name: str, action: str, target: Any) -> str:
+    if action == "halt-change" and target:
+        return f"Halted {target}"
+    return f"Step {index + 1} ({name}, {action}) on {target or 'its target'}"
+
+
 def _decision_blocks(
-    ex: Execution, book: Playbook, detail: Mapping[str, Any], store: MessageStore
+    ex: Execution,
+    book: Playbook,
+    detail: Mapping[str, Any],
+    store: MessageStore,
+    undo: list[dict[str, Any]],
 ) -> list[dict[str, Any]]:
-    """The step awaiting approval: its plan, and the buttons bound to its open request."""
+    """The step awaiting approval: its plan, and the buttons bound to its open request
+    (with ``undo``, the Undo button, beside them)."""
     step = book.steps[ex.step]
     plan = detail.get("plan") or {}
     blocks = [_section(_plan_text(ex.step, len(book.steps), step.name, step.action, plan))]
     request = store.request(ex.id, ex.step)
     if request is None or request.decision is not None or request.phase != ex.phase:
-        return [*blocks, _section(f"decide with `/guardian approve {ex.id} {ex.step + 1}`")]
+        blocks.append(_section(f"decide with `/guardian approve {ex.id} {ex.step + 1}`"))
+        if undo:
+            blocks.append({"type": "actions", "block_id": "undo", "elements": undo})
+        return blocks
     value = button_value(ex.id, ex.step, ex.phase, request.nonce)
     buttons = [
-        _button("Approve", APPROVE, value, "primary"),
-        _button("Deny", DENY, value, "danger"),
+        button("Approve", APPROVE, value, "primary"),
+        button("Deny", DENY, value, "danger"),
+        *undo,
     ]
     return [*blocks, {"type": "actions", "block_id": "decision", "elements": buttons}]
 
@@ -139,45 +213,16 @@ def _context_block(ex: Execution, store: MessageStore, as_of: datetime | None) -
         for r in store.history(ex.id)
         if r.kind in ("approved", "denied") and (as_of is None or r.at <= as_of)
     ]
+    decisions += [
+        f"undone by {_who(r.actor, r.via)} at {r.at:%H:%M:%S} UTC"
+        for r in store.history(ex.id)
+        if r.kind == "undone" and r.via != "runner" and (as_of is None or r.at <= as_of)
+    ]
     context = [f"execution `{ex.id}` asked by {_who(ex.requested_by, ex.requested_via)}"]
     context += decisions
     if ex.message:
         context.append(escape(ex.message))
     return {"type": "context", "elements": [{"type": "mrkdwn", "text": "\n".join(context)[:2900]}]}
-
-
-def button_value(execution_id: str, step: int, phase: int, nonce: str) -> str:
-    """What an Approve/Deny button carries: the execution, step, phase and request nonce
-    it was shown for (``ID:STEP:PHASE:NONCE``, step and phase from 0)."""
-    return f"{execution_id}:{step}:{phase}:{nonce}"
-
-
-@dataclass(frozen=True)
-class Shown:
-    """What a button press names: the approval request its message was shown for."""
-
-    execution: str
-    step: int
-    phase: int
-    nonce: str
-
-
-def parse_button(value: str) -> Shown | str:
-    """The request a button value names, or why it names none."""
-    if ":" not in value:
-        return (
-            "this button names no step (a message from an older guardian); nothing was "
-            "decided: use the execution's current message, or /guardian approve ID STEP"
-        )
-    parts = value.split(":")
-    if (
-        len(parts) != 4
-        or not all(parts)
-        or not (parts[1].isdigit() and parts[2].isdigit())
-        or max(len(p) for p in parts) > 32
-    ):
-        return "this button's value is not one guardian gave; nothing was decided"
-    return Shown(parts[0], int(parts[1]), int(parts[2]), parts[3])
 
 
 def escape(text: str) -> str:
@@ -204,6 +249,9 @@ def thread_line(event: str, detail: Mapping[str, Any]) -> str:
     """The thread line an event adds under the execution's message ("" for none)."""
     if event in ("approved", "denied"):
         return f"{event} by {_who(str(detail.get('by', '')), str(detail.get('via', '')))}"
+    if event == "undone" and detail.get("by"):
+        restored = f"{len(detail.get('changes') or [])} changes restored"
+        return f"undone by {_who(str(detail['by']), str(detail.get('via', '')))}: {restored}"
     return escape(_thread_text(event, detail))
 
 
@@ -227,16 +275,6 @@ def _who(actor: str, via: str) -> str:
 
 def _section(text: str) -> dict[str, Any]:
     return {"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}}
-
-
-def _button(label: str, action: str, value: str, style: str) -> dict[str, Any]:
-    return {
-        "type": "button",
-        "text": {"type": "plain_text", "text": label},
-        "action_id": action,
-        "value": value,
-        "style": style,
-    }
 
 
 def duration_text(seconds: Any) -> str:

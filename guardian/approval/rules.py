@@ -3,8 +3,9 @@
 Input: the execution as stored, its playbook, who asks (user, groups), what they ask (approve
 or deny, the step and phase they were shown) and the time. Output: the reason a decision is
 refused ("" when it may go ahead), whether the refusal is because the approval expired, and
-the texts of the other refusals (unknown ID, out-of-date message, already decided). Called by
-``guardian.executor.decisions`` (``Runner.approve``/``deny``).
+the texts of the other refusals (unknown ID, out-of-date message, already decided); and why an
+undo is refused (``undo_refusal``). Called by ``guardian.executor.decisions``
+(``Runner.approve``/``deny``) and ``guardian.executor.undoing`` (``Runner.undo``).
 """
 
 from __future__ import annotations
@@ -93,3 +94,38 @@ def not_found(given: str, exc: KeyError) -> str:
             f"execution ID prefix {given[:64]!r} matches more than one execution; give more of it"
         )
     return f"no execution {given[:64]!r} (give its ID or a unique prefix of 4 or more)"
+
+
+UNDOABLE = ("awaiting_approval", "succeeded", "failed", "denied", "expired")
+"""The states an execution may be undone in by a person: waiting for a later step's
+approval, or over (the runner holds no step in flight)."""
+
+
+def undo_refusal(
+    ex: Execution,
+    book: Playbook | None,
+    actor: str,
+    groups: tuple[str, ...],
+    applied: list[tuple[int, int]],
+) -> str:
+    """Why ``actor`` may not undo ``ex`` now ("" when they may): it is already undone, a
+    step is in flight, nothing was applied, ``actor`` is not an approver of the playbook, or
+    ``actor`` asked for it and a step they would undo needed an approval (the two-person
+    rule; a step with ``approval: auto`` had nobody asked, so it does not apply)."""
+    if ex.state == "undone":
+        return f"execution {ex.id} is already undone; nothing was done"
+    if ex.state not in UNDOABLE:
+        return (
+            f"execution {ex.id} is {where(ex)}: undo once it waits for an approval or ends; "
+            "nothing was done"
+        )
+    if not applied:
+        return f"nothing of execution {ex.id} was applied; nothing to undo"
+    if book is None:
+        return f"playbook {ex.playbook} of execution {ex.id} is not loaded"
+    if not may_approve(book, actor, groups):
+        return f"{actor} may not undo execution {ex.id}: not an approver of playbook {book.name}"
+    approved = {s for s, _ in applied if s < len(book.steps) and book.steps[s].approval != "auto"}
+    if actor == ex.requested_by and approved:
+        return f"{actor} asked for execution {ex.id} and cannot also undo its approved steps"
+    return ""

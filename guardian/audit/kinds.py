@@ -26,6 +26,7 @@ AuditKind = Literal[
     "step_succeeded",
     "step_failed",
     "undone",
+    "undo_failed",
     "succeeded",
     "failed",
     # what a person asked for and was refused, and chat messages that could not be sent

@@ -1,7 +1,8 @@
 """Slack, through slack_sdk and slack_bolt: messages out, button clicks and commands in.
 
 Input: ``SlackSettings`` (tokens and the signing secret come from the environment or files,
-never from the config file) and two callbacks: one for a button press, one for a
+never from the config file) and two callbacks: one for a button press (Approve, Deny, Undo:
+``guardian.approval.buttons``), one for a
 ``/guardian`` command. Output: ``SlackClient`` (post, update, thread replies, ephemeral
 answers, file uploads, user-group members) and ``SlackApp``, which listens by Socket Mode
 (default: nothing to expose from inside a cluster) or serves ``POST /slack/events`` (HTTP
@@ -29,7 +30,7 @@ from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
-from guardian.approval.blocks import APPROVE, DENY
+from guardian.approval.buttons import APPROVE, DENY, UNDO
 from guardian.clients.slack_http import SlackEndpoint, serve_wsgi
 from guardian.config.files import read_secret
 from guardian.config.model import SlackSettings
@@ -175,6 +176,7 @@ class SlackApp:
         clicked = _clicked(on_click)
         self.app.action(APPROVE)(clicked)
         self.app.action(DENY)(clicked)
+        self.app.action(UNDO)(clicked)
         self.app.command("/guardian")(_commanded(on_command))
 
     def wsgi(self) -> Callable[..., Any]:

@@ -4,7 +4,7 @@ Input: nothing (declarations). Output: ``Write`` (one transition: the compare-an
 step and phase, the step record, the applied phase and the audit rows, kept in ONE transaction)
 and ``ExecutorStore``, the store methods the executor calls (a port: the store in
 ``guardian.clients.store`` implements it). Built by ``guardian.executor.machine``, committed by
-``guardian.executor.shell`` and ``guardian.executor.decisions``.
+``guardian.executor.shell``, ``guardian.executor.decisions`` and ``guardian.executor.undoing``.
 """
 
 from __future__ import annotations
@@ -44,11 +44,12 @@ class StepWrite:
 class Write:
     """One transition of an execution, persisted at once or not at all.
 
-    ``expected``/``at``: the compare-and-set (state, and (step, phase)); ``moves``: the
-    columns it sets (none: the execution stays where it is, the rest is still written);
+    ``expected``/``at``: the compare-and-set (state, or any of several, and (step, phase));
+    ``moves``: the columns it sets (none: the execution stays where it is, the rest is still
+    written);
     ``applied``: the (step, phase) recorded as applied, with its owner (at most once)."""
 
-    expected: str
+    expected: str | tuple[str, ...]
     at: tuple[int, int]
     now: datetime
     moves: Mapping[str, Any] = field(default_factory=dict)

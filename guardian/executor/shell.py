@@ -13,7 +13,8 @@ the store: it re-plans nothing, re-applies no recorded phase, and loses no pendi
 The kill switch (``guardian.audit.switch.KillSwitch``) is read before each move. Built by
 ``guardian.app.wiring`` (``runner``); called by ``guardian.pipeline.Cycle`` (propose, advance),
 ``guardian.app.daemon`` (advance_all, expire_due), ``guardian.app.chatops`` and
-``guardian.app.commands`` (approvals, playbooks: propose, advance, dry_run).
+``guardian.app.commands`` (approvals, playbooks: propose, advance, dry_run); a person's undo
+is ``guardian.executor.undoing``.
 """
 
 from __future__ import annotations
@@ -33,10 +34,10 @@ from guardian.audit.records import OPEN_STATES, Execution, StepRecord
 from guardian.audit.switch import KillSwitch
 from guardian.errors import GuardianError
 from guardian.executor import moves as m
-from guardian.executor.decisions import Deciding
 from guardian.executor.machine import next_move
 from guardian.executor.ports import ExecutorStore, Write
 from guardian.executor.undo import undo_applied
+from guardian.executor.undoing import Undoing
 from guardian.executor.verify import Signals, verify
 from guardian.planning import plans
 from guardian.planning.dry_run import StepCheck, dry_run
@@ -48,7 +49,7 @@ log = logging.getLogger("guardian.executor.shell")
 
 
 @dataclass
-class Runner(Deciding):
+class Runner(Undoing):
     """Moves executions; one instance per process (``owner`` names it in leases)."""
 
     store: ExecutorStore

@@ -3,7 +3,7 @@
 Input: the execution, its playbook, its step records and applied (step, phase) pairs, and a
 way to reach the API server per kubeconfig context. Output: the changes undone (their
 descriptions). Called by ``guardian.executor.shell`` when a step with ``on_failure: undo``
-fails.
+fails, and by ``guardian.executor.undoing`` when a person undoes the execution.
 """
 
 from __future__ import annotations

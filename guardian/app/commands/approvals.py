@@ -1,9 +1,11 @@
-"""Deciding on executions and reading the audit: ``approvals list|approve|deny`` and ``history``.
+"""Deciding on executions and reading the audit: ``approvals list|approve|deny|undo``, ``history``.
 
 Input: parsed arguments. Output: text or JSON on stdout and an exit code; decisions go
 through the executor (``guardian.executor.runner``, built by ``guardian.app.wiring``), which
 binds each to the step awaiting approval and audits it; an approved execution is then moved
-on unless ``--no-run``. Called by ``guardian.app.cli`` (``add_parsers``).
+on unless ``--no-run``. ``approvals undo`` undoes every applied step of an execution
+(``Runner.undo``): exit 0 when undone, 2 with a one-line reason when refused. Called by
+``guardian.app.cli`` (``add_parsers``).
 """
 
 from __future__ import annotations
@@ -25,10 +27,19 @@ _DECIDE = (
     "execution with its step."
 )
 
+_UNDO = (
+    "Undo every applied step of execution ID, newest first, from what each step's plan "
+    "recorded; the execution ends undone and a pending approval of a later step is "
+    "cancelled. Allowed to an approver of the playbook while the execution waits for an "
+    "approval or after it ended, also while guardian is paused; once only (a second undo is "
+    "refused: exit 2). The requester may undo steps that ran with approval: auto, not "
+    "approved ones."
+)
+
 
 def add_parsers(sub: Any) -> None:
-    """Register ``approvals list|approve|deny`` and ``history`` on ``sub``."""
-    approvals = sub.add_parser("approvals", help="pending approvals: list, approve, deny")
+    """Register ``approvals list|approve|deny|undo`` and ``history`` on ``sub``."""
+    approvals = sub.add_parser("approvals", help="pending approvals: list, approve, deny, undo")
     verbs = approvals.add_subparsers(dest="approvals_command", required=True, metavar="COMMAND")
     command(verbs, "list", "executions awaiting approval", _cmd_pending)
     for verb in ("approve", "deny"):
@@ -51,6 +62,17 @@ def add_parsers(sub: Any) -> None:
             action="store_true",
             help="record the decision only; a running daemon carries the execution on",
         )
+    undo = command(
+        verbs,
+        "undo",
+        "undo every applied step of an execution",
+        _cmd_undo,
+        False,
+        description=_UNDO,
+    )
+    undo.add_argument("id", help="execution ID (a unique prefix will do)")
+    kube_args(undo)
+    actor_arg(undo)
     history = command(sub, "history", "the audit log, oldest first", _cmd_history, False)
     history.add_argument("--execution", help="only this execution")
     history.add_argument("--limit", type=int, default=50)
@@ -107,6 +129,16 @@ def _cmd_decide(args: argparse.Namespace) -> int:
             print_execution(args, store, execution)
             return EXIT_OK if execution.state in (*OPEN_STATES, "succeeded") else EXIT_BURNING
         return EXIT_OK
+
+
+def _cmd_undo(args: argparse.Namespace) -> int:
+    with opened(args.config) as (config, store):
+        runner = console_runner(args, config, store, playbooks_of(config))
+        decision = runner.undo(args.id, actor(args), "console")
+    if not decision.ok:
+        raise UsageError(decision.message)
+    print(decision.message)
+    return EXIT_OK
 
 
 def _cmd_history(args: argparse.Namespace) -> int:
