@@ -120,3 +120,37 @@ def test_thread_lines_and_announcements_are_escaped_too(store: Store) -> None:
     assert "failed: shed: &lt;!channel&gt; said ˋnoˋ" in texts
     assert "lat&lt;!here&gt;: blind: &lt;https://evil.example|look&gt;" in texts
     assert [r.kind for r in store.history(ex.id)] == ["proposed"], "no notify_failed"
+
+
+def test_a_halt_applied_without_approval_is_said_plainly_with_undo_beside_the_next_step(
+    store: Store,
+) -> None:
+    now = datetime(2026, 12, 1, 15, 20, tzinfo=UTC)
+    book = BOOKS["halt-change"]
+    ex = store.create("halt-change", "apiserver-read", "", "running", "guardian", "t", {}, now)
+    target = "DaemonSet telemetry/telemetry-agent"
+    store.record("planned", now, ex.id, "guardian", "runner", step=0, target=target)
+    store.record("applied", now, ex.id, "guardian", "runner", step=0, phase=0)
+    _, running = render(store.get(ex.id), book, {}, store, "applied")
+    said = f"Halted {target}: applied without approval (approval: auto)"
+    assert f"{said}; Undo is offered once this step's check ends" in repr(running)
+    assert not [b for b in running if b["type"] == "actions"], "no Undo while the step runs"
+
+    assert store.transition(ex.id, "running", now, state="proposed", step=1)
+    nonce = store.ask(ex.id, 1, 0, now, now)
+    _, blocks = render(store.get(ex.id), book, {"plan": {"changes": []}}, store, "x")
+    assert block_problems(blocks) == []
+    sections = [b["text"]["text"] for b in blocks if b["type"] == "section"]
+    assert f"{said}; Undo restores it" in sections
+    [actions] = [b for b in blocks if b["type"] == "actions"]
+    assert [(e["text"]["text"], e["value"]) for e in actions["elements"]] == [
+        ("Approve", f"{ex.id}:1:0:{nonce}"),
+        ("Deny", f"{ex.id}:1:0:{nonce}"),
+        ("Undo", f"{ex.id}:1:0:applied1"),
+    ]
+    assert store.transition(ex.id, "awaiting_approval", now, state="undone")
+    store.record("undone", now, ex.id, "U_CAROL", "slack", changes=["x"])
+    _, undone = render(store.get(ex.id), book, {}, store, "undone")
+    assert f"{said}; since undone" in repr(undone)
+    assert not [b for b in undone if b["type"] == "actions"]
+    assert "undone by <@U_CAROL> at 15:20:00 UTC" in undone[-1]["elements"][0]["text"]
