@@ -1,14 +1,15 @@
 """Chat operations: what Slack users may ask of guardian.
 
 Input: button presses and ``/guardian`` commands (``ChatOps.on_click``, ``ChatOps.on_command``).
-Output: decisions handed to ``guardian.executor.runner`` (a press binds to the approval request
-its button was shown for), answers to commands (quick ones at once, the others once the work is
-done), escaped as literal mrkdwn; refusals written to the audit log; the kill switch set
-through ``guardian.audit.switch.KillSwitch``. The answers' text is ``guardian.app.chat_text``;
-how executions are shown in Slack (the messages, the buttons' values, the notifier) is
+Output: decisions handed to ``guardian.executor.runner`` (a press binds to the approval request its
+button was shown for; Undo and ``/guardian undo`` to ``Runner.undo``, for operators), answers to
+commands (quick ones at once, the others once the work is done), escaped as literal mrkdwn;
+refusals written to the audit log; the kill switch set through
+``guardian.audit.switch.KillSwitch``. The answers' text is ``guardian.app.chat_text``; how
+executions are shown in Slack (the messages, the buttons' values, the notifier) is
 ``guardian.approval.blocks`` and ``guardian.approval.notify``. Built by
-``guardian.app.wiring.chat_ops`` for the daemon (``guardian run``, ``guardian slack``);
-talks to Slack only through ``guardian.clients.slack``.
+``guardian.app.wiring.chat_ops`` for the daemon (``guardian run``, ``guardian slack``); talks to
+Slack only through ``guardian.clients.slack``.
 """
 
 from __future__ import annotations

@@ -207,17 +207,16 @@ def _decision_blocks(
 
 def _context_block(ex: Execution, store: MessageStore, as_of: datetime | None) -> dict[str, Any]:
     """Who asked for the execution, the decisions recorded until ``as_of``, its message."""
-    decisions = [
-        f"step {escape(str(r.detail.get('step_name', r.detail.get('step'))))} {r.kind} by "
-        f"{_who(r.actor, r.via)} at {r.at:%H:%M:%S} UTC"
-        for r in store.history(ex.id)
-        if r.kind in ("approved", "denied") and (as_of is None or r.at <= as_of)
-    ]
-    decisions += [
-        f"undone by {_who(r.actor, r.via)} at {r.at:%H:%M:%S} UTC"
-        for r in store.history(ex.id)
-        if r.kind == "undone" and r.via != "runner" and (as_of is None or r.at <= as_of)
-    ]
+    decisions = []
+    for r in store.history(ex.id):
+        if as_of is not None and r.at > as_of:
+            continue
+        when = f"by {_who(r.actor, r.via)} at {r.at:%H:%M:%S} UTC"
+        if r.kind in ("approved", "denied"):
+            step = escape(str(r.detail.get("step_name", r.detail.get("step"))))
+            decisions.append(f"step {step} {r.kind} {when}")
+        elif r.kind == "undone" and r.via != "runner":  # a person's undo
+            decisions.append(f"undone {when}")
     context = [f"execution `{ex.id}` asked by {_who(ex.requested_by, ex.requested_via)}"]
     context += decisions
     if ex.message:

@@ -1,15 +1,15 @@
 """Where people hear about executions: the ``Notifier`` port, the log, and Slack.
 
-Input: executor events (``notify``: the event, the execution, its detail) and announcements
-without an execution (``announce``). Output: nothing but the log (``Silent``), or for Slack
+Input: executor events (``notify``: the event, the execution, its detail) and announcements without
+an execution (``announce``). Output: nothing but the log (``Silent``), or for Slack
 (``SlackNotifier``) one Block Kit message per execution posted or updated (rendered by
-``guardian.approval.blocks``), a thread line per event and the burn-rate chart. Nothing is
-raised: a failed ``notify`` is logged and audited (``notify_failed``), a failed ``announce``
-only logged. Slack is reached only through ``ChatClient`` and the store through
-``NotifierStore`` (ports that ``guardian.clients.slack.SlackClient`` and
-``guardian.clients.store.Store`` satisfy). The executor (``guardian.executor.shell``,
-``guardian.executor.decisions``) calls ``notify``, the pipeline (``guardian.pipeline``,
-through ``Runner.notifier``) calls ``announce``; ``guardian.app.wiring`` builds the notifier.
+``guardian.approval.blocks``), a thread line per event and the burn-rate chart. Nothing is raised:
+a failed ``notify`` is logged and audited (``notify_failed``), a failed ``announce`` only logged.
+Slack is reached only through ``ChatClient`` and the store through ``NotifierStore`` (ports that
+``guardian.clients.slack.SlackClient`` and ``guardian.clients.store.Store`` satisfy). The executor
+(``guardian.executor.shell``, ``guardian.executor.decisions``, ``guardian.executor.undoing``) calls
+``notify``, the pipeline (``guardian.pipeline``, through ``Runner.notifier``) calls ``announce``;
+``guardian.app.wiring`` builds the notifier.
 """
 
 from __future__ import annotations
