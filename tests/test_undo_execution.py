@@ -25,12 +25,15 @@ from guardian.approval.blocks import APPROVE, render
 from guardian.approval.buttons import UNDO
 from guardian.approval.notify import SlackNotifier
 from guardian.audit.switch import KillSwitch
+from guardian.clients.kube import Kube
 from guardian.clients.slack import SlackApp, SlackClient
 from guardian.clients.store import Store
 from guardian.config.model import SlackSettings
+from guardian.errors import DataUnavailable
 from guardian.executor.runner import Decision, Runner
 from guardian.playbooks import Playbook, load_playbooks
 from guardian.testing.slack import SlackEmulator
+from tests.lab_fixture import Lab
 from tests.signals import NoSignals
 from tests.store_fixture import store_config
 
@@ -72,6 +75,7 @@ class FakeKube:
     def __init__(self) -> None:
         self.paused = {API: False, WORKER: False}
         self.patches: list[tuple[str, bool]] = []
+        self.down = False
 
     def get(self, path: str, query: dict[str, str] | None = None) -> JSON:
         return {"metadata": {"name": path.rsplit("/", 1)[1]}, "spec": {"paused": self.paused[path]}}
@@ -86,6 +90,8 @@ class FakeKube:
         return body
 
     def patch(self, path: str, body: Any, kind: str = "merge", dry_run: bool = False) -> JSON:
+        if self.down:
+            raise DataUnavailable("API server unreachable: ConnectionRefusedError")
         if not dry_run:
             self.paused[path] = bool(body["spec"]["paused"])
             self.patches.append((path, self.paused[path]))
@@ -209,6 +215,29 @@ def test_nothing_applied_is_refused_and_the_two_person_rule_holds_for_approved_s
     )
     assert runner.undo(ex.id, "U_BOB", "console").ok
     assert kube.paused[API] is False and store.get(ex.id).state == "undone"
+
+
+def test_an_undo_the_api_server_refuses_is_audited_and_can_be_done_again(
+    store: Store, runner: Runner, kube: FakeKube
+) -> None:
+    execution = _halted(runner)
+    kube.down = True
+    failed = runner.undo(execution, "U_BOB", "console")
+    assert failed == Decision(
+        False,
+        f"undo of execution {execution} failed: API server unreachable: ConnectionRefusedError; "
+        "it stays awaiting approval: undo again once the cause is fixed",
+    )
+    row = store.history(execution)[-1]
+    assert (row.kind, row.actor, row.detail) == (
+        "undo_failed",
+        "U_BOB",
+        {"error": "API server unreachable: ConnectionRefusedError"},
+    )
+    assert store.get(execution).state == "awaiting_approval" and kube.paused[API] is True
+    kube.down = False
+    assert runner.undo(execution, "U_BOB", "console").ok
+    assert kube.paused[API] is False
 
 
 def test_undo_works_while_paused_and_is_refused_for_an_unknown_id(
@@ -383,3 +412,76 @@ def test_slash_undo_and_a_stale_undo_button(
 
 def _thread(emu: SlackEmulator, ts: str) -> list[str]:
     return [m.text for m in emu.messages.values() if m.thread_ts == ts]
+
+
+# the lab: a real API server ------------------------------------------------------------------
+
+LAB_BOOK = """\
+version: guardian/v1
+name: halt-agent
+trigger: {labels: {tier: control-plane}}
+approvers: {users: [bob]}
+steps:
+  - name: halt
+    action: halt-change
+    params: {kind: DaemonSet, namespace: default, name: undo-agent, guard_window: 1800}
+    approval: auto
+  - name: freeze
+    action: pause-rollout
+    params: {kind: DaemonSet, namespace: default, name: undo-agent}
+"""
+LAB_DAEMONSETS = "/apis/apps/v1/namespaces/default/daemonsets"
+
+
+@pytest.mark.lab
+def test_an_auto_halt_of_a_daemonset_is_undone_on_the_lab_from_the_console(
+    lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    kubeconfig = str(lab.directory / "kubeconfig")
+    kube = Kube.from_kubeconfig(kubeconfig, qps=50, burst=100)
+    books_dir = tmp_path / "lab-playbooks"
+    books_dir.mkdir()
+    (books_dir / "halt.yaml").write_text(LAB_BOOK)
+    books = load_playbooks([books_dir], {n: a.params for n, a in CATALOGUE.items()})
+    url = f"sqlite:///{tmp_path / 'lab.db'}"
+    monkeypatch.setenv("GUARDIAN_STORE_URL", url)
+    config = store_config(tmp_path / "config")
+    config.write_text(
+        config.read_text().replace(
+            "policy: {store: {url_env: GUARDIAN_STORE_URL}}",
+            f"policy: {{store: {{url_env: GUARDIAN_STORE_URL}}, playbooks: ['{books_dir}']}}",
+        )
+    )
+    template = {
+        "metadata": {"labels": {"app": "undo-agent"}},
+        "spec": {"containers": [{"name": "agent", "image": "registry.invalid/agent:1"}]},
+    }
+    selector = {"matchLabels": {"app": "undo-agent"}}
+    body = {
+        "metadata": {"name": "undo-agent"},
+        "spec": {"selector": selector, "template": template},
+    }
+    kube.create(LAB_DAEMONSETS, body)
+    path = f"{LAB_DAEMONSETS}/undo-agent"
+    store = Store.open(url)
+    try:
+        runner = Runner(store, books, lambda context: kube, NoSignals(), owner="undo-test")
+        ex = runner.propose("halt-agent", {}, "guardian", "change-guard")
+        assert runner.advance(ex.id).state == "awaiting_approval"
+        assert "nodeSelector" in kube.get(path)["spec"]["template"]["spec"], "quarantined"
+
+        argv = ["approvals", "undo", ex.id[:6], "-c", str(config), "--kubeconfig", kubeconfig]
+        assert cli.main([*argv, "--as", "bob"]) == 0
+        assert capsys.readouterr().out == (
+            f"execution {ex.id} undone by bob (console): 1 changes restored; "
+            "the approval of step 2 (freeze) is cancelled\n"
+        )
+        assert "nodeSelector" not in kube.get(path)["spec"]["template"]["spec"]
+        assert store.get(ex.id).state == "undone"
+        assert cli.main([*argv, "--as", "bob"]) == 2
+        assert capsys.readouterr().err == (
+            f"guardian: execution {ex.id} is already undone; nothing was done\n"
+        )
+    finally:
+        store.close()
+        kube.delete(path)
