@@ -2,14 +2,14 @@
 
 Input: an execution, its playbook, an event's detail and the store's approval requests and
 decisions (read through ``MessageStore``, a port the store satisfies). Output: the message's
-fallback text and blocks (what burns and how fast, suspects, APF's top talkers when the
-context has them: user, share, flow schema; a step applied without approval said plainly, with
-an Undo button while it may be undone; the exact planned changes, Approve / Deny buttons whose
-value binds them to the step's approval request), the thread line of an event, everything
-anyone can write escaped as literal mrkdwn. The buttons' ids and values are
+fallback text and blocks (what burns and how fast, suspects, APF's top talkers when the context has
+them: user, share, flow schema; a step applied without approval said plainly, with an Undo button
+while it may be undone, ``tests/test_chat_render.py``; the exact planned changes, Approve / Deny
+buttons whose value binds them to the step's approval request), the thread line of an event,
+everything anyone can write escaped as literal mrkdwn. The buttons' ids and values are
 ``guardian.approval.buttons`` (``APPROVE``, ``DENY``, ``Shown`` and ``parse_button`` are
-re-exported here for the tests and older importers). No SDK: the Block Kit is plain dicts,
-and the store is read only through ``MessageStore`` (``request``, ``history``). Called by
+re-exported here for the tests and older importers). No SDK: the Block Kit is plain dicts, and the
+store is read only through ``MessageStore`` (``request``, ``history``). Called by
 ``guardian.approval.notify`` (the ``SlackNotifier`` renders with it), ``guardian.app.chatops``
 (``escape``) and ``guardian.app.chat_text`` (durations and numbers).
 """

@@ -10,7 +10,8 @@ lease, so the runner moves nothing and a second undo at the same time is refused
 undo afterwards finds it undone. The kill switch does not stop an undo (it only restores).
 A part of ``Runner`` (``guardian.executor.shell``); called by ``guardian.app.chatops`` (the
 Undo button, ``/guardian undo``) and ``guardian.app.commands.approvals``
-(``guardian approvals undo``).
+(``guardian approvals undo``). Tested in ``tests/test_undo_execution.py`` (SQLite and
+PostgreSQL; the console on the lab) and, the Undo button on the lab, ``tests/test_slack.py``.
 """
 
 from __future__ import annotations

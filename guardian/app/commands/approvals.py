@@ -4,8 +4,8 @@ Input: parsed arguments. Output: text or JSON on stdout and an exit code; decisi
 through the executor (``guardian.executor.runner``, built by ``guardian.app.wiring``), which
 binds each to the step awaiting approval and audits it; an approved execution is then moved
 on unless ``--no-run``. ``approvals undo`` undoes every applied step of an execution
-(``Runner.undo``): exit 0 when undone, 2 with a one-line reason when refused. Called by
-``guardian.app.cli`` (``add_parsers``).
+(``Runner.undo``): exit 0 when undone, 2 with a one-line reason when refused (tested in
+``tests/test_undo_execution.py``). Called by ``guardian.app.cli`` (``add_parsers``).
 """
 
 from __future__ import annotations
