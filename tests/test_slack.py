@@ -17,6 +17,7 @@ from guardian.actions import CATALOGUE
 from guardian.app.charts import burn_chart
 from guardian.app.chatops import ChatOps
 from guardian.approval.blocks import APPROVE, DENY
+from guardian.approval.buttons import UNDO
 from guardian.approval.notify import SlackNotifier
 from guardian.clients.kube import Kube
 from guardian.clients.prometheus import PrometheusClient
@@ -504,6 +505,63 @@ def test_slack_down_while_pending_leaves_the_console_path_working(socket_rig: Ri
     spec = rig.kube.get(f"{DAEMONSETS}/agent-down")["spec"]
     assert spec["updateStrategy"] == {"type": "OnDelete"}
     emu.down = False
+
+
+HALT_THEN_FREEZE = """\
+version: guardian/v1
+name: halt-agent
+trigger: {slos: [apiserver-rejections]}
+approvers: {users: [U_ALICE], groups: [S_SRE]}
+steps:
+  - name: halt
+    action: halt-change
+    params: {kind: DaemonSet, namespace: default, name: "{{ params.agent }}", guard_window: 1800}
+    approval: auto
+  - name: freeze
+    action: pause-rollout
+    params: {kind: DaemonSet, namespace: default, name: "{{ params.agent }}"}
+"""
+
+
+@pytest.fixture
+def halt_rig(lab: Lab, tmp_path: Path, emulator: SlackEmulator, tokens: None) -> Iterator[Rig]:
+    yield from _rig(lab, tmp_path, "socket", emulator, HALT_THEN_FREEZE)
+
+
+def test_an_auto_halt_says_so_and_a_click_on_undo_restores_the_daemonset(halt_rig: Rig) -> None:
+    rig, emu = halt_rig, halt_rig.emulator
+    _agent(rig.kube, "agent-undo")
+    emu.slash("run halt-agent agent=agent-undo", "U_ALICE", CHANNEL)
+    emu.wait_for(lambda: any(r.get("text", "").startswith("execution ") for r in emu.responses))
+    execution = rig.store.executions()[0].id
+    assert rig.store.get(execution).state == "awaiting_approval"
+    path = f"{DAEMONSETS}/agent-undo"
+    assert "nodeSelector" in rig.kube.get(path)["spec"]["template"]["spec"], "quarantined"
+    emu.wait_for(lambda: "awaiting approval" in rig.message().text)
+    message = rig.message()
+    sections = [b["text"]["text"] for b in message.blocks if b["type"] == "section"]
+    assert (
+        "Halted DaemonSet default/agent-undo: applied without approval (approval: auto); "
+        "Undo restores it"
+    ) in sections
+    [actions] = [b for b in message.blocks if b["type"] == "actions"]
+    assert [e["action_id"] for e in actions["elements"]] == [APPROVE, DENY, UNDO]
+    undo = actions["elements"][2]["value"]
+
+    responses = len(emu.responses)
+    emu.click(UNDO, undo, "U_MALLORY", CHANNEL, message.ts)
+    emu.wait_for(lambda: len(emu.responses) == responses + 1)
+    assert emu.responses[-1]["text"] == "U_MALLORY may not undo from Slack (not an operator)"
+    assert rig.store.get(execution).state == "awaiting_approval"
+
+    emu.click(UNDO, undo, "U_BOB", CHANNEL, message.ts)  # an operator, in group S_SRE
+    emu.wait_for(lambda: rig.store.get(execution).state == "undone")
+    assert "nodeSelector" not in rig.kube.get(path)["spec"]["template"]["spec"]
+    emu.wait_for(lambda: "undone" in rig.message().text)
+    emu.wait_for(lambda: "undone by <@U_BOB>: 1 changes restored" in rig.thread(message.ts))
+    assert not [b for b in rig.message().blocks if b["type"] == "actions"]
+    kinds = [(r.kind, r.actor, r.via) for r in rig.store.history(execution)]
+    assert ("undone", "U_BOB", "slack") in kinds
 
 
 def _button(rig: Rig) -> str:
