@@ -122,7 +122,7 @@ def test_thread_lines_and_announcements_are_escaped_too(store: Store) -> None:
     assert [r.kind for r in store.history(ex.id)] == ["proposed"], "no notify_failed"
 
 
-def test_a_halt_applied_without_approval_is_said_plainly_with_undo_beside_the_next_step(
+def test_a_halt_applied_without_approval_is_said_plainly_with_undo_until_undone(
     store: Store,
 ) -> None:
     now = datetime(2026, 12, 1, 15, 20, tzinfo=UTC)
@@ -133,8 +133,11 @@ def test_a_halt_applied_without_approval_is_said_plainly_with_undo_beside_the_ne
     store.record("applied", now, ex.id, "guardian", "runner", step=0, phase=0)
     _, running = render(store.get(ex.id), book, {}, store, "applied")
     said = f"Halted {target}: applied without approval (approval: auto)"
-    assert f"{said}; Undo is offered once this step's check ends" in repr(running)
-    assert not [b for b in running if b["type"] == "actions"], "no Undo while the step runs"
+    assert f"{said}; Undo restores it" in repr(running)
+    [undo] = [b for b in running if b["type"] == "actions"]  # while verified: the undo stops it
+    assert [(e["text"]["text"], e["value"]) for e in undo["elements"]] == [
+        ("Undo", f"{ex.id}:0:0:applied1")
+    ]
 
     assert store.transition(ex.id, "running", now, state="proposed", step=1)
     nonce = store.ask(ex.id, 1, 0, now, now)

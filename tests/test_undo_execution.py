@@ -33,7 +33,7 @@ from guardian.errors import DataUnavailable
 from guardian.executor.runner import Decision, Runner
 from guardian.playbooks import Playbook, load_playbooks
 from guardian.testing.slack import SlackEmulator
-from tests.lab_fixture import Lab
+from tests.lab_fixture import Lab, eventually
 from tests.signals import NoSignals
 from tests.store_fixture import store_config
 
@@ -76,9 +76,12 @@ class FakeKube:
         self.paused = {API: False, WORKER: False}
         self.patches: list[tuple[str, bool]] = []
         self.down = False
+        self.lagging = False
+        """True: every Deployment reads back unpaused, so a verification waits (60 s)."""
 
     def get(self, path: str, query: dict[str, str] | None = None) -> JSON:
-        return {"metadata": {"name": path.rsplit("/", 1)[1]}, "spec": {"paused": self.paused[path]}}
+        paused = False if self.lagging else self.paused[path]
+        return {"metadata": {"name": path.rsplit("/", 1)[1]}, "spec": {"paused": paused}}
 
     def exists(self, path: str) -> bool:
         return path in self.paused
@@ -215,6 +218,27 @@ def test_nothing_applied_is_refused_and_the_two_person_rule_holds_for_approved_s
     )
     assert runner.undo(ex.id, "U_BOB", "console").ok
     assert kube.paused[API] is False and store.get(ex.id).state == "undone"
+
+
+def test_an_undo_while_the_runner_verifies_stops_the_step_then_undoes_it(
+    store: Store, runner: Runner, kube: FakeKube
+) -> None:
+    kube.lagging = True
+    ex = runner.propose("halt-then-pause", {}, "U_ALICE", "slack")
+    moving = threading.Thread(target=runner.advance, args=(ex.id,))
+    moving.start()
+    eventually(lambda: bool(kube.patches), 30, "the auto step applied")
+    assert store.get(ex.id).state == "running"
+    decision = runner.undo(ex.id, "U_BOB", "slack")
+    moving.join(30)
+    assert not moving.is_alive()
+    assert decision.ok, decision.message
+    assert kube.patches == [(API, True), (API, False)]
+    assert store.get(ex.id).state == "undone"
+    rows = [(r.kind, r.actor, r.detail.get("problem")) for r in store.history(ex.id)]
+    assert ("step_failed", "guardian", "stopped: U_BOB asked to undo the execution") in rows
+    assert rows[-1] == ("undone", "U_BOB", None)
+    assert store.setting("undo:" + ex.id) == "", "the request to stop is cleared"
 
 
 def test_an_undo_the_api_server_refuses_is_audited_and_can_be_done_again(

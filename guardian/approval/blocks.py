@@ -30,7 +30,6 @@ from guardian.approval.buttons import (
     button_value,
     parse_button,
 )
-from guardian.approval.rules import UNDOABLE
 from guardian.audit.ports import AuditReader
 from guardian.audit.records import ApprovalRequest, Execution
 from guardian.playbooks import Playbook
@@ -142,7 +141,8 @@ def _auto_blocks(
     ex: Execution, book: Playbook | None, store: MessageStore
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The steps applied without approval (``approval: auto``), said plainly, and the Undo
-    button (bound to the execution's place and the phases applied) while it may be undone."""
+    button (bound to the execution's place and the phases applied) until it is undone (while
+    a step runs too: the undo stops it first)."""
     if book is None:
         return [], []
     rows = store.history(ex.id)
@@ -158,15 +158,10 @@ def _auto_blocks(
     )
     if not auto:
         return [], []
-    if ex.state == "undone":
-        after = "; since undone"
-    elif ex.state in UNDOABLE:
-        after = "; Undo restores it"
-    else:
-        after = "; Undo is offered once this step's check ends"
+    after = "; since undone" if ex.state == "undone" else "; Undo restores it"
     lines = [_auto_line(i, book.steps[i].name, book.steps[i].action, targets.get(i)) for i in auto]
     text = "\n".join(f"{line}: applied without approval (approval: auto){after}" for line in lines)
-    if ex.state not in UNDOABLE:
+    if ex.state == "undone":
         return [_section(escape(text))], []
     value = button_value(ex.id, ex.step, ex.phase, f"applied{len(applied)}")
     return [_section(escape(text))], [button("Undo", UNDO, value, "danger")]

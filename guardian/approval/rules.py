@@ -96,11 +96,6 @@ def not_found(given: str, exc: KeyError) -> str:
     return f"no execution {given[:64]!r} (give its ID or a unique prefix of 4 or more)"
 
 
-UNDOABLE = ("awaiting_approval", "succeeded", "failed", "denied", "expired")
-"""The states an execution may be undone in by a person: waiting for a later step's
-approval, or over (the runner holds no step in flight)."""
-
-
 def undo_refusal(
     ex: Execution,
     book: Playbook | None,
@@ -108,17 +103,13 @@ def undo_refusal(
     groups: tuple[str, ...],
     applied: list[tuple[int, int]],
 ) -> str:
-    """Why ``actor`` may not undo ``ex`` now ("" when they may): it is already undone, a
-    step is in flight, nothing was applied, ``actor`` is not an approver of the playbook, or
-    ``actor`` asked for it and a step they would undo needed an approval (the two-person
-    rule; a step with ``approval: auto`` had nobody asked, so it does not apply)."""
+    """Why ``actor`` may not undo ``ex`` ("" when they may): it is already undone, nothing
+    was applied, ``actor`` is not an approver of the playbook, or ``actor`` asked for it and a
+    step they would undo needed an approval (the two-person rule; a step with
+    ``approval: auto`` had nobody asked, so it does not apply). Any other state may be undone:
+    the undo holds the execution's lease, so nothing moves it meanwhile."""
     if ex.state == "undone":
         return f"execution {ex.id} is already undone; nothing was done"
-    if ex.state not in UNDOABLE:
-        return (
-            f"execution {ex.id} is {where(ex)}: undo once it waits for an approval or ends; "
-            "nothing was done"
-        )
     if not applied:
         return f"nothing of execution {ex.id} was applied; nothing to undo"
     if book is None:

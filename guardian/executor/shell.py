@@ -37,7 +37,7 @@ from guardian.executor import moves as m
 from guardian.executor.machine import next_move
 from guardian.executor.ports import ExecutorStore, Write
 from guardian.executor.undo import undo_applied
-from guardian.executor.undoing import Undoing
+from guardian.executor.undoing import Undoing, UndoWanted
 from guardian.executor.verify import Signals, verify
 from guardian.planning import plans
 from guardian.planning.dry_run import StepCheck, dry_run
@@ -246,7 +246,10 @@ class Runner(Undoing):
                 return m.Sent(error) if need.what == "apply" else m.Checked(error=error)
         if need.what == "apply":
             return self._apply(ex, need.plan, kube[0])
-        problems = verify(ex, need.step, need.plan, kube[0], self.signals, self._waiting(ex))
+        try:
+            problems = verify(ex, need.step, need.plan, kube[0], self.signals, self._waiting(ex))
+        except UndoWanted as exc:  # a person asked to undo: the step stops here
+            return m.Checked(error=f"stopped: {exc.actor} asked to undo the execution")
         return m.Checked(tuple(problems))
 
     def _apply(self, ex: Execution, plan: Plan, kube: KubeAPI) -> m.Sent:
@@ -256,17 +259,6 @@ class Runner(Undoing):
             return m.Sent(f"apply: {exc.message}")
         self.on_boundary(f"sent {ex.step}/{ex.phase}")
         return m.Sent()
-
-    def _waiting(self, ex: Execution) -> Callable[[float], None]:
-        def sleep(seconds: float) -> None:  # keep the execution's lease while waiting
-            self.sleep(seconds)
-            self._keep_lease(ex.id)
-
-        return sleep
-
-    def _keep_lease(self, execution_id: str) -> None:
-        now = self.clock()
-        self.store.claim(execution_id, self.owner, now, now + timedelta(seconds=self.lease))
 
     def _guardrails(self) -> Guardrails:
         return Guardrails(self.protected_subjects, self.max_changes)

@@ -5,22 +5,28 @@ number of applied phases the message showed. Output: a ``Decision``; the changes
 step's stored plan recorded reversed on the API server (``guardian.executor.undo``), then the
 execution moved to ``undone`` by one compare-and-set with its audit row (who, when, what was
 undone, the pending approval it cancelled), or the refusal audited. The rules are
-``guardian.approval.rules.undo_refusal``. While undoing, the undo holds the execution's
-lease, so the runner moves nothing and a second undo at the same time is refused; a second
-undo afterwards finds it undone. The kill switch does not stop an undo (it only restores).
-A part of ``Runner`` (``guardian.executor.shell``); called by ``guardian.app.chatops`` (the
-Undo button, ``/guardian undo``) and ``guardian.app.commands.approvals``
-(``guardian approvals undo``). Tested in ``tests/test_undo_execution.py`` (SQLite and
-PostgreSQL; the console on the lab) and, the Undo button on the lab, ``tests/test_slack.py``.
+``guardian.approval.rules.undo_refusal``. The undo holds the execution's lease, so nothing
+moves it meanwhile and a second undo waits, then finds it undone. When the runner holds the
+lease (a step is being verified), the undo asks it to stop (a setting the runner's wait reads
+every couple of seconds, ``UndoWanted``: the step fails "stopped: ... asked to undo"), waits
+up to ``UNDO_WAIT`` seconds for the lease, then undoes. The kill switch does not stop an undo
+(it only restores). A part of ``Runner`` (``guardian.executor.shell``), with the runner's
+lease keeping and verification wait; called by ``guardian.app.chatops`` (the Undo button,
+``/guardian undo``) and ``guardian.app.commands.approvals`` (``guardian approvals undo``).
+Tested in ``tests/test_undo_execution.py`` (SQLite and PostgreSQL; the console on the lab)
+and, the Undo button on the lab, ``tests/test_slack.py``.
 """
 
 from __future__ import annotations
 
+import time
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from guardian.approval.rules import UNDOABLE, not_found, undo_refusal
+from guardian.approval.rules import not_found, undo_refusal
+from guardian.audit.records import STATES, Execution
 from guardian.errors import GuardianError
 from guardian.executor.decisions import Deciding, Decision, Groups
 from guardian.executor.ports import AuditWrite, Write
@@ -28,12 +34,30 @@ from guardian.executor.undo import undo_applied
 from guardian.planning.plans import KubeFor
 from guardian.playbooks.template import TemplateError
 
+UNDO_WAIT = 30.0
+"""Seconds an undo waits for the runner to stop the step in flight and give the lease back."""
+
+
+class UndoWanted(Exception):
+    """Raised in a verification's wait when a person asked to undo the execution."""
+
+    def __init__(self, actor: str) -> None:
+        super().__init__(actor)
+        self.actor = actor
+
+
+def undo_key(execution_id: str) -> str:
+    """The setting that asks the runner to stop the execution's step for an undo."""
+    return f"undo:{execution_id}"
+
 
 class Undoing(Deciding):
     """The undo of ``Runner``: what it needs beyond ``Deciding`` is declared here."""
 
     kube_for: KubeFor
     lease: int
+    owner: str
+    sleep: Callable[[float], None]
 
     def undo(
         self,
@@ -54,17 +78,46 @@ class Undoing(Deciding):
         reason = self._undo_refusal(found.id, actor, groups, shown)
         if reason:
             return self.refuse(found.id, actor, via, "undo", reason)
-        owner, now = f"undo-{uuid.uuid4().hex[:8]}", self.clock()
-        if not self.store.claim(found.id, owner, now, now + timedelta(seconds=self.lease)):
-            busy = f"execution {found.id} is being moved or undone right now; nothing was done"
+        owner = f"undo-{uuid.uuid4().hex[:8]}"
+        if not self._take(found.id, owner, actor):
+            busy = (
+                f"execution {found.id} did not stop for the undo within {UNDO_WAIT:.0f}s; "
+                "nothing was undone: try again"
+            )
             return self.refuse(found.id, actor, via, "undo", busy)
         try:
+            now = self.store.get(found.id)
+            if now.state == "undone" and f"stopped: {actor} asked to undo" in now.message:
+                return Decision(True, f"execution {now.id} is undone: {now.message}")
             reason = self._undo_refusal(found.id, actor, groups, shown)  # as it is now
             if reason:
                 return self.refuse(found.id, actor, via, "undo", reason)
             return self._undo(found.id, actor, via)
         finally:
             self.store.release(found.id, owner)
+
+    def _take(self, execution_id: str, owner: str, actor: str) -> bool:
+        """Take the execution's lease; when the runner holds it, ask it to stop and wait."""
+        if self._claim(execution_id, owner):
+            return True
+        try:  # two undos at once may both insert the key first: one wins, the flag is set
+            self.store.set_setting(undo_key(execution_id), actor, self.clock())
+        except Exception:
+            if not self.store.setting(undo_key(execution_id)):
+                raise
+        try:
+            deadline = time.monotonic() + UNDO_WAIT
+            while time.monotonic() < deadline:
+                self.sleep(0.5)
+                if self._claim(execution_id, owner):
+                    return True
+            return False
+        finally:
+            self.store.set_setting(undo_key(execution_id), "", self.clock())
+
+    def _claim(self, execution_id: str, owner: str) -> bool:
+        now = self.clock()
+        return self.store.claim(execution_id, owner, now, now + timedelta(seconds=self.lease))
 
     def _undo_refusal(
         self, execution_id: str, actor: str, groups: Groups, shown: int | None
@@ -98,13 +151,12 @@ class Undoing(Deciding):
         if ex.state == "awaiting_approval" and ex.step < len(book.steps):
             request = self.store.request(ex.id, ex.step)
             detail["cancelled"] = {"step": ex.step, "request": request.nonce if request else None}
-            cancelled = (
-                f"; the approval of step {ex.step + 1} ({book.steps[ex.step].name}) is cancelled"
-            )
+            name = book.steps[ex.step].name
+            cancelled = f"; the approval of step {ex.step + 1} ({name}) is cancelled"
         message = f"undone by {actor} ({via}): {len(changes)} changes restored{cancelled}"
         now = self.clock()
         write = Write(
-            (*UNDOABLE, "approved"),  # an approval that raced the undo: the lease kept it still
+            tuple(s for s in STATES if s != "undone"),  # under the lease: only a decision moves it
             (ex.step, ex.phase),
             now,
             {"state": "undone", "message": message, "expires_at": None},
@@ -116,3 +168,20 @@ class Undoing(Deciding):
             return Decision(False, f"execution {ex.id} moved while it was undone: undo again")
         self.notifier.notify("undone", moved, {"by": actor, "via": via, "changes": changes})
         return Decision(True, f"execution {ex.id} {message}")
+
+    def _waiting(self, ex: Execution) -> Callable[[float], None]:
+        """The sleep of a verification: it keeps the execution's lease, and raises
+        ``UndoWanted`` once a person asked to undo the execution (``undo_key``)."""
+
+        def sleep(seconds: float) -> None:
+            self.sleep(seconds)
+            self._keep_lease(ex.id)
+            wanted = self.store.setting(undo_key(ex.id))
+            if wanted:
+                raise UndoWanted(wanted)
+
+        return sleep
+
+    def _keep_lease(self, execution_id: str) -> None:
+        now = self.clock()
+        self.store.claim(execution_id, self.owner, now, now + timedelta(seconds=self.lease))
