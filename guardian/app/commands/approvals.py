@@ -30,10 +30,10 @@ _DECIDE = (
 _UNDO = (
     "Undo every applied step of execution ID, newest first, from what each step's plan "
     "recorded; the execution ends undone and a pending approval of a later step is "
-    "cancelled. Allowed to an approver of the playbook while the execution waits for an "
-    "approval or after it ended, also while guardian is paused; once only (a second undo is "
-    "refused: exit 2). The requester may undo steps that ran with approval: auto, not "
-    "approved ones."
+    "cancelled; a step being verified is stopped first (the undo waits up to 30 s for it). "
+    "Allowed to an approver of the playbook once a step applied, also while guardian is "
+    "paused; once only (a second undo is refused: exit 2). The requester may undo steps that "
+    "ran with approval: auto, not approved ones."
 )
 
 
