@@ -14,7 +14,8 @@ import pytest
 
 from guardian.actions import CATALOGUE, Refused
 from guardian.actions.protected import Identity, covers
-from guardian.actions.throttle_client import ThrottleClientParams, talker_refusal
+from guardian.actions.throttle_client import ThrottleClientParams
+from guardian.actions.throttle_talkers import talker_refusal
 from guardian.approval.blocks import render
 from guardian.clients.kube import Kube
 from guardian.clients.store import Store

@@ -12,8 +12,8 @@ per client (``protected.whoami``); while that is unknown every subject is refuse
 guardian cannot tell it apart from itself. Given APF's top talkers (``talkers``: what
 ``guardian.planning.talkers`` ranked, as a trigger context carries them), the subject is
 throttled only when it includes one of the first ``top`` (default 3), and never when that
-talker is protected: the refusal names the actual top talkers (``talker_refusal``, checked
-before anything is sent). ``require_top_talker`` refuses a plan made without talkers.
+talker is protected: the refusal names the actual top talkers
+(``guardian.actions.throttle_talkers``, checked before anything is sent). ``require_top_talker`` refuses a plan made without talkers.
 Reached, in guardian, only through ``guardian.actions.CATALOGUE`` (params, ``plan``, ``verify``).
 """
 
@@ -26,24 +26,20 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from guardian.actions import protected
 from guardian.actions.base import BUILT_IN, JSON, Change, Guardrails, KubeAPI, Plan, Refused, dig
+from guardian.actions.throttle_talkers import (
+    TalkerRefused,
+    TalkerSeen,
+    protected_talker,
+    talker_notes,
+    talker_refusal,
+    target,
+    user_form,
+)
 
 API = "/apis/flowcontrol.apiserver.k8s.io/v1"
 # Below every built-in schema that could match an ordinary client (system-nodes is 500),
 # above exempt (1) and probes (2).
 PRECEDENCE = 300
-
-
-class TalkerSeen(BaseModel):
-    """A top talker as ``guardian.planning.talkers.Talker.to_json`` gives it (other fields
-    of that record are ignored)."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    user: str
-    share: float = Field(0.0, ge=0.0, le=1.0)
-    flow_schema: str = ""
-    protected: bool = False
-    why: str = ""
 
 
 class ThrottleClientParams(BaseModel):
@@ -90,18 +86,13 @@ def _subject(params: ThrottleClientParams) -> JSON:
     return {"kind": "Group", "group": {"name": params.name}}
 
 
-def target(params: ThrottleClientParams) -> str:
-    """The subject as plans and messages name it: ``serviceaccount NS/NAME``, ``user NAME``."""
-    return f"{params.subject} {params.namespace + '/' if params.namespace else ''}{params.name}"
-
-
 def refusal(
     params: ThrottleClientParams,
     identity: protected.Identity | None,
     extra: tuple[str, ...] = (),
 ) -> str | None:
     """The one-line reason ``params`` names a protected subject, or ``None``."""
-    kind, name = _user_form(params)
+    kind, name = user_form(params)
     reason = protected.protected(kind, name, identity, extra)
     if reason is None:
         return None
@@ -111,60 +102,17 @@ def refusal(
     )
 
 
-def _user_form(params: ThrottleClientParams) -> tuple[protected.Kind, str]:
-    """The subject as APF names it: a service account is the user ``system:serviceaccount:…``."""
-    if params.subject == "serviceaccount":
-        return "user", f"{protected.SA_USER}{params.namespace or ''}:{params.name}"
-    return ("user" if params.subject == "user" else "group"), params.name
-
-
-def talker_refusal(params: ThrottleClientParams, extra: tuple[str, ...] = ()) -> str | None:
-    """Why APF's top talkers forbid throttling the subject, or ``None`` when they allow it
-    (or none were given and none are required)."""
-    if params.talkers is None:
-        if not params.require_top_talker:
-            return None
-        return (
-            f"throttle-client: no top talkers known for {target(params)} (APF's dump_requests "
-            "was not read); guardian throttles only a client APF shows among the top talkers"
-        )
-    top = params.talkers[: params.top]
-    kind, name = _user_form(params)
-    for talker in (t for t in top if protected.covers(kind, name, t.user)):
-        why = _talker_protection(talker, extra)
-        if why:
-            return f"throttle-client: top talker {talker.user} is protected ({why}); not throttling"
-        return None
-    ranking = ", ".join(f"{t.user} {t.share:.0%}" for t in top) or "APF holds no request"
-    lead = ""
-    if top and _talker_protection(top[0], extra):
-        lead = f"top talker {top[0].user} is protected ({_talker_protection(top[0], extra)}); "
-    return (
-        f"throttle-client: {lead}{target(params)} is not among the top {params.top} talkers "
-        f"({ranking}); not throttling"
-    )
-
-
-def _talker_protection(talker: TalkerSeen, extra: tuple[str, ...]) -> str:
-    reason = protected.protected("user", talker.user, None, extra)
-    return reason or (talker.why or "marked protected" if talker.protected else "")
-
-
-class TalkerRefused(Refused):
-    """Refused by what APF holds now (the subject is not a top talker, or a protected client
-    is): the answer depends on the traffic, so a dry run reports the step as not checked."""
-
-
 def _refuse_protected(kube: KubeAPI, params: ThrottleClientParams, guardrails: Guardrails) -> None:
-    """``Refused`` when the top talkers forbid it, for a protected subject, or while
-    guardian's own identity is unknown.
+    """``Refused`` for a protected subject, ``TalkerRefused`` when the top talkers forbid it,
+    ``Refused`` while guardian's own identity is unknown.
 
     Guardian's own identity is asked of the API server (one SelfSubjectReview) only when the
-    subject is not already refused by the talkers or the lists."""
-    by_talkers = talker_refusal(params, guardrails.protected_subjects)
+    subject is not already refused by the lists or the talkers."""
+    extra = guardrails.protected_subjects
+    reason = protected_talker(params, extra) or refusal(params, None, extra)
+    by_talkers = "" if reason else talker_refusal(params, extra)
     if by_talkers:
         raise TalkerRefused(by_talkers)
-    reason = refusal(params, None, guardrails.protected_subjects)
     identity, unknown = (None, "") if reason else protected.whoami(kube)
     reason = reason or refusal(params, identity, guardrails.protected_subjects)
     if not reason and unknown:
@@ -267,18 +215,8 @@ def plan(kube: KubeAPI, params: ThrottleClientParams, guardrails: Guardrails = B
                 ),
             ),
         ),
-        _talker_notes(params),
+        talker_notes(params),
     )
-
-
-def _talker_notes(params: ThrottleClientParams) -> tuple[str, ...]:
-    """Which top talker the subject is, for the plan's record (none without talkers)."""
-    kind, name = _user_form(params)
-    for rank, talker in enumerate((params.talkers or ())[: params.top], 1):
-        if protected.covers(kind, name, talker.user):
-            held = f"{talker.share:.0%} of what APF holds, flow schema {talker.flow_schema}"
-            return (f"top talker {rank}: {talker.user} ({held})",)
-    return ()
 
 
 def verify(kube: KubeAPI, plan_: Plan) -> list[str]:

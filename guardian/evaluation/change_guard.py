@@ -143,9 +143,8 @@ def judge(
     if blamed is None:
         why = f"burning since {at} ({numbers}), but no change began before that"
     else:
-        where = f" in {blamed.cluster}" if blamed.cluster else ""
         why = (
-            f"{blamed.target}{where} began {_clock(blamed.started)}, burn since {at}: "
+            f"{blamed.target} began {_clock(blamed.started)}, burn since {at}: "
             f"{numbers}, baseline burn {base}"
         )
     return alarm(True, blamed, why)

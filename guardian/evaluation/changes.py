@@ -56,8 +56,11 @@ class WorkloadChange:
 
     @property
     def target(self) -> str:
-        """``Kind namespace/name``, the label executions and the policy use for a target."""
-        return f"{self.kind} {self.namespace}/{self.name}"
+        """``Kind namespace/name`` (`` in CLUSTER`` when the change names its cluster), the
+        label executions and the policy use for a target: the same DaemonSet in two clusters
+        is two targets."""
+        where = f" in {self.cluster}" if self.cluster else ""
+        return f"{self.kind} {self.namespace}/{self.name}{where}"
 
     def to_json(self) -> dict[str, object]:
         """The change as a JSON document (what playbook templates see as ``change``)."""

@@ -17,7 +17,7 @@ from typing import Any
 
 from guardian.actions import Plan, execute
 from guardian.actions.base import Guardrails
-from guardian.actions.throttle_client import TalkerRefused
+from guardian.actions.throttle_talkers import TalkerRefused
 from guardian.planning.plans import (
     PLANNING_ERRORS,
     KubeFor,

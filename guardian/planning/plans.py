@@ -55,7 +55,8 @@ def plan_on(
     Without ``traffic_checks`` the step's top-talker condition is left out (a dry run checks
     what the API server would accept, whoever floods it now)."""
     action = CATALOGUE[step.action]
-    rendered = template.render(step.params, context)
+    # a context made before guardian read APF's top talkers (or by hand) has none: unknown
+    rendered = template.render(step.params, {"talkers": None, **context})
     if not traffic_checks and isinstance(rendered, dict):
         rendered = {k: v for k, v in rendered.items() if k not in ("talkers", "require_top_talker")}
     params = action.params.model_validate(rendered)

@@ -136,10 +136,11 @@ def _slo(config: Config, slo_name: str, prometheus: QuerySource) -> dict[str, An
 
 def target_of(context: dict[str, Any]) -> str:
     """What a run started with ``context`` touches: the blamed change, else its top suspect
-    ("Kind ns/name")."""
+    ("Kind ns/name", with " in CLUSTER" when it names one: ``WorkloadChange.target``)."""
     top = context.get("change") or (context.get("suspects") or [None])[0]
     if top:
-        return f"{top['kind']} {top['namespace']}/{top['name']}"
+        where = f" in {top['cluster']}" if top.get("cluster") else ""
+        return f"{top['kind']} {top['namespace']}/{top['name']}{where}"
     return ""
 
 
