@@ -13,8 +13,8 @@ guardian cannot tell it apart from itself. Given APF's top talkers (``talkers``:
 ``guardian.planning.talkers`` ranked, as a trigger context carries them), the subject is
 throttled only when it includes one of the first ``top`` (default 3), and never when that
 talker is protected: the refusal names the actual top talkers
-(``guardian.actions.throttle_talkers``, checked before anything is sent). ``require_top_talker`` refuses a plan made without talkers.
-Reached, in guardian, only through ``guardian.actions.CATALOGUE`` (params, ``plan``, ``verify``).
+(``guardian.actions.throttle_talkers``, checked before anything is sent).
+``require_top_talker`` refuses a plan made without talkers. Reached, in guardian, only through ``guardian.actions.CATALOGUE`` (params, ``plan``, ``verify``).
 """
 
 from __future__ import annotations
