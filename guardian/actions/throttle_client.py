@@ -14,7 +14,8 @@ guardian cannot tell it apart from itself. Given APF's top talkers (``talkers``:
 throttled only when it includes one of the first ``top`` (default 3), and never when that
 talker is protected: the refusal names the actual top talkers
 (``guardian.actions.throttle_talkers``, checked before anything is sent).
-``require_top_talker`` refuses a plan made without talkers. Reached, in guardian, only through ``guardian.actions.CATALOGUE`` (params, ``plan``, ``verify``).
+``require_top_talker`` refuses a plan made without talkers. Reached, in guardian, only
+through ``guardian.actions.CATALOGUE`` (params, ``plan``, ``verify``).
 """
 
 from __future__ import annotations
