@@ -44,6 +44,7 @@ from guardian.evaluation.run import QuerySource, evaluate, evaluation_budget
 from guardian.executor.runner import Runner
 from guardian.planning.suspects import Suspect, find_suspects
 from guardian.planning.talkers import ApfReader
+from guardian.planning.touched import touched
 from guardian.planning.trigger import suspect_target, target_of, trigger_context
 from guardian.playbooks import Playbook
 from guardian.policy.decide import Decision, Run, decide
@@ -208,6 +209,8 @@ class Cycle:
         )
         if alarm is not None and alarm.change is not None:
             context["change"] = alarm.change.to_json()
+            names, count = touched(self.kube, context["change"])
+            context["change"].update(touched=names, touched_count=count)
         execution = self.runner.propose(
             book.name, context, "guardian", "policy", slo, target_of(context)
         )

@@ -243,6 +243,13 @@ def test_a_new_daemonset_is_attributed_and_quarantined(kube: Kube, cycle: Cycle)
         _halted(cycle, "new-daemonset", f"DaemonSet {NS}/agent-new")
     assert quarantined()
     assert _execution_target(cycle) == f"DaemonSet {NS}/agent-new"
+    [execution] = cycle.store.executions(playbook="halt-change")
+    change = execution.context["change"]
+    # the nodes its agents ran on when the halt was proposed (as many as it had pods then)
+    nodes = {n["metadata"]["name"] for n in kube.list("/api/v1/nodes")}
+    assert change["touched"] and set(change["touched"]) <= nodes, change
+    assert change["touched"] == sorted(change["touched"])
+    assert change["touched_count"] == len(change["touched"])
 
 
 def test_an_updated_daemonset_is_attributed_and_frozen(

@@ -41,7 +41,9 @@ class WorkloadChange:
     previous_revision: str = ""
     """The revision the change replaced (empty for a creation or when unknown)."""
     touched: tuple[str, ...] = ()
-    """Names of the nodes or pods it touched, when the source knows them."""
+    """Names of the nodes or pods it touched, when the source knows them (neither the watch
+    nor kube-state-metrics does: ``guardian.planning.touched`` reads them for a blamed change
+    when its halt is proposed)."""
     cluster: str = ""
 
     @property
