@@ -4,16 +4,21 @@
 
 ``Cycle.tick`` is one turn of it. ``evaluate`` asks Prometheus for every SLO
 (``guardian.evaluation``: an ``Evaluation``, nothing written). ``act`` audits each SLO whose
-status changed (an ``evaluation`` row); when one burns, asks planning whether a rollout is a
-suspect (``guardian.planning.suspects``); lets the policy decide (``guardian.policy``: a
-``Decision`` per SLO, nothing proposed while the kill switch is engaged); audits each
-decision that changed (a ``decision`` row) and announces a ``notify`` once per episode; for
-a ``propose`` it plans the run (``guardian.planning.trigger``: its context and target) and
-hands it to the executor (``guardian.executor``), which moves it as far as it goes without a
-human: it asks for approval (``guardian.approval``) and appends its own audit rows.
+status changed (an ``evaluation`` row); reads the change log (``changes``: the watch, or
+kube-state-metrics; without one, LISTs of ``guardian.planning.suspects`` while an SLO burns)
+and, while a change arms it, runs the change guard (``guardian.evaluation.change_guard``);
+lets the policy decide (``guardian.policy``: a ``Decision`` per SLO, nothing proposed while
+the kill switch is engaged); audits each decision that changed (a ``decision`` row) and
+announces a ``notify`` once per episode; for a ``propose`` it plans the run
+(``guardian.planning.trigger``: its context, suspects ranked against the burn's start, the
+blamed change and what it touched, APF's top talkers; and its target) and hands it to the
+executor (``guardian.executor``), which moves it as far as it goes without a human (at once
+with ``advance_now``; the daemon leaves that to its progress job): it asks for approval
+(``guardian.approval``) and appends its own audit rows.
 
 Input: the config, the playbooks, the store (through ``CycleStore``: the ports of
-``guardian.audit.ports`` and the executions), a ``Runner``, the API server and Prometheus.
+``guardian.audit.ports`` and the executions), a ``Runner``, the API server, Prometheus, the
+change log and APF's debug data.
 Output: the policy's decisions for this evaluation. Built once per loaded config by the
 composition root (``guardian.app.wiring``); the daemon (``guardian.app.daemon``: ``guardian
 run``, and ``guardian slack``, the same daemon in the foreground) evaluates on its interval
