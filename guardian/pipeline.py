@@ -10,8 +10,9 @@ and, while a change arms it, runs the change guard (``guardian.evaluation.change
 lets the policy decide (``guardian.policy``: a ``Decision`` per SLO, nothing proposed while
 the kill switch is engaged); audits each decision that changed (a ``decision`` row) and
 announces a ``notify`` once per episode; for a ``propose`` it plans the run
-(``guardian.planning.trigger``: its context, suspects ranked against the burn's start, the
-blamed change and what it touched, APF's top talkers; and its target) and hands it to the
+(``guardian.planning.trigger``: its context, suspects ranked against the burn's start, APF's
+top talkers; and its target; then the alarm's blamed change, what it touched and its client
+as the offender) and hands it to the
 executor (``guardian.executor``), which moves it as far as it goes without a human (at once
 with ``advance_now``; the daemon leaves that to its progress job): it asks for approval
 (``guardian.approval``) and appends its own audit rows.
@@ -47,6 +48,7 @@ from guardian.evaluation.changes import ChangeLog, WorkloadChange, rank
 from guardian.evaluation.results import Evaluation
 from guardian.evaluation.run import QuerySource, evaluate, evaluation_budget
 from guardian.executor.runner import Runner
+from guardian.planning.named import named_change
 from guardian.planning.suspects import Suspect, find_suspects
 from guardian.planning.talkers import ApfReader
 from guardian.planning.touched import touched
@@ -213,9 +215,18 @@ class Cycle:
             self.apf,
         )
         if alarm is not None and alarm.change is not None:
-            context["change"] = alarm.change.to_json()
-            names, count = touched(self.kube, context["change"])
-            context["change"].update(touched=names, touched_count=count)
+            change = context["change"] = alarm.change.to_json()
+            names, count = touched(self.kube, change)
+            change.update(touched=names, touched_count=count)
+            if not change["service_account"]:  # kube-state-metrics does not say: ask
+                spec = f"{change['kind']}/{change['namespace']}/{change['name']}"
+                change["service_account"] = named_change(self.kube, spec).get("service_account", "")
+            context.pop("offender", None)  # the blamed change's client, not another suspect's
+            if change["service_account"]:
+                context["offender"] = {
+                    "namespace": change["namespace"],
+                    "name": change["service_account"],
+                }
         execution = self.runner.propose(
             book.name, context, "guardian", "policy", slo, target_of(context)
         )

@@ -257,6 +257,8 @@ def test_a_new_daemonset_is_attributed_and_quarantined(kube: Kube, cycle: Cycle)
     assert change["touched"] and set(change["touched"]) <= nodes, change
     assert change["touched"] == sorted(change["touched"])
     assert change["touched_count"] == len(change["touched"])
+    # the client to throttle is the blamed change's own service account
+    assert execution.context["offender"] == {"namespace": NS, "name": "default"}
 
 
 def test_an_updated_daemonset_is_attributed_and_frozen(

@@ -7,7 +7,8 @@ the top talkers; ``talker_refusal``: the subject is not among the first ``top``,
 are known), and the plan's note of which talker the subject is. ``TalkerRefused`` is the
 refusal that depends on the traffic now (a dry run still checks the step:
 ``guardian.planning.dry_run``). Called by ``guardian.actions.throttle_client``; tests:
-tests/test_talkers.py and tests/test_protected.py.
+tests/test_talkers.py (the refusals), tests/test_staging_dry_run.py and
+tests/test_halt_change.py (a dry run's warning).
 """
 
 from __future__ import annotations

@@ -2,10 +2,10 @@
 
 Input: a playbook, a trigger context, a way to reach the API server (``KubeFor``) and the
 guardrails. Output: one ``StepCheck`` per step (its plan, why it was skipped, or the problem
-found, or why it could not be checked: a target the context does not have, such as no
-change on a quiet staging cluster). Called by ``Runner.dry_run``
-(``guardian.executor.shell``), which ``guardian playbook run --dry-run``
-(``guardian.app.commands.playbooks``) and ``/guardian run ... --dry-run``
+found, why it could not be checked: a target the context does not have, such as no change
+on a quiet staging cluster, or a warning that a run now would refuse it for APF's traffic).
+Called by ``Runner.dry_run`` (``guardian.executor.shell``), which ``guardian playbook run
+--dry-run`` (``guardian.app.commands.playbooks``) and ``/guardian run ... --dry-run``
 (``guardian.app.chatops``) use.
 """
 
@@ -40,11 +40,11 @@ class StepCheck:
     skipped: str = ""
     problems: tuple[str, ...] = ()
     unchecked: str = ""
-    warning: str = ""
-    """Accepted by the API server, but a run now would be refused for what APF's traffic
-    shows (the subject is not a top talker, or a protected client is)."""
     """Why the step could not be checked (its target is not in the context); not a failure:
     name the target with ``--set`` to check it."""
+    warning: str = ""
+    """Accepted by the API server, but a run now would be refused for what APF's traffic
+    shows (the subject is not among the top talkers, or none are known)."""
 
 
 def dry_run(

@@ -12,9 +12,9 @@ that schema's rejected rate, and whether it is protected (``guardian.actions.pro
 ``guardian.clients.apf.ApfClient`` implements it) a few times and ranks; ``talkers_context``
 gives that ranking as a trigger context's ``talkers`` (or ``None`` when APF could not be read).
 Pure but for the reader, the sleep between samples and one SelfSubjectReview. Used by
-``guardian.clients.apf`` (``FlowLoad``); no guardian module calls ``top_talkers`` or
-``talkers_context`` yet (the trigger context is to), the tests do (``tests/test_talkers.py``,
-``tests/test_talkers_lab.py``).
+``guardian.clients.apf`` (``FlowLoad``) and by ``guardian.planning.trigger``
+(``talkers_context``, for a playbook that names ``{{ talkers }}``); tests:
+``tests/test_talkers.py``, ``tests/test_talkers_lab.py``.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ Input: the API server and a change as a trigger context holds it (``kind``, ``na
 ``name``). Output: the names, sorted, at most ``LIMIT`` of them, and how many there are in
 all. Read once, when a run is proposed for the change (one GET of the workload and one LIST
 of its pods by its selector, in its namespace), never in steady state: the change log itself
-watches only the workloads. Called by ``guardian.pipeline`` (a change guard's proposal);
+watches only the workloads. Called by ``guardian.pipeline`` (``Cycle._propose``, for a run
+proposed on an SLO whose change alarm blamed a change);
 tests: tests/test_rollout_guard.py.
 """
 
