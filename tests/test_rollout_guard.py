@@ -92,8 +92,9 @@ def kube(lab: Lab) -> Iterator[Kube]:
     client.delete(f"/api/v1/namespaces/{NS}")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def watch(kube: Kube) -> Iterator[WatchChangeLog]:
+    """A change log of its own per test (one LIST per resource, then WATCHes)."""
     log = WatchChangeLog(kube, resources=RESOURCES).start()
     eventually(lambda: log.synced, what="the change log listed every resource")
     yield log
