@@ -120,6 +120,13 @@ def cycle(lab: Lab, watch: WatchChangeLog, tmp_path: Path) -> Iterator[Cycle]:
     pool = KubePool(str(lab.directory / "kubeconfig"), qps=50, burst=100)
     executor = runner(config, store, playbooks_of(config), pool, "test")
     built = parts(config, playbooks_of(config), store, executor, watch)
+    # the burn of the test before must be over: a burn still decaying when this test's change
+    # begins could be blamed on it (the burn's start is the last run of crossings)
+    eventually(
+        lambda: all(s.status == "ok" for s in built.cycle.evaluate().slos),
+        timeout=240,
+        what="the burns of the tests before this one over",
+    )
     yield built.cycle
     built.prometheus.close()
     store.close()
