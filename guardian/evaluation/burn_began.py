@@ -11,21 +11,14 @@ last (``guardian.evaluation.changes.rank``); tests: tests/test_burn_began.py.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime, timedelta
 
-from guardian.config.model import SLO, WindowPair
-from guardian.evaluation.change_guard import BURN_STEP, burn_start, timing_pair
+from guardian.config.model import SLO
+from guardian.evaluation.change_guard import BURN_STEP, burn_start, single_window, timing_pair
 from guardian.evaluation.queries import Source
 from guardian.evaluation.replay import replay
 from guardian.evaluation.results import SLOResult
 from guardian.evaluation.source import QuerySource
-
-
-def one_window(slo: SLO, window: int) -> SLO:
-    """``slo`` reduced to one window: its burn over ``window`` is the only pair's long burn."""
-    pair = WindowPair("page", window, window, fixed_factor=1.0)
-    return replace(slo, windows=(pair,), min_events=0, period=window)
 
 
 def burn_began(
@@ -42,7 +35,7 @@ def burn_began(
     if pair is None:
         return None
     since = now - timedelta(seconds=pair.long)
-    found = replay([one_window(slo, pair.short)], source, since, now, BURN_STEP, mode, 1, budget)
+    found = replay([single_window(slo, pair.short)], source, since, now, BURN_STEP, mode, 1, budget)
     if found.error or not found.steps:
         return None
     points = [(step.at, step.slos[0].windows[0].long_burn) for step in found.steps]

@@ -67,7 +67,7 @@ def guarded(slo: SLO, guard: ChangeGuardSettings) -> SLO:
     )
 
 
-def _single(slo: SLO, window: int) -> SLO:
+def single_window(slo: SLO, window: int) -> SLO:
     """``slo`` reduced to one window (its burn over ``window`` is the pair's long burn)."""
     pair = WindowPair("page", window, window, fixed_factor=1.0)
     return replace(slo, windows=(pair,), window_set="change_guard", min_events=0, period=window)
@@ -196,7 +196,7 @@ def check_now(
         start = None
         if pair is not None and result.status != "no_data":
             since = now - timedelta(seconds=guard.guard_window)
-            steps = replay([_single(slo, pair.short)], source, since, now, BURN_STEP, mode)
+            steps = replay([single_window(slo, pair.short)], source, since, now, BURN_STEP, mode)
             points = [(s.at, s.slos[0].windows[0].long_burn) for s in steps.steps]
             # without the range (a failed query) the burn is taken to start now
             start = now if steps.error else burn_start(points, pair.factor) or now
@@ -216,7 +216,7 @@ def baseline_burn(
 ) -> float | None:
     """The SLO's burn over ``baseline_window`` ending where ``change`` began; ``None`` when
     Prometheus has no trustworthy answer (no data, stale, a failed query)."""
-    single = _single(slo, guard.baseline_window)
+    single = single_window(slo, guard.baseline_window)
     evaluation, error = evaluate([single], source, change.started, mode, 1, budget)
     result = evaluation.slos[0]
     if error or result.status == "no_data":
