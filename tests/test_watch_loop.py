@@ -72,6 +72,10 @@ class Scripted:
         self.lists, self.watches = lists, watches
         self.gets: list[tuple[str, dict[str, str]]] = []
         self.watched: list[dict[str, str]] = []
+        self.retries = 0
+
+    def note_retry(self) -> None:
+        self.retries += 1
 
     def get(self, path: str, query: dict[str, str] | None = None) -> JSON:
         self.gets.append((path, dict(query or {})))
@@ -132,6 +136,14 @@ def test_a_connection_failure_backs_off_and_watches_again_from_the_same_version(
     assert time.monotonic() - began >= 0.25 + 0.5 + 1.0  # the least jittered backoffs
     assert (watcher.stats.lists, watcher.stats.errors) == (1, 3)
     assert [q["resourceVersion"] for q in source.watched] == ["10"] * 4
+    assert source.retries == 3, "each watch opened again after a failure counts as a retry"
+
+
+def test_a_refused_watch_is_not_counted_as_a_retry() -> None:
+    refused = PermanentKubernetesError("WATCH /apis/apps/v1/daemonsets: HTTP 403 forbidden")
+    source = Scripted([page("10", [])], [refused])
+    watcher = run(source, 2)
+    assert watcher.stats.errors == 1 and source.retries == 0
 
 
 def test_a_missing_crd_is_not_listed_and_stop_ends_open_watches_at_once() -> None:

@@ -202,6 +202,11 @@ class Kube:
     def _count_retry(self, state: tenacity.RetryCallState) -> None:
         self.retries += 1
 
+    def note_retry(self) -> None:
+        """Count a retry made by a caller (a watch opened again after a 429 or 5xx), so that
+        ``retries`` covers every request guardian sends again, not only ``request``'s own."""
+        self.retries += 1
+
     def _once(
         self,
         method: str,

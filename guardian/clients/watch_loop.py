@@ -34,7 +34,7 @@ from typing import Any, Protocol
 
 from guardian.clients.change_track import ChangeTracker
 from guardian.clients.kube_watch import Gone
-from guardian.errors import KubernetesError, PermanentKubernetesError
+from guardian.errors import KubernetesError, PermanentKubernetesError, TransientKubernetesError
 from guardian.evaluation.changes import ChangeKind
 
 JSON = dict[str, Any]
@@ -57,6 +57,9 @@ class WatchSource(Protocol):
     def watch(
         self, path: str, query: dict[str, str] | None = None, read_timeout: float = 330.0
     ) -> Stream: ...
+
+    def note_retry(self) -> None:
+        """Count one request sent again after a transient failure (429, 5xx, no answer)."""
 
 
 @dataclass(frozen=True)
@@ -157,6 +160,8 @@ class ResourceWatcher:
             except KubernetesError as exc:
                 self._note(exc, gone=False)
                 failures += 1
+                if isinstance(exc, TransientKubernetesError):
+                    self.source.note_retry()  # the loop sends it again after the backoff
                 refused = isinstance(exc, PermanentKubernetesError)  # 403: RBAC lacks a verb
                 delay = self._backoff(failures, cap=300.0 if refused else 30.0)
             except Exception as exc:  # the thread must outlive any surprise; it is logged
