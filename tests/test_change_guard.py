@@ -142,6 +142,17 @@ def test_the_burn_start_is_the_first_step_of_the_current_run() -> None:
     assert burn_start(list(zip(at, [0.1] * 6, strict=True)), 2.0) is None
 
 
+def test_a_dip_no_longer_than_the_gap_does_not_restart_the_burn() -> None:
+    at = [T0 + timedelta(seconds=30 * s) for s in range(10)]
+    flicker = [0.1, 2.5, 3.0, 1.9, 1.8, 2.6, None, 3.0, 1.0, 2.2]
+    points = list(zip(at, flicker, strict=True))
+    assert burn_start(points, 2.0, gap=120) == at[1], "dips of 60 s and 30 s are one burn"
+    assert burn_start(points, 2.0, gap=45) == at[5], "the 60 s dip ends the first run"
+    assert burn_start(points, 2.0) == at[9], "without a gap every dip starts a new run"
+    long_dip = [0.1, 2.5, 3.0, 1.0, 1.0, 1.0, 1.0, 1.0, 2.5, 3.0]
+    assert burn_start(list(zip(at, long_dip, strict=True)), 2.0, gap=120) == at[8]
+
+
 def _step(minute: int, long_burn: float, short_burn: float) -> Evaluation:
     return Evaluation(T0 + timedelta(minutes=minute), (_result(long_burn, short_burn),))
 

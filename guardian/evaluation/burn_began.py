@@ -39,4 +39,4 @@ def burn_began(
     if found.error or not found.steps:
         return None
     points = [(step.at, step.slos[0].windows[0].long_burn) for step in found.steps]
-    return burn_start(points, pair.factor)
+    return burn_start(points, pair.factor, pair.short)

@@ -83,18 +83,24 @@ def arming(
     return [c for c in found if not (cluster and c.cluster and c.cluster != cluster)]
 
 
-def burn_start(points: Sequence[tuple[datetime, float | None]], factor: float) -> datetime | None:
-    """The first step of the last run of steps whose short-window burn exceeds ``factor``
-    (the current run when the last step crosses); ``None`` when no step crosses."""
+def burn_start(
+    points: Sequence[tuple[datetime, float | None]], factor: float, gap: float = 0.0
+) -> datetime | None:
+    """The first step of the last run of steps whose short-window burn exceeds ``factor``;
+    ``None`` when no step crosses. A dip (steps at or under ``factor``, or without data)
+    that lasts ``gap`` seconds or less does not end a run: a burn that flickers around the
+    factor is one burn, and its start stays where it began (``tests/test_change_guard.py``).
+    """
     start: datetime | None = None
-    last: datetime | None = None
+    dip: datetime | None = None  # the first step of the dip since the last crossing step
     for at, value in points:
         if value is not None and value > factor:
-            start = start or at
-            last = start
-        else:
-            start = None
-    return last
+            if start is None or (dip is not None and (at - dip).total_seconds() > gap):
+                start = at
+            dip = None
+        elif start is not None and dip is None:
+            dip = at
+    return start
 
 
 def timing_pair(result: SLOResult) -> WindowResult | None:
@@ -199,7 +205,7 @@ def check_now(
             steps = replay([single_window(slo, pair.short)], source, since, now, BURN_STEP, mode)
             points = [(s.at, s.slos[0].windows[0].long_burn) for s in steps.steps]
             # without the range (a failed query) the burn is taken to start now
-            start = now if steps.error else burn_start(points, pair.factor) or now
+            start = now if steps.error else burn_start(points, pair.factor, pair.short) or now
         suspect = blame(armed[slo.name], start) if start else None
         base = baseline_burn(slo, guard, source, suspect, mode, left()) if suspect else None
         alarms[slo.name] = judge(slo, guard, result, armed[slo.name], start, base)

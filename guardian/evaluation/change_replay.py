@@ -62,7 +62,7 @@ def replay_alarms(
                 for s in steps[: index + 1]
                 if s.at >= step.at - window
             ]
-            start = burn_start(points, pair.factor) or step.at
+            start = burn_start(points, pair.factor, pair.short) or step.at
             blamed = blame(armed, start)
             base = None
             if blamed is not None:
