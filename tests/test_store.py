@@ -99,6 +99,28 @@ def test_settings_hold_the_kill_switch(store: Store) -> None:
     assert store.setting("paused") == "true"
 
 
+def test_first_writes_of_one_setting_from_many_replicas_do_not_race(store: Store) -> None:
+    """An update-then-insert lets two first writers both insert; one upsert does not."""
+    errors: list[BaseException] = []
+    start = threading.Barrier(8)
+
+    def write(key: str, n: int) -> None:
+        start.wait()
+        try:
+            store.set_setting(key, str(n), NOW)
+        except BaseException as exc:  # any failure is the finding
+            errors.append(exc)
+
+    for i in range(5):
+        threads = [threading.Thread(target=write, args=(f"race-{i}", n)) for n in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert store.setting(f"race-{i}") in {str(n) for n in range(8)}
+    assert errors == []
+
+
 def test_an_unreachable_database_is_unavailable_without_its_password() -> None:
     with pytest.raises(DataUnavailable) as caught:
         Store.open("postgresql+psycopg://guardian:s3cret@127.0.0.1:1/guardian")

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, select
+from sqlalchemy.dialects import postgresql, sqlite
 
 from guardian.clients.store.schema import settings
 
@@ -27,10 +28,12 @@ class Settings:
         return str(row.value) if row is not None else default
 
     def set_setting(self, key: str, value: str, now: datetime) -> None:
-        """Store a setting."""
+        """Store a setting: one upsert (``INSERT ... ON CONFLICT DO UPDATE``), so two first
+        writes of one key from two replicas never race (``tests/test_store.py``)."""
+        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        statement = dialect.insert(settings).values(key=key, value=value, updated_at=now)
+        statement = statement.on_conflict_do_update(
+            index_elements=[settings.c.key], set_={"value": value, "updated_at": now}
+        )
         with self.engine.begin() as conn:
-            done = conn.execute(
-                update(settings).where(settings.c.key == key).values(value=value, updated_at=now)
-            )
-            if done.rowcount == 0:
-                conn.execute(insert(settings).values(key=key, value=value, updated_at=now))
+            conn.execute(statement)
