@@ -5,13 +5,14 @@ numbers (``judge``: the SLO's result on the change windows, the burn's start, th
 burn) or a ``QuerySource`` (``check_now``: the same read from Prometheus, within a budget).
 Output: a ``ChangeAlarm`` per SLO the guard selects while a change arms it (none otherwise:
 without a change in flight nothing differs). Called by ``guardian.pipeline`` (``check_now``,
-wired by the lead), ``guardian.evaluation.change_replay`` (the backtest's form over replay
+every evaluation), ``guardian.evaluation.change_replay`` (the backtest's form over replay
 steps) and ``guardian.policy.decide`` (reads ``ChangeAlarm``); tests:
 tests/test_change_guard.py.
 
 The rules (each shown by a test there): the change pairs are the SLO's pairs replaced by the
 guard's (``guarded``) with the guard's low-traffic floor; the burn's start is the first step of
-the current run of steps at which the short window crossed the factor (``burn_start``); the
+the current run of steps at which the short window crossed the factor, a dip no longer than
+the short window not ending a run (``burn_start``); the
 change blamed is ``changes.blame(armed, burn_start)`` (never one that began after it); the
 baseline test refuses when the burn now is below ``baseline_ratio`` times the SLO's burn over
 ``baseline_window`` before the change began (the SLO was already burning); a change of another
