@@ -65,3 +65,35 @@ def test_a_bad_interval_is_named_as_the_flag_given(
     assert main(["slack", "-c", str(config), "--interval", "x"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("guardian: --interval: "), err
+
+
+def test_a_reload_gives_the_executor_s_verification_the_new_slos_and_prometheus(
+    tmp_path: Path,
+) -> None:
+    """A reload used to leave verification on the SLOs and Prometheus of the first config."""
+    from guardian.app.wiring import configure, runner
+    from guardian.clients.store import Store
+    from guardian.evaluation.run import PrometheusSignals
+
+    first = load_config(odd_config(tmp_path, "http://127.0.0.1:1", name="first"))
+    store = Store.open(f"sqlite:///{tmp_path / 'g.db'}")
+    executor = runner(first, store, {}, cast(Any, None), "test")
+    try:
+        before = cast(PrometheusSignals, executor.signals)
+        renamed = tmp_path / "renamed"
+        renamed.mkdir()
+        same_url = load_config(odd_config(renamed, "http://127.0.0.1:1", name="second"))
+        configure(executor, same_url, {})
+        kept = cast(PrometheusSignals, executor.signals)
+        assert [s.name for s in kept.slos] == ["second"]
+        assert kept.source is before.source, "the same Prometheus keeps its client"
+        moved = tmp_path / "moved"
+        moved.mkdir()
+        other = load_config(odd_config(moved, "http://127.0.0.1:2", "3s", name="third"))
+        configure(executor, other, {})
+        now = cast(PrometheusSignals, executor.signals)
+        assert [s.name for s in now.slos] == ["third"]
+        assert cast(PrometheusClient, now.source).settings.url == "http://127.0.0.1:2"
+    finally:
+        cast(PrometheusClient, cast(PrometheusSignals, executor.signals).source).close()
+        store.close()

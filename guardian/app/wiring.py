@@ -155,8 +155,19 @@ def runner(
 
 
 def configure(executor: Runner, config: Config, books: dict[str, Playbook]) -> None:
-    """Give a running executor the policy of a reloaded config."""
+    """Give a running executor the policy and the verification signals of a reloaded config:
+    its SLOs, windows and query settings; a new Prometheus client only when the
+    ``prometheus`` section changed (the old one is closed then: a verification query in
+    flight on it fails as Prometheus being down does). Tests: tests/test_app_defects.py."""
     executor.playbooks = books
+    old = executor.signals
+    client = getattr(old, "source", None)
+    if isinstance(client, PrometheusClient) and client.settings == config.prometheus:
+        executor.signals = PrometheusSignals.of(config, client)
+    else:
+        executor.signals = PrometheusSignals.of(config, PrometheusClient(config.prometheus))
+        if isinstance(client, PrometheusClient):
+            client.close()
     executor.approval_timeout = config.policy.approval_timeout
     executor.max_changes = config.policy.max_changes
     executor.protected_subjects = config.policy.protected_subjects
