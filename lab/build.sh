@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the lab's binaries from Go modules into ~/.cache/guardian/lab/<versions>/bin and
 # reuses them when present. Each component gets its own tools module so versions don't drag
-# each other. Usage: lab/build.sh [component...]   (default: all)
+# each other. Usage: lab/build.sh [component...]   (default: all but thanos, which `lab fleet up`
+# builds)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 # shellcheck source=versions.env
@@ -90,6 +91,21 @@ build_simple() {
   timed "$out $version" go -C "$dir" build -ldflags "-s -w $ldflags" -o "$bin/$out" "$package"
 }
 
+# Thanos's go.mod replaces some of its dependencies, and a dependency's replaces are ignored:
+# the tools module repeats them (its `replace` block, verbatim).
+build_thanos() {
+  local out="thanos-${THANOS_VERSION}"
+  [ -x "$bin/$out" ] && return 0
+  local gomod replaces dir
+  gomod="$(cd "$work" && go mod download -json "github.com/thanos-io/thanos@${THANOS_VERSION}" |
+    sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')"
+  replaces="$(sed -n '/^replace (/,/^)/p' "$gomod")"
+  dir="$(tools_module thanos github.com/thanos-io/thanos "$THANOS_VERSION" "$replaces")"
+  timed "$out (first time: about 13 minutes on 2 cores)" go -C "$dir" build \
+    -ldflags "-s -w -X github.com/prometheus/common/version.Version=${THANOS_VERSION#v}" \
+    -o "$bin/$out" github.com/thanos-io/thanos/cmd/thanos
+}
+
 components=("$@")
 [ ${#components[@]} -eq 0 ] && components=(etcd kube kwok coredns helm kube-state-metrics)
 started=$(date +%s)
@@ -104,7 +120,8 @@ for c in "${components[@]}"; do
     kube-state-metrics)
       build_simple ksm k8s.io/kube-state-metrics/v2 "$KSM_VERSION" k8s.io/kube-state-metrics/v2 \
         "kube-state-metrics-${KSM_VERSION}" ;;
-    *) log "unknown component $c (etcd kube kwok coredns helm kube-state-metrics)"; exit 2 ;;
+    thanos) build_thanos ;;
+    *) log "unknown component $c (etcd kube kwok coredns helm kube-state-metrics thanos)"; exit 2 ;;
   esac
 done
 elapsed=$(( $(date +%s) - started ))

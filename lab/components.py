@@ -360,12 +360,18 @@ def _write_prometheus_config(state: LabState, pki: Pki) -> None:
     def job(name: str, port: int, **extra: object) -> dict[str, object]:
         return {
             "job_name": name,
-            "static_configs": [{"targets": [f"127.0.0.1:{port}"], "labels": {"cluster": "lab"}}],
+            "static_configs": [
+                {"targets": [f"127.0.0.1:{port}"], "labels": {"cluster": state.name}}
+            ],
             **extra,
         }
 
     doc = {
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "global": {
+            "scrape_interval": "1s",
+            "evaluation_interval": "1s",
+            "external_labels": {"cluster": state.name},  # Thanos's sidecar requires one
+        },
         "scrape_configs": [
             job(
                 "apiserver",

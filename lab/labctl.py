@@ -1,8 +1,11 @@
 """guardian's lab: etcd, kube-apiserver, controller-manager, scheduler, KWOK nodes, CoreDNS and
 Prometheus on 127.0.0.1, every one a real binary built from Go modules by ``lab/build.sh``.
 
-Commands: ``up [--nodes N]``, ``down``, ``status``, ``env``, ``load``, ``fault``. State (PIDs,
-ports, kubeconfig, logs) lives in ``$GUARDIAN_LAB_DIR`` (default ``~/.cache/guardian/lab/run``).
+Commands: ``up [--nodes N]``, ``down``, ``status``, ``env``, ``load``, ``fault``, each with
+``--name NAME`` (default ``lab``) so that labs run side by side, and ``fleet up|down|status|env``
+(``fleet``: Thanos Query over the named labs' Prometheus). State (PIDs, ports, kubeconfig, logs)
+lives in ``$GUARDIAN_LAB_DIR`` (default ``~/.cache/guardian/lab/run``) for the default lab, in
+``$GUARDIAN_LAB_DIR/labs/NAME`` for lab NAME (``state``). Run by ``lab/lab``.
 """
 
 from __future__ import annotations
@@ -11,18 +14,19 @@ import argparse
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
+
+import dns as dns_mod
+import fleet
 
 import components
 import load as load_mod
 from pki import make_pki
-from state import LabState, alive, lab_dir
+from state import DEFAULT_NAME, LabError, LabState, alive, build, lab_dir, rss_kib
 
-HERE = Path(__file__).resolve().parent
+__all__ = ["LabError", "main"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -43,9 +47,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("status", help="show each component and whether it answers")
     sub.add_parser("env", help="print export KUBECONFIG=... PROMETHEUS_URL=...")
     load_mod.add_parser(sub)
+    dns_mod.add_parser(sub)
     fault = sub.add_parser("fault", help="kill, pause, resume or restart a component")
     fault.add_argument("component", choices=components.FAULTABLE)
     fault.add_argument("action", choices=("kill", "stop", "cont", "start"))
+    for each in sub.choices.values():
+        each.add_argument(
+            "--name",
+            default=DEFAULT_NAME,
+            help=f"which lab (default {DEFAULT_NAME!r}; another name is a lab of its own, with "
+            "its own directory, ports and Prometheus labelled cluster=NAME)",
+        )
+    fleet.add_parser(sub)
     args = parser.parse_args(argv)
     try:
         return int(COMMANDS[args.command](args))
@@ -54,21 +67,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code
 
 
-class LabError(Exception):
-    """A one-line failure with an exit code."""
-
-    def __init__(self, message: str, code: int = 1) -> None:
-        super().__init__(message)
-        self.code = code
-
-
 def cmd_up(args: argparse.Namespace) -> int:
-    directory = lab_dir()
+    directory = lab_dir(args.name)
     current = LabState.load(directory)
     if current is not None and any(alive(pid) for pid in current.pids.values()):
-        raise LabError(f"the lab is already up in {directory}; run 'lab down' first", 2)
+        raise LabError(
+            f"the lab {args.name!r} is already up in {directory}; "
+            f"run 'lab down{_flag(args)}' first",
+            2,
+        )
     started = time.monotonic()
-    bin_dir = _build()
+    bin_dir = build()
     for stale in ("etcd-data", "prometheus-data", "logs", "state.json"):
         target = directory / stale
         if target.is_dir():
@@ -76,7 +85,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         elif target.exists():
             target.unlink()
     (directory / "logs").mkdir(parents=True, exist_ok=True)
-    state = LabState(directory=directory, bin=str(bin_dir), nodes=args.nodes)
+    state = LabState(directory=directory, bin=str(bin_dir), nodes=args.nodes, name=args.name)
     state.save()
     pki = make_pki(directory / "pki")
     try:
@@ -89,15 +98,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     return 0
 
 
-def _build() -> Path:
-    done = subprocess.run([str(HERE / "build.sh")], check=False, stdout=subprocess.PIPE, text=True)
-    if done.returncode != 0:
-        raise LabError(f"lab/build.sh failed with exit code {done.returncode}")
-    return Path(done.stdout.strip().splitlines()[-1])
-
-
 def cmd_down(args: argparse.Namespace) -> int:
-    state = LabState.load(lab_dir())
+    state = LabState.load(lab_dir(args.name))
     if state is None:
         print("lab: nothing to stop", file=sys.stderr)
         return 0
@@ -107,22 +109,25 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    state = _running()
+    state = _running(args)
     healthy = True
+    total = 0
     for name, pid in state.pids.items():
-        ok = alive(pid) and components.answers(state, name)
+        ok = alive(pid) and (name not in components.ORDER or components.answers(state, name))
         healthy &= ok
-        print(f"{name:<20} pid {pid:<8} {'ready' if ok else 'NOT READY'}")
+        total += (rss := rss_kib(pid))
+        print(f"{name:<28} pid {pid:<8} {'ready' if ok else 'NOT READY':<10} {rss / 1024:8.1f} MiB")
+    print(f"{'total (RSS)':<52} {total / 1024:8.1f} MiB")
     return 0 if healthy else 1
 
 
 def cmd_env(args: argparse.Namespace) -> int:
-    print(_env(_running()))
+    print(_env(_running(args)))
     return 0
 
 
 def cmd_fault(args: argparse.Namespace) -> int:
-    state = _running()
+    state = _running(args)
     name = args.component
     pid = state.pids.get(name)
     actions: dict[str, Callable[[], None]] = {
@@ -142,11 +147,16 @@ def _signal(pid: int | None, sig: signal.Signals) -> None:
     os.kill(pid, sig)
 
 
-def _running() -> LabState:
-    state = LabState.load(lab_dir())
+def _running(args: argparse.Namespace) -> LabState:
+    state = LabState.load(lab_dir(args.name))
     if state is None:
-        raise LabError("the lab is not up; run 'lab up'", 2)
+        raise LabError(f"the lab {args.name!r} is not up; run 'lab up{_flag(args)}'", 2)
     return state
+
+
+def _flag(args: argparse.Namespace) -> str:
+    """`` --name NAME`` for a named lab, nothing for the default one."""
+    return "" if args.name == DEFAULT_NAME else f" --name {args.name}"
 
 
 def _env(state: LabState) -> str:
@@ -163,7 +173,9 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "status": cmd_status,
     "env": cmd_env,
     "fault": cmd_fault,
-    "load": lambda args: load_mod.command(args, _running()),
+    "load": lambda args: load_mod.command(args, _running(args)),
+    "dns": lambda args: dns_mod.command(args, _running(args)),
+    "fleet": fleet.command,
 }
 
 
