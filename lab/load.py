@@ -1,34 +1,35 @@
 """``lab load``: the 2024-12-11 failure mode, a telemetry DaemonSet that overloads the API server.
 
-``lab load`` creates filler pods (so that LISTs are expensive), a ``telemetry-agent``
-DaemonSet in namespace ``telemetry`` and a load process. The load process follows which agent
-pods are Running (a namespaced, label-selected LIST every 2 s) and, for each, sends
-cluster-wide LISTs of pods and nodes without ``resourceVersion`` (served from etcd) at
-``--per-pod-qps``, authenticated as the agents' ServiceAccount ``telemetry/telemetry-agent``
-(a bound token from the TokenRequest API, as a pod would have). Pausing
-the rollout, quarantining or deleting the DaemonSet removes Running agents and the load falls.
-``lab load --stop`` stops the load process and deletes the DaemonSet.
+``lab load`` creates filler pods (so that LISTs are expensive) and waits until their
+Deployment has rolled out, then a ``telemetry-agent`` DaemonSet in namespace ``telemetry``
+(its pods annotated ``lab.guardian.io/storm: "true"``) and a load process. The load process
+(``agents``) runs one simulated node agent per node whose agent pod is Running with that
+annotation, so the storm grows as the rollout spreads: each agent keeps an informer on nodes
+(LIST, WATCH, re-LIST after a broken watch) and sends LISTs of its node's pods (field selector
+``spec.nodeName``), every pod and every node, with and without ``resourceVersion=0``, at
+``--per-pod-qps`` (all agents together at most ``--max-qps``: 2,000 agents are shrunk by rate),
+authenticated as the agents' ServiceAccount ``telemetry/telemetry-agent`` (a bound token from
+the TokenRequest API, as a pod would have). Pausing the rollout, rolling back, quarantining or
+deleting the DaemonSet removes storming pods and the load falls. ``lab load --stop`` stops
+the load process and deletes the DaemonSet. Called by ``labctl``; tests:
+``tests/test_lab.py``, ``tests/test_lab_scale.py``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import asyncio
 import sys
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import requests
+import agents
+from agents import NAME, NAMESPACE, STORM
 
 import components
 from state import LabState, alive
-
-NAMESPACE = "telemetry"
-NAME = "telemetry-agent"
 
 
 def add_parser(sub: Any) -> None:
@@ -38,7 +39,14 @@ def add_parser(sub: Any) -> None:
         "--per-pod-qps",
         type=float,
         default=20.0,
-        help="cluster-wide LISTs per second per Running agent (default 20)",
+        help="LISTs per second per storming agent (default 20)",
+    )
+    load.add_argument(
+        "--max-qps",
+        type=float,
+        default=1000.0,
+        help="LISTs per second of all agents together at most: with more agents each sends "
+        "less (default 1000, 50 agents at 20/s)",
     )
     load.add_argument(
         "--filler-pods",
@@ -47,7 +55,7 @@ def add_parser(sub: Any) -> None:
         help="pods created first so a LIST of all pods is expensive (default 600)",
     )
     load.add_argument(
-        "--workers", type=int, default=400, help="concurrent requests at most (default 400)"
+        "--workers", type=int, default=400, help="concurrent LISTs at most (default 400)"
     )
     load.add_argument("--stop", action="store_true", help="stop the load and delete the agents")
 
@@ -61,7 +69,7 @@ def command(args: argparse.Namespace, state: LabState) -> int:
         components._terminate(previous)
     objects = _objects(args.filler_pods)
     _apply(state, objects[:-1])
-    _settled(state, time.time())
+    _settled(state, time.time(), timeout=60 + args.filler_pods / 5)
     _apply(state, objects[-1:])
     argv = [
         sys.executable,
@@ -70,12 +78,14 @@ def command(args: argparse.Namespace, state: LabState) -> int:
         str(state.directory),
         str(args.per_pod_qps),
         str(args.workers),
+        str(args.max_qps),
     ]
     state.argv["load"] = argv
     components._spawn(state, "load")
     print(
         f"lab load: DaemonSet {NAMESPACE}/{NAME} rolling out; load process pid "
-        f"{state.pids['load']}, {args.per_pod_qps}/s per Running agent "
+        f"{state.pids['load']}, {args.per_pod_qps}/s per storming agent "
+        f"({args.max_qps:g}/s in all at most) "
         f"(log: {state.directory / 'logs' / 'load.log'})",
         file=sys.stderr,
     )
@@ -154,7 +164,7 @@ def _objects(filler: int) -> list[tuple[str, dict[str, Any]]]:
                         "rollingUpdate": {"maxUnavailable": "25%"},
                     },
                     "template": {
-                        "metadata": {"labels": {"app": NAME}},
+                        "metadata": {"labels": {"app": NAME}, "annotations": {STORM: "true"}},
                         "spec": {**pod_spec, "serviceAccountName": NAME},
                     },
                 },
@@ -164,24 +174,40 @@ def _objects(filler: int) -> list[tuple[str, dict[str, Any]]]:
 
 
 def _settled(state: LabState, asked: float, timeout: float = 60) -> None:
-    """Wait until the filler's ReplicaSet exists and a second has passed since it was made.
+    """Wait until the filler Deployment has rolled out (every replica updated and available,
+    its generation observed) and a second has passed since its ReplicaSet was made.
 
-    The filler is the workload that was there before the rollout: its revision must be older
-    than the DaemonSet's (creation times have a resolution of one second), whatever the load
-    on the machine, or suspects ranked by start time could not tell them apart."""
-    path = "/apis/apps/v1/namespaces/default/replicasets?labelSelector=app%3Dfiller"
+    The filler is the workload that was there before the rollout: a change of its own still in
+    flight when the DaemonSet starts would be a second suspect, and its revision must be older
+    than the DaemonSet's (creation times have a resolution of one second)."""
+    deployment = "/apis/apps/v1/namespaces/default/deployments/filler"
+    sets = "/apis/apps/v1/namespaces/default/replicasets?labelSelector=app%3Dfiller"
     deadline = asked + timeout
     while time.time() < deadline:
-        answer = components.api(state, "GET", path)
-        if answer.status_code == 200 and answer.json().get("items"):
+        answer = components.api(state, "GET", deployment)
+        if answer.status_code == 200 and _rolled_out(answer.json()):
             made = max(
                 datetime.fromisoformat(i["metadata"]["creationTimestamp"]).timestamp()
-                for i in answer.json()["items"]
+                for i in components.api(state, "GET", sets).json()["items"]
             )
             time.sleep(max(0.0, made + 1.5 - time.time()))
             return
-        time.sleep(0.2)
-    raise SystemExit(f"lab load: the filler's ReplicaSet did not appear within {timeout:.0f}s")
+        time.sleep(0.5)
+    raise SystemExit(
+        f"lab load: the filler Deployment did not roll out within {timeout:.0f}s "
+        "(kubectl -n default get deploy/filler; a smaller --filler-pods is quicker)"
+    )
+
+
+def _rolled_out(deployment: dict[str, Any]) -> bool:
+    spec, status = deployment["spec"], deployment.get("status", {})
+    want = spec.get("replicas", 1)
+    return bool(
+        status.get("observedGeneration") == deployment["metadata"]["generation"]
+        and status.get("updatedReplicas") == want
+        and status.get("availableReplicas") == want
+        and status.get("replicas") == want
+    )
 
 
 def _apply(state: LabState, objects: list[tuple[str, dict[str, Any]]]) -> None:
@@ -193,82 +219,16 @@ def _apply(state: LabState, objects: list[tuple[str, dict[str, Any]]]) -> None:
             )
 
 
-class Counters:
-    """What the load process did since the last report."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.codes: dict[str, int] = {}
-        self.seconds = 0.0
-
-    def add(self, code: str, seconds: float) -> None:
-        with self.lock:
-            self.codes[code] = self.codes.get(code, 0) + 1
-            self.seconds += seconds
-
-    def take(self) -> tuple[dict[str, int], float]:
-        with self.lock:
-            codes, seconds = self.codes, self.seconds
-            self.codes, self.seconds = {}, 0.0
-        return codes, seconds
-
-
-def run(directory: Path, per_pod_qps: float, workers: int) -> None:
-    """The load process: agents Running × per-pod QPS expensive LISTs per second."""
+def run(directory: Path, per_pod_qps: float, workers: int, max_qps: float) -> None:
+    """The load process: the agents of ``agents``, until it is stopped."""
     state = LabState.load(directory)
     assert state is not None
     base = f"https://127.0.0.1:{state.ports['kube-apiserver']}"
-    agent = requests.Session()
-    agent.headers["Authorization"] = f"Bearer {_agent_token(state)}"
-    ca = str(directory / "pki" / "ca.crt")  # per request: $REQUESTS_CA_BUNDLE would win
-    counters = Counters()
-    running = 0
-    last_check = last_report = 0.0
-    sent = 0
-    pool = ThreadPoolExecutor(max_workers=workers)
-    inflight = threading.Semaphore(workers)
-    started = time.monotonic()
-
-    def one(path: str) -> None:
-        t0 = time.monotonic()
-        try:
-            code = str(agent.get(base + path, timeout=30, verify=ca).status_code)
-        except requests.RequestException as exc:
-            code = type(exc).__name__
-        finally:
-            inflight.release()
-        counters.add(code, time.monotonic() - t0)
-
-    credit = 0.0
-    previous = time.monotonic()
-    while True:
-        now = time.monotonic()
-        if now - last_check >= 2:
-            running = _running_agents(state)
-            last_check = now
-        if now - last_report >= 5:
-            codes, seconds = counters.take()
-            done = sum(codes.values())
-            print(
-                json.dumps(
-                    {
-                        "t": round(now - started, 1),
-                        "running_agents": running,
-                        "target_qps": running * per_pod_qps,
-                        "codes": codes,
-                        "mean_seconds": round(seconds / done, 3) if done else None,
-                    }
-                ),
-                flush=True,
-            )
-            last_report = now
-        credit = min(credit + (now - previous) * running * per_pod_qps, float(workers))
-        previous = now
-        while credit >= 1 and inflight.acquire(blocking=False):
-            pool.submit(one, "/api/v1/pods" if sent % 2 == 0 else "/api/v1/nodes")
-            sent += 1
-            credit -= 1
-        time.sleep(0.01)
+    admin = (directory / "pki" / "admin.token").read_text().strip()
+    settings = {"per_pod_qps": per_pod_qps, "max_qps": max_qps, "workers": float(workers)}
+    asyncio.run(
+        agents.main(base, admin, _agent_token(state), directory / "pki" / "ca.crt", settings)
+    )
 
 
 def _agent_token(state: LabState) -> str:
@@ -283,16 +243,5 @@ def _agent_token(state: LabState) -> str:
     return str(answer.json()["status"]["token"])
 
 
-def _running_agents(state: LabState) -> int:
-    try:
-        answer = components.api(
-            state, "GET", f"/api/v1/namespaces/{NAMESPACE}/pods?labelSelector=app%3D{NAME}"
-        )
-        pods = answer.json().get("items", [])
-    except (requests.RequestException, ValueError):
-        return 0
-    return sum(1 for pod in pods if pod.get("status", {}).get("phase") == "Running")
-
-
-if __name__ == "__main__" and len(sys.argv) == 5 and sys.argv[1] == "run":
-    run(Path(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]))
+if __name__ == "__main__" and len(sys.argv) == 6 and sys.argv[1] == "run":
+    run(Path(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]))
