@@ -92,7 +92,10 @@ build_simple() {
 }
 
 # Thanos's go.mod replaces some of its dependencies, and a dependency's replaces are ignored:
-# the tools module repeats them (its `replace` block, verbatim).
+# the tools module repeats them (its `replace` block, verbatim). The build tags are its own
+# (.promu.yml): without `slicelabels` its zero-copy label conversions read Prometheus's labels
+# in the wrong layout, and the sidecar panicked on Query's first Info call (makeslice: len out
+# of range).
 build_thanos() {
   local out="thanos-${THANOS_VERSION}"
   [ -x "$bin/$out" ] && return 0
@@ -102,6 +105,7 @@ build_thanos() {
   replaces="$(sed -n '/^replace (/,/^)/p' "$gomod")"
   dir="$(tools_module thanos github.com/thanos-io/thanos "$THANOS_VERSION" "$replaces")"
   timed "$out (first time: about 13 minutes on 2 cores)" go -C "$dir" build \
+    -tags netgo,slicelabels \
     -ldflags "-s -w -X github.com/prometheus/common/version.Version=${THANOS_VERSION#v}" \
     -o "$bin/$out" github.com/thanos-io/thanos/cmd/thanos
 }

@@ -112,7 +112,7 @@ def _up(names: list[str]) -> int:
             _start(state, f"sidecar-{name}", started)
         state.argv[QUERY] = _query_argv(thanos, state, names)
         _start(state, QUERY, started)
-        components._wait("every lab through Query", lambda: _clusters(state) == set(names), 60)
+        components._wait("every lab through Query", lambda: _through(state, names), 60)
     except components.NotReady as exc:
         components.stop_all(state)
         raise LabError(f"{exc} (logs in {directory / 'logs'})") from None
@@ -159,6 +159,14 @@ def _answers(state: LabState, name: str) -> bool:
         return requests.get(f"http://127.0.0.1:{port}/-/ready", timeout=2).status_code == 200
     except requests.RequestException:
         return False
+
+
+def _through(state: LabState, names: list[str]) -> bool:
+    """True when Query returns series of every lab; ``NotReady`` when a process has exited."""
+    for name, pid in state.pids.items():
+        if not alive(pid):
+            raise components.NotReady(f"{name} exited (see logs/{name}.log)")
+    return _clusters(state) == set(names)
 
 
 def _clusters(state: LabState) -> set[str]:
