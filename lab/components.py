@@ -212,6 +212,7 @@ def _argv(name: str, state: LabState, pki: Pki, args: argparse.Namespace) -> lis
             f"--config={d / 'kwok-stages.yaml'}",
         ]
     if name == "coredns":
+        _coredns_identity(state)
         return [str(b / "coredns"), "-conf", str(d / "Corefile"), "-dns.port", str(p["coredns"])]
     if name == "kube-state-metrics":
         return [
@@ -336,7 +337,14 @@ def _write_kubeconfig(state: LabState, pki: Pki) -> None:
     path.chmod(0o600)
 
 
-def _write_corefile(state: LabState) -> None:
+DNS_TTL = 30
+"""Seconds CoreDNS's answers live: the kubernetes plugin's record TTL and its cache's (``lab
+dns start --ttl`` sets another)."""
+
+
+def _write_corefile(state: LabState, ttl: int = DNS_TTL) -> None:
+    """CoreDNS's config: the kubernetes plugin as CoreDNS's own identity (``coredns.kubeconfig``,
+    see ``_coredns_identity``) with records of TTL ``ttl``, a cache as long, metrics."""
     p = state.ports
     (state.directory / "Corefile").write_text(f""".:{p["coredns"]} {{
     bind 127.0.0.1
@@ -344,14 +352,76 @@ def _write_corefile(state: LabState) -> None:
     health 127.0.0.1:{p["coredns-health"]}
     ready 127.0.0.1:{p["coredns-ready"]}
     kubernetes cluster.local in-addr.arpa ip6.arpa {{
-        kubeconfig {state.directory / "kubeconfig"} lab
+        kubeconfig {state.directory / "coredns.kubeconfig"} lab
         pods insecure
+        ttl {ttl}
         fallthrough in-addr.arpa ip6.arpa
     }}
     prometheus 127.0.0.1:{p["coredns-metrics"]}
-    cache 30
+    cache {ttl}
 }}
 """)
+
+
+COREDNS_SA = ("kube-system", "coredns")
+COREDNS_RULES = [
+    {
+        "apiGroups": [""],
+        "resources": ["endpoints", "services", "pods", "namespaces"],
+        "verbs": ["list", "watch"],
+    },
+    {
+        "apiGroups": ["discovery.k8s.io"],
+        "resources": ["endpointslices"],
+        "verbs": ["list", "watch"],
+    },
+]
+
+
+def _coredns_identity(state: LabState) -> None:
+    """CoreDNS's own identity, as in a cluster: ServiceAccount kube-system/coredns with the
+    rules of upstream's ``system:coredns`` ClusterRole and a bound token, written to
+    ``coredns.kubeconfig``. Not the admin (group ``system:masters`` is APF-exempt): APF
+    classifies CoreDNS like any kube-system service account (FlowSchema
+    kube-system-service-accounts, priority level workload-high, a flow of its own), and
+    ``lab dns start --shared-flow`` puts it in the storm's flow."""
+    namespace, name = COREDNS_SA
+    role = f"guardian-lab:{name}"
+    subject = {"kind": "ServiceAccount", "name": name, "namespace": namespace}
+    rbac = "/apis/rbac.authorization.k8s.io/v1"
+    for path, body in [
+        (f"/api/v1/namespaces/{namespace}/serviceaccounts", {"metadata": {"name": name}}),
+        (f"{rbac}/clusterroles", {"metadata": {"name": role}, "rules": COREDNS_RULES}),
+        (
+            f"{rbac}/clusterrolebindings",
+            {
+                "metadata": {"name": role},
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "ClusterRole",
+                    "name": role,
+                },
+                "subjects": [subject],
+            },
+        ),
+    ]:
+        answer = api(state, "POST", path, json=body)
+        if answer.status_code not in (201, 409):
+            raise NotReady(f"CoreDNS's identity: POST {path}: HTTP {answer.status_code}")
+    answer = api(
+        state,
+        "POST",
+        f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token",
+        json={"spec": {"expirationSeconds": 86400}},
+    )
+    if answer.status_code != 201:
+        raise NotReady(f"CoreDNS's token: HTTP {answer.status_code}")
+    kubeconfig = yaml.safe_load((state.directory / "kubeconfig").read_text())
+    kubeconfig["users"] = [{"name": name, "user": {"token": answer.json()["status"]["token"]}}]
+    kubeconfig["contexts"][0]["context"]["user"] = name
+    path = state.directory / "coredns.kubeconfig"
+    path.write_text(yaml.safe_dump(kubeconfig))
+    path.chmod(0o600)
 
 
 def _write_prometheus_config(state: LabState, pki: Pki) -> None:
