@@ -162,7 +162,7 @@ def test_per_cluster_answers_differ_as_the_clusters_do(fleet: Fleet) -> None:
         assert _by_cluster(fleet.prometheus(name), promql) == {name: float(count)}
 
 
-def test_fleet_status_and_env_name_each_process(fleet: Fleet) -> None:
+def test_fleet_status_and_env_name_each_process_bound_to_loopback(fleet: Fleet) -> None:
     status = _run(fleet.root, "fleet", "status")
     assert status.returncode == 0, status.stdout + status.stderr
     names = [line.split()[0] for line in status.stdout.splitlines() if " pid " in line]
@@ -170,6 +170,14 @@ def test_fleet_status_and_env_name_each_process(fleet: Fleet) -> None:
     assert "clusters through Query: east, west" in status.stdout
     env = _run(fleet.root, "fleet", "env")
     assert env.stdout.strip() == f"export FLEET_PROMETHEUS_URL={fleet.query}"
+    pids = json.loads((fleet.root / "fleet" / "state.json").read_text())["pids"].values()
+    listening = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=False)
+    mine = [
+        line for line in listening.stdout.splitlines() if any(f"pid={p}," in line for p in pids)
+    ]
+    assert len(mine) == 6, listening.stdout  # gRPC and HTTP of two sidecars and Query
+    for line in mine:
+        assert line.split()[3].startswith(("127.0.0.1:", "[::ffff:127.0.0.1]:")), line
     again = _run(fleet.root, "fleet", "up", "--names", "east")
     assert again.returncode == 2
     assert "the fleet is already up" in again.stderr
