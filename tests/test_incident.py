@@ -5,8 +5,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import subprocess
-import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -18,7 +16,8 @@ from guardian.clients.prometheus import PrometheusClient
 from guardian.config import load_config
 from guardian.evaluation.change_guard import check_now
 from guardian.evaluation.change_log import PrometheusChangeLog
-from guardian.testing.prometheus import PrometheusServer, backfill
+from guardian.testing.prometheus import PrometheusServer
+from tests.incident_data import incident_tsdb
 
 pytestmark = [pytest.mark.prometheus, pytest.mark.slow]
 
@@ -54,15 +53,7 @@ def _backtest(config: Path, start: datetime, end: datetime, *extra: str) -> dict
 @pytest.fixture(scope="module")
 def replay(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("incident")
-    om = root / "incident.om"
-    subprocess.run(
-        [sys.executable, str(HERE / "generate.py"), "--out", str(om), "--days-before", "2"],
-        check=True,
-        capture_output=True,
-    )
-    backfill(om, root / "tsdb", max_block_duration="24h")
-    om.unlink()
-    with PrometheusServer(root / "tsdb") as server:
+    with PrometheusServer(incident_tsdb(root / "tsdb")) as server:
         config = _config(root, server.url)
         png = root / "chart.png"
         doc = _backtest(config, _pst(12), _pst(21), "--plot", str(png))

@@ -1,8 +1,7 @@
 """The rollout guard end to end on the lab: a change, a real burn of a real SLO, the daemon's
 cycle (the API server's watch as change log, the change guard, the policy, the executor) and
 the shipped halt-change playbook; one test per kind of change (a new and an updated DaemonSet,
-a Deployment, an Argo Rollout; a StatefulSet's halt is tested at the action level,
-tests/test_halt_change.py).
+a Deployment, a StatefulSet, an Argo Rollout).
 
 The burn is the API server's own: each test sends GETs of objects that do not exist, so its
 SLO (404s of one resource among all requests the API server answers) burns while nothing
@@ -42,6 +41,7 @@ MISSES = {  # the resource whose 404s make each SLO burn
     "new-daemonset": "configmaps",
     "updated-daemonset": "secrets",
     "deployment": "services",
+    "statefulset": "limitranges",
     "rollout": "resourcequotas",
     "quiet": "podtemplates",
 }
@@ -303,6 +303,22 @@ def test_a_deployment_is_attributed_and_paused(kube: Kube, cycle: Cycle) -> None
     with Storm(kube, MISSES["deployment"], paused):
         _halted(cycle, "deployment", f"Deployment {NS}/web")
     assert paused()
+
+
+def test_a_statefulset_is_attributed_and_partitioned(kube: Kube, cycle: Cycle) -> None:
+    path = f"{APPS}/statefulsets/db"
+    body = _workload("db", replicas=2)
+    body["spec"]["serviceName"] = "db"
+    kube.create(f"{APPS}/statefulsets", body)
+
+    def partitioned() -> bool:
+        strategy = kube.get(path)["spec"].get("updateStrategy") or {}
+        # the API server defaults partition to 0; the halt of a new StatefulSet sets replicas
+        return int((strategy.get("rollingUpdate") or {}).get("partition") or 0) == 2
+
+    with Storm(kube, MISSES["statefulset"], partitioned):
+        _halted(cycle, "statefulset", f"StatefulSet {NS}/db")
+    assert partitioned(), _what_ran(cycle, kube, path)
 
 
 def test_an_argo_rollout_is_attributed_and_aborted(kube: Kube, cycle: Cycle) -> None:

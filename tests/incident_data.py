@@ -1,0 +1,28 @@
+"""The bundled incident's TSDB blocks for tests: the cache ``make demo`` and
+``bench/detection.py`` fill (``examples/incident-2024-12-11/demo.py``'s ``_blocks``, keyed by
+a hash of ``generate.py``, under ``$GUARDIAN_CACHE`` or ``~/.cache/guardian``), built on first
+use and copied, so a test's Prometheus never writes into the cache."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import sys
+from pathlib import Path
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "incident-2024-12-11"
+
+
+def incident_tsdb(target: Path) -> Path:
+    """A copy of the incident's blocks (2024-12-09 .. 12-11 PST, 1-minute samples) at
+    ``target``: generated and backfilled once per version of the generator (about a minute),
+    copied in seconds after that."""
+    spec = importlib.util.spec_from_file_location("incident_demo", EXAMPLE / "demo.py")
+    assert spec is not None and spec.loader is not None
+    demo = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = demo
+    spec.loader.exec_module(demo)
+    cache = Path(os.environ.get("GUARDIAN_CACHE") or "~/.cache/guardian").expanduser()
+    shutil.copytree(demo._blocks(cache), target)
+    return target
