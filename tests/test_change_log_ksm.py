@@ -20,6 +20,7 @@ from guardian.evaluation.change_log import PrometheusChangeLog
 from guardian.evaluation.changes import WorkloadChange, blame, rank
 from guardian.evaluation.source import QuerySource, Sample, Series
 from guardian.testing.prometheus import PrometheusServer, backfill
+from tests.incident_data import incident_tsdb
 from tests.lab_fixture import NODES, Lab, eventually
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -139,18 +140,9 @@ class CountingSource:
 
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusClient]:
-    """The bundled data of 12-10 (a normal day) and 12-11, its kube-state-metrics series only
-    (the others are left out of the backfill to keep it short), in a real Prometheus."""
-    root = tmp_path_factory.mktemp("ksm")
-    everything = _generate(HERE / "generate.py", root / "all.om", "--days-before", "1")
-    with (root / "ksm.om").open("w", encoding="ascii") as ksm:
-        for line in _lines(everything):
-            if _is_ksm(line):
-                ksm.write(line + "\n")
-        ksm.write("# EOF\n")
-    everything.unlink()
-    backfill(root / "ksm.om", root / "tsdb", max_block_duration="24h")
-    with PrometheusServer(root / "tsdb") as server:
+    """The bundled data (2024-12-09 .. 12-11, the blocks ``make demo`` caches) in a real
+    Prometheus."""
+    with PrometheusServer(incident_tsdb(tmp_path_factory.mktemp("ksm") / "tsdb")) as server:
         yield PrometheusClient(PrometheusSettings(url=server.url, timeout=30))
 
 
