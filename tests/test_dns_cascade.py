@@ -84,7 +84,7 @@ def _run(lab: Lab) -> Cascade:
     for name in (API_SLO, DNS_SLO):
         eventually(lambda n=name: status(n) == "ok", what=f"{name} is ok")  # type: ignore[misc]
     storm = time.time()
-    loaded = _lab("load", "--filler-pods", "300", env=env)
+    loaded = _lab("load", "--filler-pods", "300", "--per-pod-qps", "60", env=env)
     assert loaded.returncode == 0, loaded.stderr
     try:
         eventually(lambda: status(API_SLO) == "page", 120, "the API-server SLO pages")
