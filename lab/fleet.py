@@ -66,6 +66,13 @@ def fleet_dir() -> Path:
     return lab_root() / "fleet"
 
 
+def reads(name: str) -> bool:
+    """True when the fleet's sidecar for lab ``name`` runs (``lab down`` says so)."""
+    state = LabState.load(fleet_dir())
+    pid = state.pids.get(f"sidecar-{name}") if state is not None else None
+    return pid is not None and alive(pid)
+
+
 def url(state: LabState) -> str:
     """The Prometheus HTTP API of the fleet's Thanos Query."""
     return f"http://127.0.0.1:{state.ports[f'{QUERY}-http']}"

@@ -105,6 +105,11 @@ def cmd_down(args: argparse.Namespace) -> int:
         return 0
     stopped = components.stop_all(state)
     print(f"lab down: stopped {', '.join(stopped) or 'nothing'}", file=sys.stderr)
+    if fleet.reads(args.name):
+        print(
+            f"lab down: the fleet still has a sidecar on {args.name!r}; run 'lab fleet down'",
+            file=sys.stderr,
+        )
     return 0
 
 

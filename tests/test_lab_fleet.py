@@ -2,8 +2,8 @@
 
 ``lab up --name east --nodes 3`` and ``lab up --name west --nodes 5`` (different sizes, so a
 per-cluster answer cannot come from the wrong cluster), then ``lab fleet up --names
-east,west``; everything comes down at the end with every process checked gone. Marked ``lab``
-and ``slow``; ``make test`` runs them.
+east,west``; everything comes down at the end (east first, which says the fleet still reads
+it) with every process checked gone. Marked ``lab`` and ``slow``; ``make test`` runs them.
 """
 
 from __future__ import annotations
@@ -74,6 +74,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     root = tmp_path_factory.mktemp("fleet")
     started = time.monotonic()
     pids: list[int] = []
+    fleet_up = False
     try:
         for name, nodes in NODES.items():
             up = _run(root, "up", "--name", name, "--nodes", str(nodes))
@@ -82,6 +83,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         up = _run(root, "fleet", "up", "--names", ",".join(NODES))
         assert up.returncode == 0, up.stderr[-3000:]
         pids += json.loads((root / "fleet" / "state.json").read_text())["pids"].values()
+        fleet_up = True
         assert up.stdout.startswith("export FLEET_PROMETHEUS_URL=http://127.0.0.1:")
         query = up.stdout.strip().split("=", 1)[1]
         states = {
@@ -90,11 +92,15 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         print(f"two labs and the fleet up in {time.monotonic() - started:.0f}s")
         yield Fleet(root, query, states)
     finally:
+        east = _run(root, "down", "--name", "east")  # before the fleet: it says the fleet reads it
+        assert east.returncode == 0, east.stderr
         down = _run(root, "fleet", "down")
         assert down.returncode == 0, down.stderr
-        for name in NODES:
-            down = _run(root, "down", "--name", name)
-            assert down.returncode == 0, down.stderr
+        west = _run(root, "down", "--name", "west")
+        assert west.returncode == 0, west.stderr
+        if fleet_up:
+            assert "the fleet still has a sidecar on 'east'; run 'lab fleet down'" in east.stderr
+            assert "fleet" not in west.stderr
         for directory in (root / "fleet", *(root / "labs" / name for name in NODES)):
             if (directory / "state.json").exists():
                 assert json.loads((directory / "state.json").read_text())["pids"] == {}
