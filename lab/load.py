@@ -44,9 +44,9 @@ def add_parser(sub: Any) -> None:
     load.add_argument(
         "--max-qps",
         type=float,
-        default=1000.0,
+        default=2000.0,
         help="LISTs per second of all agents together at most: with more agents each sends "
-        "less (default 1000, 50 agents at 20/s)",
+        "less (default 2000: 100 agents at 20/s, 2,000 at 1/s)",
     )
     load.add_argument(
         "--filler-pods",
