@@ -9,7 +9,7 @@ and makes an ordinary service account ``bench/ordinary`` bound to the same Clust
 level ``workload-low``, like the storm's agents). Two callers, one per identity, each send
 ``READS`` in turn at ``--rate`` (5/s, guardian's client QPS), one at a time, each as one raw
 HTTP request with a bound token (no retry, so every 429 counts): the reads guardian's
-planning and actions make during an incident (nodes, the pods of a node, the DaemonSet and
+planning and actions make during an incident (a page of nodes, the pods of a node, the DaemonSet and
 its pods, the workloads and revisions the suspects and the change guard list, its
 FlowSchema; the DaemonSet answers 404 in the calm phase, before ``lab load`` makes it).
 First ``--calm`` seconds (30) without load, then ``lab load --filler-pods 300``, and once its
