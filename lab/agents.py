@@ -16,7 +16,8 @@ like back-off) and, at ``per_agent_qps``, a repeating round of LISTs: its node's
 selector ``spec.nodeName``, every pod, every node, each once with ``resourceVersion=0`` (served
 from the watch cache) and once without (a consistent read). Requests are sent on schedule
 whether the previous ones have answered (an open loop, as hundreds of independent pods
-would), at most ``workers`` LISTs in flight (more are counted ``skipped``). The machine cannot
+would), at most ``workers`` of these LISTs in flight (more are counted ``skipped``; the
+informers' LISTs and WATCHes are not limited). The machine cannot
 send 20/s from 2,000 agents: the rate is shrunk, never the answers, so that all agents
 together send at most ``max_qps`` (``per_agent_qps`` = min(per-pod QPS, max_qps / agents)).
 """
@@ -251,7 +252,7 @@ async def _follow(storm: Storm, admin: aiohttp.ClientSession, make: Any) -> dict
     return {
         "desired": status.get("desiredNumberScheduled", 0),
         "updated": status.get("updatedNumberScheduled", 0),
-        "pods_running": status.get("numberReady", 0),
+        "number_ready": status.get("numberReady", 0),
     }
 
 
