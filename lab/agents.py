@@ -1,6 +1,6 @@
 """The storm's agents: the DaemonSet's rollout → one simulated node agent per storming pod.
 
-Run by ``load`` (``lab load`` spawns ``load.py run``, which calls ``run``). Every
+Run by ``load`` (``lab load`` spawns ``load.py run``, which calls ``main``). Every
 ``FOLLOW_SECONDS`` the follower reads, as the admin (exempt from API Priority and Fairness,
 like the lab's other bookkeeping), the DaemonSet ``telemetry/telemetry-agent`` and its pods.
 An agent runs on each node whose agent pod is Running and carries ``STORM`` in its
