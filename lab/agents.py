@@ -1,12 +1,13 @@
 """The storm's agents: the DaemonSet's rollout → one simulated node agent per storming pod.
 
-Run by ``load`` (``lab load`` spawns ``load.py run``, which calls ``main``). Every
+Run by ``load`` (``lab load`` spawns ``load.py run``, which calls ``main``). About every
 ``FOLLOW_SECONDS`` the follower reads, as the admin (exempt from API Priority and Fairness,
 like the lab's other bookkeeping), the DaemonSet ``telemetry/telemetry-agent`` and its pods.
 An agent runs on each node whose agent pod is Running and carries ``STORM`` in its
-annotations (``lab load``'s template has it; a rolled-back or quarantined pod does not), so the
-agents started follow the rollout: with the template updated pod by pod they are the
-DaemonSet's ``updatedNumberScheduled`` (``tests/test_lab_scale.py``).
+annotations (``lab load``'s template has it, a template rolled back to one without it has
+not, a quarantined DaemonSet has no pods), so the agents started follow the rollout: with
+the template updated pod by pod they are the DaemonSet's ``updatedNumberScheduled``
+(``tests/test_lab_scale.py``).
 
 Each agent behaves like a real node agent, authenticated as the agents' ServiceAccount
 ``telemetry/telemetry-agent`` (a bound token): an informer on nodes (a LIST of every node, a
