@@ -9,8 +9,9 @@ annotation, so the storm grows as the rollout spreads: each agent keeps an infor
 ``spec.nodeName``), every pod and every node, with and without ``resourceVersion=0``, at
 ``--per-pod-qps`` (all agents together at most ``--max-qps``: 2,000 agents are shrunk by rate),
 authenticated as the agents' ServiceAccount ``telemetry/telemetry-agent`` (a bound token from
-the TokenRequest API, as a pod would have). Pausing the rollout, rolling back, quarantining or
-deleting the DaemonSet removes storming pods and the load falls. ``lab load --stop`` stops
+the TokenRequest API, as a pod would have). Halting the rollout (``OnDelete``) stops the storm
+growing; rolling back, quarantining or deleting the DaemonSet removes storming pods and the
+load falls. ``lab load --stop`` stops
 the load process and deletes the DaemonSet. Called by ``labctl``; tests:
 ``tests/test_lab.py``, ``tests/test_lab_scale.py``.
 """
