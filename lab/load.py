@@ -11,9 +11,8 @@ annotation, so the storm grows as the rollout spreads: each agent keeps an infor
 authenticated as the agents' ServiceAccount ``telemetry/telemetry-agent`` (a bound token from
 the TokenRequest API, as a pod would have). Halting the rollout (``OnDelete``) stops the storm
 growing; rolling back, quarantining or deleting the DaemonSet removes storming pods and the
-load falls. ``lab load --stop`` stops
-the load process and deletes the DaemonSet. Called by ``labctl``; tests:
-``tests/test_lab.py``, ``tests/test_lab_scale.py``.
+load falls. ``lab load --stop`` stops the load process and deletes the DaemonSet. Called by
+``labctl``; tests: ``tests/test_lab.py``, ``tests/test_lab_scale.py``.
 """
 
 from __future__ import annotations
