@@ -16,11 +16,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import nodes
 import requests
 import urllib3
 import yaml
 
+import nodes
 from pki import Pki
 from state import LabState, alive
 

@@ -18,10 +18,9 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
+import components
 import dns as dns_mod
 import fleet
-
-import components
 import load as load_mod
 from pki import make_pki
 from state import DEFAULT_NAME, LabError, LabState, alive, build, lab_dir, rss_kib

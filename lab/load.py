@@ -26,9 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import agents
-from agents import NAME, NAMESPACE, STORM
-
 import components
+from agents import NAME, NAMESPACE, STORM
 from state import LabState, alive
 
 
