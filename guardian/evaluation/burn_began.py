@@ -2,8 +2,9 @@
 
 Input: an SLO, its result now (a firing pair), a ``QuerySource`` and the time. Output: the
 first step of the current run of steps at which the firing pair's short window crossed its
-factor, a dip no longer than that window not ending the run (``guardian.evaluation.change_guard.burn_start`` over a range query of that window,
-looking back one long window), or ``None`` when it cannot be read. Called by
+factor, a dip no longer than that window not ending the run
+(``guardian.evaluation.change_guard.burn_start`` over a range query of that window, looking
+back one long window), or ``None`` when it cannot be read. Called by
 ``guardian.pipeline`` when it proposes a playbook for a workbook page without a change
 alarm (an alarm carries its own start), so a rollout that began after the burn started ranks
 last (``guardian.evaluation.changes.rank``); tests: tests/test_burn_began.py.
