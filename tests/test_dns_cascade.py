@@ -11,154 +11,65 @@ not the times the test acted at. The clients are ``lab dns start``'s (node-local
 queuing serves it beside the storm and it syncs at once (see ``lab/dns.py``). Even in the
 storm's flow a retry of CoreDNS sometimes finds room in its queues: a restart whose first
 sync got through is followed by another, up to five, as a crash-looping CoreDNS does.
+
+The sequence and the timeline are act 3 of ``make demo``'s (``run`` and ``timeline`` of
+``examples/incident-2024-12-11/cascade.py``, loaded by path): the demo and this test run one
+implementation, and the last test checks the timeline the demo prints.
 """
 
 from __future__ import annotations
 
-import os
+import importlib.util
+import json
+import re
 import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
 import requests
 
-from guardian.clients.prometheus import PrometheusClient
-from guardian.config import load_config
-from guardian.config.model import Config
-from guardian.evaluation.backtest import Episode, episodes
-from guardian.evaluation.run import evaluate, replay
-from tests.lab_fixture import Lab, _lab, eventually, running_lab
+from tests.lab_fixture import ROOT, running_lab
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
-NODES = 10
-API_SLO = "apiserver-rejections"
-DNS_SLO = "dns-errors"
-STEP = 2
 FLOW_SCHEMA = "lab-storm-and-coredns"
 
 
-@dataclass(frozen=True)
-class Cascade:
-    """What the test did (wall-clock times) and the page episodes Prometheus' series give."""
+def _example(name: str) -> ModuleType:
+    """``examples/incident-2024-12-11/<name>.py``, loaded by path (examples are no package)."""
+    path = ROOT / "examples" / "incident-2024-12-11" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"incident_{name}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
 
-    lab: Lab
-    storm: float
-    restart: float
-    restarted: float
-    stop: float
-    end: float
-    restart_said: str
-    synced_at_stop: bool
-    api: list[Episode]
-    dns: list[Episode]
+
+act = _example("cascade")
+Cascade = act.Cascade
+STEP: int = act.STEP
 
 
 @pytest.fixture(scope="module")
-def cascade(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cascade]:
-    with running_lab(tmp_path_factory.mktemp("dns-lab"), NODES) as lab:
-        yield _run(lab)
-
-
-def _status(config: Config, client: PrometheusClient, name: str) -> str:
-    evaluation, _ = evaluate([s for s in config.slos if s.name == name], client)
-    return str(evaluation.slos[0].status)
-
-
-def _ready(lab: Lab) -> bool:
-    answer = requests.get(f"http://127.0.0.1:{lab.ports['coredns-ready']}/ready", timeout=5)
-    return answer.status_code == 200
-
-
-def _run(lab: Lab) -> Cascade:
-    env = {**os.environ, "GUARDIAN_LAB_DIR": str(lab.directory)}
-    config = load_config(lab.directory / "guardian.yaml")
-    client = PrometheusClient(config.prometheus)
-    started = _lab("dns", "start", "--qps", "40", "--ttl", "10", "--shared-flow", env=env)
-    assert started.returncode == 0, started.stderr
-
-    def status(name: str) -> str:
-        return _status(config, client, name)
-
-    for name in (API_SLO, DNS_SLO):
-        eventually(lambda n=name: status(n) == "ok", what=f"{name} is ok")  # type: ignore[misc]
-    storm = time.time()
-    loaded = _lab("load", "--filler-pods", "300", "--per-pod-qps", "60", env=env)
-    assert loaded.returncode == 0, loaded.stderr
-    try:
-        eventually(lambda: status(API_SLO) == "page", 120, "the API-server SLO pages")
-        restart = time.time()
-        for _ in range(5):  # crash-looping: a restart whose first sync got through the storm
-            restarted = _lab("dns", "restart-coredns", env=env)  # is followed by another
-            assert restarted.returncode == 0, restarted.stderr
-            if "NOT synced" in restarted.stderr:
-                break
-        after = time.time()
-        eventually(lambda: status(DNS_SLO) == "page", 60, "the DNS SLO pages")
-        synced_at_stop = _ready(lab)
-    finally:
-        stop = time.time()
-        assert _lab("load", "--stop", env=env).returncode == 0
-    for name in (DNS_SLO, API_SLO):
-        eventually(
-            lambda n=name: status(n) not in ("page", "no_data"),  # type: ignore[misc]
-            150,
-            f"{name} stops paging once the storm is over",
-        )
-    assert _ready(lab), "the DNS SLO recovered but CoreDNS is not synced"
-    pages: list[Episode] = []
-
-    def replayed() -> bool:  # until Prometheus' steps reach the recovery the SLOs saw
-        found = replay(config.slos, client, _at(storm - 30), _at(time.time()), STEP)
-        assert found.error == "", found.error
-        pages[:] = [e for e in episodes(found.steps) if e.severity == "page"]
-        return bool(pages) and all(e.end is not None for e in pages)
-
-    eventually(replayed, 30, "the replay's page episodes end")
-    end = time.time()
-    cascade = Cascade(
-        lab,
-        storm,
-        restart,
-        after,
-        stop,
-        end,
-        restarted.stderr,
-        synced_at_stop,
-        [e for e in pages if e.slo == API_SLO],
-        [e for e in pages if e.slo == DNS_SLO],
-    )
-    print(_timeline(cascade), file=sys.stderr)
-    return cascade
-
-
-def _at(seconds: float) -> datetime:
-    return datetime.fromtimestamp(seconds, UTC)
+def cascade(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    with running_lab(tmp_path_factory.mktemp("dns-lab"), act.NODES) as lab:
+        found = act.run(lab.directory, lambda line: print(line, file=sys.stderr))
+        print(act.timeline(found), file=sys.stderr)
+        yield found
 
 
 def _timeline(c: Cascade) -> str:
-    def rel(moment: datetime | float | None) -> str:
-        if moment is None:
-            return "never"
-        at = moment.timestamp() if isinstance(moment, datetime) else moment
-        return f"+{at - c.storm:.0f}s"
-
-    return (
-        f"storm {rel(c.storm)}, API-server SLO page {rel(c.api[0].start if c.api else None)}, "
-        f"CoreDNS restart {rel(c.restart)}, DNS SLO page {rel(c.dns[0].start if c.dns else None)}, "
-        f"storm stopped {rel(c.stop)} (CoreDNS {'synced' if c.synced_at_stop else 'unsynced'}), "
-        f"API recovered {rel(c.api[-1].end if c.api else None)}, "
-        f"DNS recovered {rel(c.dns[-1].end if c.dns else None)}"
-    )
+    return str(act.timeline(c))
 
 
-def _range(lab: Lab, query: str, start: float, end: float) -> list[dict[str, Any]]:
+def _range(directory: Path, query: str, start: float, end: float) -> list[dict[str, Any]]:
+    port = json.loads((directory / "state.json").read_text())["ports"]["prometheus"]
     answer = requests.get(
-        f"http://127.0.0.1:{lab.ports['prometheus']}/api/v1/query_range",
+        f"http://127.0.0.1:{port}/api/v1/query_range",
         params={"query": query, "start": str(start), "end": str(end), "step": "1"},
         timeout=10,
     )
@@ -176,7 +87,7 @@ def test_the_api_server_slo_pages_after_the_storm_starts(cascade: Cascade) -> No
 def test_coredns_serves_through_the_storm_until_it_must_sync_again(cascade: Cascade) -> None:
     """Before the restart the storm sheds in CoreDNS's own flow, yet not one SERVFAIL: a
     synced CoreDNS answers from its informers' store whatever the API server says."""
-    lab, before = cascade.lab, cascade.restart
+    lab, before = cascade.directory, cascade.restart
     rejected = f'sum(apiserver_flowcontrol_rejected_requests_total{{flow_schema="{FLOW_SCHEMA}"}})'
     shed = [float(v) for s in _range(lab, rejected, cascade.storm, before) for _, v in s["values"]]
     assert shed and max(shed) > 100, shed  # the counter appeared with the storm's first 429
@@ -203,3 +114,30 @@ def test_both_recover_once_the_storm_stops(cascade: Cascade) -> None:
     assert cascade.api[-1].end and cascade.api[-1].end.timestamp() > cascade.stop
     last = cascade.dns[-1].end
     assert last and (cascade.synced_at_stop or last.timestamp() > cascade.stop), _timeline(cascade)
+
+
+def test_the_timeline_names_every_event_at_its_measured_second(cascade: Cascade) -> None:
+    """The timeline act 3 prints: every event once (a line per restart), none "never", each
+    page and recovery at the second of the replay's episode, in the order of time."""
+    text = _timeline(cascade)
+    rows = re.findall(r"^  +([+-]\d+|never)  ([^:]+): ", text, re.M)
+    names = [name for _, name in rows]
+    restarts = [f"CoreDNS restart {n}" for n in range(1, len(cascade.restarts) + 1)]
+    expected = [e for e in act.EVENTS if e != "CoreDNS restart"] + restarts
+    assert sorted(names) == sorted(expected), text
+    assert "never" not in [at for at, _ in rows], text
+    at = {name: int(seconds) for seconds, name in rows}
+    assert list(at.values()) == sorted(at.values()), text
+
+    def rel(moment: float) -> int:
+        return int(f"{moment - cascade.storm:+.0f}")
+
+    assert at["API-server SLO page"] == rel(cascade.api[0].start.timestamp()), text
+    assert at["DNS SLO page"] == rel(cascade.dns[0].start.timestamp()), text
+    assert at["API-server recovered"] == rel(cascade.api[-1].end.timestamp()), text
+    assert at["DNS recovered"] == rel(cascade.dns[-1].end.timestamp()), text
+    assert at["storm stopped"] == rel(cascade.stop), text
+    last = f"CoreDNS restart {len(cascade.restarts)}"
+    assert text.count("NOT synced") == 1 and "NOT synced" in text.split(last)[1], text
+    closing = act.closing(cascade)
+    assert f"DNS paged {at['DNS SLO page']}s into the storm" in closing, closing
