@@ -36,6 +36,8 @@ bench: setup
 	$(BIN)/python bench/shed.py
 	$(BIN)/python bench/requests.py
 	$(BIN)/python bench/detection.py --cache $(CACHE)
+	$(BIN)/python bench/lab_capacity.py
+	$(BIN)/python bench/storm_calls.py
 
 demo: setup
 	$(BIN)/python examples/incident-2024-12-11/demo.py --cache $(CACHE)
