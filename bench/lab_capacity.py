@@ -7,8 +7,8 @@ from ``/proc/PID/stat``, in cores: 1.0 is one core busy), its resident memory (`
 the largest of the samples taken every 5 s), and the Leases KWOK renews (every node's, their
 oldest ``renewTime``). Nothing runs on the lab meanwhile (no ``lab load``). Then ``lab down``,
 checking every PID gone. Results: ``bench/results/lab_capacity-<UTC>.json`` and
-``lab_capacity-latest.json``. About 6 minutes on 2 cores; run it alone (``flock
-/tmp/guardian-lab.lock``, as any lab). Nothing is asserted.
+``lab_capacity-latest.json``. About 5 minutes on 2 cores; run it alone (no other lab
+or heavy work beside it). Nothing is asserted.
 """
 
 from __future__ import annotations

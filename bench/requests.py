@@ -17,7 +17,7 @@ Requests are counted by the API server itself, as
 ``apiserver_flowcontrol_dispatched_requests_total{flow_schema="guardian"}`` (and
 ``..._rejected_requests_total``) from its ``/metrics`` before and after each phase, beside
 the client's own count (``Kube.requests``). Reported per phase as requests per minute and per
-second, and the ratio watch / suspects, steady and during the burn (goal of issue 13: at most
+second, and the ratio watch / suspects, steady and during the burn (goal: at most
 0.5 requests/s). A phase is shorter than one watch (about 5 minutes), so the watch's rate over
 hours is also given, computed from its protocol (``watch_per_minute_over_hours``). Results:
 ``bench/results/requests-<UTC>.json`` and ``requests-latest.json``. About 6 minutes on 2

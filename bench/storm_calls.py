@@ -21,9 +21,9 @@ latency p50, p99 and max of every request (a rejected one included), and the Flo
 priority level the API server put it in (its ``X-Kubernetes-PF-*-UID`` answer headers); the
 ratios ordinary / guardian; the storm's agents' answers over the same window (the load log);
 the concurrency limits of the two priority levels (``apiserver_flowcontrol_*_limit_seats``).
-Goal (issue 14): guardian 0 rejected, p99 under 1 s. Results:
+Goal: guardian 0 rejected, p99 under 1 s. Results:
 ``bench/results/storm_calls-<UTC>.json`` and ``storm_calls-latest.json``. About 5 minutes on
-2 cores; run it alone (``flock /tmp/guardian-lab.lock``, as any lab). Nothing is asserted.
+2 cores; run it alone (no other lab or heavy work beside it). Nothing is asserted.
 """
 
 from __future__ import annotations

@@ -332,14 +332,20 @@ def _write_kubeconfig(state: LabState, pki: Pki) -> None:
         "users": [{"name": "admin", "user": {"token": pki.admin_token}}],
         "contexts": [{"name": "lab", "context": {"cluster": "lab", "user": "admin"}}],
     }
-    path = state.directory / "kubeconfig"
-    path.write_text(yaml.safe_dump(doc))
-    path.chmod(0o600)
+    _private(state.directory / "kubeconfig", yaml.safe_dump(doc))
 
 
 DNS_TTL = 30
 """Seconds CoreDNS's answers live: the kubernetes plugin's record TTL and its cache's (``lab
 dns start --ttl`` sets another)."""
+
+
+def _private(path: Path, text: str) -> None:
+    """Write a file that holds a token: readable by its owner only from its first byte."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)
+    path.chmod(0o600)  # a file that existed keeps its old mode through O_CREAT
 
 
 def _write_corefile(state: LabState, ttl: int = DNS_TTL) -> None:
@@ -419,9 +425,7 @@ def _coredns_identity(state: LabState) -> None:
     kubeconfig = yaml.safe_load((state.directory / "kubeconfig").read_text())
     kubeconfig["users"] = [{"name": name, "user": {"token": answer.json()["status"]["token"]}}]
     kubeconfig["contexts"][0]["context"]["user"] = name
-    path = state.directory / "coredns.kubeconfig"
-    path.write_text(yaml.safe_dump(kubeconfig))
-    path.chmod(0o600)
+    _private(state.directory / "coredns.kubeconfig", yaml.safe_dump(kubeconfig))
 
 
 def _write_prometheus_config(state: LabState, pki: Pki) -> None:

@@ -101,7 +101,10 @@ def command(args: argparse.Namespace, state: LabState) -> int:
         _share_the_storms_flow(state)
     if args.ttl is not None:
         components._write_corefile(state, args.ttl)
-        components.restart(state, "coredns")
+        try:
+            components.restart(state, "coredns")
+        except components.NotReady as exc:
+            raise SystemExit(f"lab dns: {exc}; start the DNS clients before the storm") from None
     names = _services(state, args.services)
     _wait_resolved(state, names)
     _stop_clients(state)
@@ -210,6 +213,7 @@ def query(port: int, name: str, timeout: float = 1.0) -> tuple[str, int]:
     packet = struct.pack(">HHHHHH", ident, 0x0100, 1, 0, 0, 0) + question + b"\0\1\0\1"
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.settimeout(timeout)
+        sock.bind(("127.0.0.1", 0))  # answers come to loopback only
         sock.sendto(packet, ("127.0.0.1", port))
         try:
             answer = sock.recv(4096)

@@ -123,6 +123,9 @@ def _up(names: list[str]) -> int:
     except components.NotReady as exc:
         components.stop_all(state)
         raise LabError(f"{exc} (logs in {directory / 'logs'})") from None
+    except BaseException:  # any other failure or Ctrl-C: nothing started keeps running
+        components.stop_all(state)
+        raise
     print(f"lab fleet up in {time.monotonic() - started:.1f}s: {', '.join(names)}", file=sys.stderr)
     print(f"export FLEET_PROMETHEUS_URL={url(state)}")
     return 0

@@ -1,8 +1,9 @@
 """guardian's lab: etcd, kube-apiserver, controller-manager, scheduler, KWOK nodes, CoreDNS and
 Prometheus on 127.0.0.1, every one a real binary built from Go modules by ``lab/build.sh``.
 
-Commands: ``up [--nodes N]``, ``down``, ``status``, ``env``, ``load``, ``fault``, each with
-``--name NAME`` (default ``lab``) so that labs run side by side, and ``fleet up|down|status|env``
+Commands: ``up [--nodes N]``, ``down``, ``status``, ``env``, ``load``, ``fault``,
+``dns start|stop|restart-coredns``, each with ``--name NAME`` (default ``lab``) so that labs
+run side by side, and ``fleet up|down|status|env`` (no ``--name``: it reads ``--names``)
 (``fleet``: Thanos Query over the named labs' Prometheus). State (PIDs, ports, kubeconfig, logs)
 lives in ``$GUARDIAN_LAB_DIR`` (default ``~/.cache/guardian/lab/run``) for the default lab, in
 ``$GUARDIAN_LAB_DIR/labs/NAME`` for lab NAME (``state``). Run by ``lab/lab``.
@@ -92,6 +93,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     except components.NotReady as exc:
         components.stop_all(state)
         raise LabError(f"{exc} (logs in {directory / 'logs'})") from None
+    except BaseException:  # any other failure or Ctrl-C: nothing started keeps running
+        components.stop_all(state)
+        raise
     print(f"lab up in {time.monotonic() - started:.1f}s: {args.nodes} nodes ready", file=sys.stderr)
     print(_env(state))
     return 0
@@ -140,7 +144,11 @@ def cmd_fault(args: argparse.Namespace) -> int:
         "cont": lambda: _signal(pid, signal.SIGCONT),
         "start": lambda: components.restart(state, name),
     }
-    actions[args.action]()
+    try:
+        actions[args.action]()
+    except components.NotReady as exc:
+        logs = state.directory / "logs"
+        raise LabError(f"{exc} (the new process keeps running; logs in {logs})") from None
     print(f"lab fault: {name} {args.action}", file=sys.stderr)
     return 0
 

@@ -92,11 +92,12 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         print(f"two labs and the fleet up in {time.monotonic() - started:.0f}s")
         yield Fleet(root, query, states)
     finally:
+        # every down runs before any is checked: a failed check must not leave the rest up
         east = _run(root, "down", "--name", "east")  # before the fleet: it says the fleet reads it
-        assert east.returncode == 0, east.stderr
         down = _run(root, "fleet", "down")
-        assert down.returncode == 0, down.stderr
         west = _run(root, "down", "--name", "west")
+        assert east.returncode == 0, east.stderr
+        assert down.returncode == 0, down.stderr
         assert west.returncode == 0, west.stderr
         if fleet_up:
             assert "the fleet still has a sidecar on 'east'; run 'lab fleet down'" in east.stderr
