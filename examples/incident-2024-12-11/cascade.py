@@ -286,6 +286,7 @@ def main() -> int:
     parser.add_argument("--nodes", type=int, default=NODES, help=f"KWOK nodes ({NODES})")
     args = parser.parse_args()
     began = time.monotonic()
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # beside lab's stderr
     signal.signal(signal.SIGTERM, _terminated)
     print(f"\n=== act 3: without guardian, the DNS cascade ({args.nodes} KWOK nodes) ===")
     with tempfile.TemporaryDirectory(prefix="guardian-cascade-") as tmp:
@@ -296,18 +297,28 @@ def main() -> int:
             up = subprocess.run([str(LAB), "up", "--nodes", str(args.nodes)], env=env, check=False)
             if up.returncode != 0:
                 raise CascadeError("lab up failed (see above)")
-            found = run(directory, lambda line: print(line, flush=True))
+            found = run(directory)
             print(f"\n{timeline(found)}\n\n{closing(found)}")
         except CascadeError as error:
             print(f"act 3: {error}", file=sys.stderr)
             return 1
+        except KeyboardInterrupt:
+            print("act 3: interrupted", file=sys.stderr)
+            return 130
         finally:
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # cleaning up: a second Ctrl-C waits
-            print("$ lab down   # stops every process of the lab", flush=True)
-            subprocess.run([str(LAB), "load", "--stop"], env=env, capture_output=True, check=False)
-            subprocess.run([str(LAB), "down"], env=env, capture_output=True, check=False)
+            _down(env)
     print(f"act 3 finished in {time.monotonic() - began:.0f}s; the lab is stopped.")
     return 0
+
+
+def _down(env: dict[str, str]) -> None:
+    """Stop the storm and the lab, whatever state they are in."""
+    print("$ lab down   # stops every process of the lab")
+    subprocess.run([str(LAB), "load", "--stop"], env=env, capture_output=True, check=False)
+    down = subprocess.run([str(LAB), "down"], env=env, capture_output=True, text=True, check=False)
+    if down.returncode != 0:
+        print(f"act 3: lab down failed: {down.stderr.strip()[-2000:]}", file=sys.stderr)
 
 
 def _terminated(signum: int, frame: FrameType | None) -> None:
