@@ -42,6 +42,7 @@ bench: setup
 demo: setup
 	$(BIN)/python examples/incident-2024-12-11/demo.py --cache $(CACHE)
 	$(BIN)/python examples/incident-2024-12-11/live.py
+	$(BIN)/python examples/incident-2024-12-11/cascade.py
 
 clean:
 	rm -rf out .pytest_cache .mypy_cache .ruff_cache
