@@ -7,13 +7,14 @@ Called by ``labctl``. Every process binds 127.0.0.1 on a free port, runs in its 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import requests
@@ -22,7 +23,7 @@ import yaml
 
 import nodes
 from pki import Pki
-from state import LabState, alive
+from state import LabError, LabState, alive
 
 urllib3.disable_warnings()
 
@@ -541,6 +542,28 @@ def _targets_up(state: LabState) -> bool:
     url = f"http://127.0.0.1:{state.ports['prometheus']}/api/v1/targets"
     targets = requests.get(url, timeout=2).json()["data"]["activeTargets"]
     return len(targets) == 6 and all(t["health"] == "up" for t in targets)
+
+
+@contextlib.contextmanager
+def stopped_on_failure(state: LabState) -> Iterator[None]:
+    """Starting processes of ``state``: on any failure or Ctrl-C every one started is stopped;
+    a component that never got ready is one line (``LabError``) naming the logs."""
+    try:
+        yield
+    except NotReady as exc:
+        stop_all(state)
+        raise LabError(f"{exc} (logs in {state.directory / 'logs'})") from None
+    except BaseException:
+        stop_all(state)
+        raise
+
+
+def stop_one(state: LabState, name: str) -> None:
+    """Stop the process ``name`` if it runs, and forget it."""
+    pid = state.pids.pop(name, None)
+    if pid is not None and alive(pid):
+        _terminate(pid)
+    state.save()
 
 
 def stop_all(state: LabState) -> list[str]:

@@ -127,10 +127,7 @@ def command(args: argparse.Namespace, state: LabState) -> int:
 
 
 def _stop_clients(state: LabState) -> None:
-    pid = state.pids.pop("dns", None)
-    if pid is not None and alive(pid):
-        components._terminate(pid)
-    state.save()
+    components.stop_one(state, "dns")
 
 
 def _share_the_storms_flow(state: LabState) -> None:

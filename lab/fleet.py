@@ -113,19 +113,13 @@ def _up(names: list[str]) -> int:
         f"{p}-{kind}": components.free_port() for p in processes for kind in ("grpc", "http")
     }
     state.save()
-    try:
+    with components.stopped_on_failure(state):
         for name, lab in labs.items():
             state.argv[f"sidecar-{name}"] = _sidecar_argv(thanos, state, f"sidecar-{name}", lab)
             _start(state, f"sidecar-{name}", started)
         state.argv[QUERY] = _query_argv(thanos, state, names)
         _start(state, QUERY, started)
         components._wait("every lab through Query", lambda: _through(state, names), 60)
-    except components.NotReady as exc:
-        components.stop_all(state)
-        raise LabError(f"{exc} (logs in {directory / 'logs'})") from None
-    except BaseException:  # any other failure or Ctrl-C: nothing started keeps running
-        components.stop_all(state)
-        raise
     print(f"lab fleet up in {time.monotonic() - started:.1f}s: {', '.join(names)}", file=sys.stderr)
     print(f"export FLEET_PROMETHEUS_URL={url(state)}")
     return 0

@@ -88,14 +88,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     state = LabState(directory=directory, bin=str(bin_dir), nodes=args.nodes, name=args.name)
     state.save()
     pki = make_pki(directory / "pki")
-    try:
+    with components.stopped_on_failure(state):
         components.start_all(state, pki, args)
-    except components.NotReady as exc:
-        components.stop_all(state)
-        raise LabError(f"{exc} (logs in {directory / 'logs'})") from None
-    except BaseException:  # any other failure or Ctrl-C: nothing started keeps running
-        components.stop_all(state)
-        raise
     print(f"lab up in {time.monotonic() - started:.1f}s: {args.nodes} nodes ready", file=sys.stderr)
     print(_env(state))
     return 0

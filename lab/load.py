@@ -92,10 +92,7 @@ def command(args: argparse.Namespace, state: LabState) -> int:
 
 
 def _stop(state: LabState) -> int:
-    pid = state.pids.pop("load", None)
-    if pid is not None and alive(pid):
-        components._terminate(pid)
-    state.save()
+    components.stop_one(state, "load")
     components.api(state, "DELETE", f"/apis/apps/v1/namespaces/{NAMESPACE}/daemonsets/{NAME}")
     print("lab load: stopped the load and deleted the DaemonSet", file=sys.stderr)
     return 0
