@@ -27,12 +27,18 @@ logging.getLogger("leaderelection").setLevel(logging.WARNING)
 
 
 class _StoppableLock(LeaseLock):
-    """A LeaseLock on a given API client that refuses to take or renew once stopped."""
+    """A LeaseLock on a given API client that refuses to take or renew once stopped.
+
+    ``writing`` is held across every create and update, so ``Leadership.release`` can stop
+    the lock and know that no renewal is still on its way to the API server (a renewal that
+    landed after the release read the Lease would change its resourceVersion and fail the
+    preconditioned delete)."""
 
     def __init__(self, api_client: Any, name: str, namespace: str, identity: str) -> None:
         super().__init__(name, namespace, identity)  # type: ignore[no-untyped-call]
         self.api_instance = k8s.CoordinationV1Api(api_client)
         self.stopped = False
+        self.writing = threading.Lock()
 
     def get(self, name: str, namespace: str) -> tuple[bool, Any]:
         if self.stopped:
@@ -40,10 +46,12 @@ class _StoppableLock(LeaseLock):
         return super().get(name, namespace)  # type: ignore[no-untyped-call,no-any-return]
 
     def create(self, name: str, namespace: str, election_record: Any) -> bool:
-        return not self.stopped and bool(super().create(name, namespace, election_record))  # type: ignore[no-untyped-call]
+        with self.writing:
+            return not self.stopped and bool(super().create(name, namespace, election_record))  # type: ignore[no-untyped-call]
 
     def update(self, name: str, namespace: str, updated_record: Any) -> bool:
-        return not self.stopped and bool(super().update(name, namespace, updated_record))  # type: ignore[no-untyped-call]
+        with self.writing:
+            return not self.stopped and bool(super().update(name, namespace, updated_record))  # type: ignore[no-untyped-call]
 
 
 class Leadership:
@@ -123,29 +131,50 @@ class Leadership:
         return lease.spec.holder_identity if lease.spec else None
 
     def release(self) -> bool:
-        """Stop campaigning; delete the Lease if this process holds it. True if it did."""
-        self._lock.stopped = True
+        """Stop campaigning; delete the Lease if this process holds it. True if it did.
+
+        A renewal in flight finishes first (the lock's ``writing``), so the resourceVersion
+        read here is the last one this process wrote; every way of not releasing is logged."""
+        with self._lock.writing:
+            self._lock.stopped = True
         was = self.leading.is_set()
         self.leading.clear()
         if was:
             self._on_change(False)
-        try:
-            lease = self._api.read_namespaced_lease(self.name, self.namespace)
-        except ApiException:
-            return False
-        if lease.spec is None or lease.spec.holder_identity != self.identity:
-            return False
-        version = lease.metadata.resource_version if lease.metadata else None
-        try:
-            self._api.delete_namespaced_lease(
-                self.name,
-                self.namespace,
-                body=k8s.V1DeleteOptions(
-                    preconditions=k8s.V1Preconditions(resource_version=version)
-                ),
-            )
-        except ApiException as exc:
-            log.warning("lease %s/%s: not released: %s", self.namespace, self.name, exc.reason)
-            return False
-        log.info("lease %s/%s: released by %s", self.namespace, self.name, self.identity)
-        return True
+        where = f"lease {self.namespace}/{self.name}"
+        for attempt in (1, 2):
+            try:
+                lease = self._api.read_namespaced_lease(self.name, self.namespace)
+            except ApiException as exc:
+                if exc.status == 404:
+                    log.info("%s: not released: there is no Lease", where)
+                else:
+                    log.warning("%s: not released: reading it failed: %s", where, exc.reason)
+                return False
+            except Exception as exc:  # no answer: the Lease expires by itself
+                log.warning("%s: not released: reading it failed: %s", where, exc)
+                return False
+            holder = lease.spec.holder_identity if lease.spec else None
+            if holder != self.identity:
+                log.info("%s: not released: held by %s, not %s", where, holder, self.identity)
+                return False
+            version = lease.metadata.resource_version if lease.metadata else None
+            try:
+                self._api.delete_namespaced_lease(
+                    self.name,
+                    self.namespace,
+                    body=k8s.V1DeleteOptions(
+                        preconditions=k8s.V1Preconditions(resource_version=version)
+                    ),
+                )
+            except ApiException as exc:
+                if exc.status == 409 and attempt == 1:  # changed since read: read it again
+                    continue
+                log.warning("%s: not released: %s", where, exc.reason)
+                return False
+            except Exception as exc:
+                log.warning("%s: not released: %s", where, exc)
+                return False
+            log.info("%s: released by %s", where, self.identity)
+            return True
+        return False
