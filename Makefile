@@ -28,8 +28,18 @@ check: $(DEPS_STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/python scripts/check-sizes.py guardian
 
-test: setup check
-	$(BIN)/pytest -q
+# The tests run in TEST_WORKERS pytest processes, each given whole modules, the slowest first
+# (tests/conftest.py); what they share is built first, once, with its progress shown: the lab's
+# binaries (Thanos too, for the fleet test) and the incident data.
+TEST_WORKERS ?= 3
+test: setup check test-deps
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+
+.PHONY: test-deps
+test-deps: setup
+	@lab/build.sh >/dev/null
+	@lab/build.sh thanos >/dev/null
+	@$(BIN)/python -m tests.incident_data
 
 bench: setup
 	$(BIN)/python bench/evaluate.py

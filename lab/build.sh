@@ -12,6 +12,13 @@ cache="${GUARDIAN_CACHE:-$HOME/.cache/guardian}/lab/$key"
 bin="$cache/bin"
 work="$cache/src"
 mkdir -p "$bin" "$work"
+# One build at a time per cache (parallel test workers, a demo beside the tests): the second
+# waits, then finds the binaries built and reuses them.
+exec 9>"$cache/.build.lock"
+if ! flock -n 9; then
+  log "another lab/build.sh is building into $cache; waiting for it"
+  flock 9
+fi
 export CGO_ENABLED=0 GOFLAGS="-trimpath -mod=mod" GOTOOLCHAIN=local
 
 log() { printf '[lab build] %s\n' "$*" >&2; }

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import json
 import shutil
@@ -92,6 +93,20 @@ def _blocks(cache: Path) -> Path:
     if (target / ".complete").exists():
         print(f"incident data: cached in {target}")
         return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with (target.parent / ".lock").open("w") as lock:  # one builder; the others wait for it
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print("incident data: another process is building it; waiting ...")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        if (target / ".complete").exists():
+            print(f"incident data: cached in {target}")
+            return target
+        return _build_blocks(target)
+
+
+def _build_blocks(target: Path) -> Path:
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir(parents=True)
     with tempfile.TemporaryDirectory(prefix="guardian-incident-") as tmp:
