@@ -20,7 +20,8 @@ Per identity and phase: requests, answers by code, rejected (429), failed (timeo
 latency p50, p99 and max of every request (a rejected one included), and the FlowSchema and
 priority level the API server put it in (its ``X-Kubernetes-PF-*-UID`` answer headers); the
 ratios ordinary / guardian; the storm's agents' answers over the same window (the load log);
-the concurrency limits of the two priority levels (``apiserver_flowcontrol_*_limit_seats``).
+the concurrency limits of the two priority levels (``apiserver_flowcontrol_*_limit_seats``);
+the cores each of the lab's processes and the whole machine used during the storm (``/proc``).
 Goal: guardian 0 rejected, p99 under 1 s. Results:
 ``bench/results/storm_calls-<UTC>.json`` and ``storm_calls-latest.json``. About 5 minutes on
 2 cores; run it alone (no other lab or heavy work beside it). Nothing is asserted.
@@ -41,6 +42,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -274,6 +276,36 @@ def saturated(api: Api, timeout: float = 240) -> float:
     return round(timeout, 1)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU seconds ``pid`` has used (``/proc/PID/stat``), 0 when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cores(directory: Path, measure: Callable[[], Any]) -> tuple[Any, dict[str, float]]:
+    """``measure()``, and the cores each of the lab's processes used meanwhile (its CPU
+    seconds over the wall seconds), the machine's total beside them."""
+    pids = json.loads((directory / "state.json").read_text())["pids"]
+    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    total = _machine_cpu()
+    began = time.monotonic()
+    result = measure()
+    wall = time.monotonic() - began
+    used = {name: round((cpu_seconds(pid) - before[name]) / wall, 2) for name, pid in pids.items()}
+    used = dict(sorted(used.items(), key=lambda kv: -kv[1]))
+    used["machine (all processes)"] = round((_machine_cpu() - total) / wall, 2)
+    return result, used
+
+
+def _machine_cpu() -> float:
+    """CPU seconds the whole machine has been busy (``/proc/stat``: all but idle and iowait)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
 def ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 2) if a is not None and b else None
 
@@ -292,7 +324,9 @@ def run(nodes: int, calm: float, seconds: float, rate: float) -> dict[str, Any]:
             log = directory / "logs" / "load.log"
             offset = log.stat().st_size
             before = api.rejected()
-            phases["storm"] = both(api, tokens, seconds, rate)
+            phases["storm"], storm_cores = cores(
+                directory, lambda: both(api, tokens, seconds, rate)
+            )
             after = api.rejected()
             seats = api.seats()
             agents = [
@@ -319,6 +353,8 @@ def run(nodes: int, calm: float, seconds: float, rate: float) -> dict[str, Any]:
             if after[schema] - before.get(schema, 0.0)
         },
         "storm_agents": _agents(agents),
+        "cores_during_storm": storm_cores,
+        "machine_cores": os.cpu_count(),
         "seats_after_storm": {
             level: seats[level] for level in ("guardian", "workload-low") if level in seats
         },
@@ -376,6 +412,7 @@ def main() -> int:
                 f"({', '.join(s['flow_schemas'])} / {', '.join(s['priority_levels'])})"
             )
     print(f"ratio ordinary / guardian: {result['ratio_ordinary_vs_guardian']}")
+    print(f"cores used during the storm: {result['cores_during_storm']}")
     print(f"storm's agents: {result['storm_agents']}; goal met: {result['goal_met']}")
     return 0
 
