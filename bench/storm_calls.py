@@ -21,7 +21,8 @@ latency p50, p99 and max of every request (a rejected one included), and the Flo
 priority level the API server put it in (its ``X-Kubernetes-PF-*-UID`` answer headers); the
 ratios ordinary / guardian; the storm's agents' answers over the same window (the load log);
 the concurrency limits of the two priority levels (``apiserver_flowcontrol_*_limit_seats``);
-the cores each of the lab's processes and the whole machine used during the storm (``/proc``).
+the cores each of the lab's processes and the whole machine used during the storm (``/proc``);
+the mean queue wait and execution APF measured in guardian's priority level meanwhile.
 Goal: guardian 0 rejected, p99 under 1 s. Results:
 ``bench/results/storm_calls-<UTC>.json`` and ``storm_calls-latest.json``. About 5 minutes on
 2 cores; run it alone (no other lab or heavy work beside it). Nothing is asserted.
@@ -115,6 +116,23 @@ class Api:
                 if line.startswith(f"apiserver_flowcontrol_{metric}{{"):
                     level = line.split('priority_level="', 1)[1].split('"', 1)[0]
                     found.setdefault(level, {})[metric] = float(line.rsplit(" ", 1)[1])
+        return found
+
+    def apf_seconds(self, level: str) -> dict[str, float]:
+        """Sums and counts of APF's queue wait and execution histograms of ``level``, so far
+        (``apiserver_flowcontrol_request_wait_duration_seconds``, ``..._execution_seconds``)."""
+        found: dict[str, float] = {}
+        for line in self.call("GET", "/metrics").text.splitlines():
+            for kind, metric in (
+                ("wait", "apiserver_flowcontrol_request_wait_duration_seconds"),
+                ("execution", "apiserver_flowcontrol_request_execution_seconds"),
+            ):
+                for part in ("sum", "count"):
+                    if line.startswith(f"{metric}_{part}{{") and (
+                        f'priority_level="{level}"' in line
+                    ):
+                        key = f"{kind}_{part}"
+                        found[key] = found.get(key, 0.0) + float(line.rsplit(" ", 1)[1])
         return found
 
     def rejected(self) -> dict[str, float]:
@@ -324,10 +342,12 @@ def run(nodes: int, calm: float, seconds: float, rate: float) -> dict[str, Any]:
             log = directory / "logs" / "load.log"
             offset = log.stat().st_size
             before = api.rejected()
+            apf_before = api.apf_seconds("guardian")
             phases["storm"], storm_cores = cores(
                 directory, lambda: both(api, tokens, seconds, rate)
             )
             after = api.rejected()
+            apf_after = api.apf_seconds("guardian")
             seats = api.seats()
             agents = [
                 json.loads(line)
@@ -354,6 +374,7 @@ def run(nodes: int, calm: float, seconds: float, rate: float) -> dict[str, Any]:
         },
         "storm_agents": _agents(agents),
         "cores_during_storm": storm_cores,
+        "guardian_level_mean_seconds_during_storm": _means(apf_before, apf_after),
         "machine_cores": os.cpu_count(),
         "seats_after_storm": {
             level: seats[level] for level in ("guardian", "workload-low") if level in seats
@@ -368,6 +389,18 @@ def run(nodes: int, calm: float, seconds: float, rate: float) -> dict[str, Any]:
         "goal_met": storm["guardian"]["rejected"] == 0
         and (storm["guardian"]["p99_seconds"] or 99) < 1.0,
     }
+
+
+def _means(before: dict[str, float], after: dict[str, float]) -> dict[str, float | None]:
+    """Mean queue wait and mean execution of the requests APF finished meanwhile."""
+    means: dict[str, float | None] = {}
+    for kind in ("wait", "execution"):
+        count = after.get(f"{kind}_count", 0.0) - before.get(f"{kind}_count", 0.0)
+        total = after.get(f"{kind}_sum", 0.0) - before.get(f"{kind}_sum", 0.0)
+        means[f"{kind}_in_queue" if kind == "wait" else kind] = (
+            round(total / count, 3) if count else None
+        )
+    return means
 
 
 def _agents(lines: list[dict[str, Any]]) -> dict[str, Any]:
@@ -413,6 +446,7 @@ def main() -> int:
             )
     print(f"ratio ordinary / guardian: {result['ratio_ordinary_vs_guardian']}")
     print(f"cores used during the storm: {result['cores_during_storm']}")
+    print(f"guardian's level, mean seconds: {result['guardian_level_mean_seconds_during_storm']}")
     print(f"storm's agents: {result['storm_agents']}; goal met: {result['goal_met']}")
     return 0
 
