@@ -312,7 +312,10 @@ def cores(directory: Path, measure: Callable[[], Any]) -> tuple[Any, dict[str, f
     began = time.monotonic()
     result = measure()
     wall = time.monotonic() - began
-    used = {name: round((cpu_seconds(pid) - before[name]) / wall, 2) for name, pid in pids.items()}
+    used = {  # 0 for a process that ended meanwhile
+        name: round(max(0.0, cpu_seconds(pid) - before[name]) / wall, 2)
+        for name, pid in pids.items()
+    }
     used = dict(sorted(used.items(), key=lambda kv: -kv[1]))
     used["machine (all processes)"] = round((_machine_cpu() - total) / wall, 2)
     return result, used
@@ -320,7 +323,8 @@ def cores(directory: Path, measure: Callable[[], Any]) -> tuple[Any, dict[str, f
 
 def _machine_cpu() -> float:
     """CPU seconds the whole machine has been busy (``/proc/stat``: all but idle and iowait)."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    # user nice system idle iowait irq softirq steal (guest and guest_nice are in user, nice)
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
     return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
 
 

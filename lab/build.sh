@@ -12,6 +12,10 @@ cache="${GUARDIAN_CACHE:-$HOME/.cache/guardian}/lab/$key"
 bin="$cache/bin"
 work="$cache/src"
 mkdir -p "$bin" "$work"
+export CGO_ENABLED=0 GOFLAGS="-trimpath -mod=mod" GOTOOLCHAIN=local
+
+log() { printf '[lab build] %s\n' "$*" >&2; }
+
 # One build at a time per cache (parallel test workers, a demo beside the tests): the second
 # waits, then finds the binaries built and reuses them.
 exec 9>"$cache/.build.lock"
@@ -19,9 +23,6 @@ if ! flock -n 9; then
   log "another lab/build.sh is building into $cache; waiting for it"
   flock 9
 fi
-export CGO_ENABLED=0 GOFLAGS="-trimpath -mod=mod" GOTOOLCHAIN=local
-
-log() { printf '[lab build] %s\n' "$*" >&2; }
 
 # Runs "$@" (a build) in the background and says what it builds, every 30 s how long it has
 # been at it, and when it is done: a first build takes minutes and must never look stuck.
@@ -30,7 +31,7 @@ timed() {
   local t0 pid waited=0
   t0=$(date +%s)
   log "$label: building"
-  "$@" &
+  "$@" 9>&- &  # the build does not hold the lock if this script is killed
   pid=$!
   while kill -0 "$pid" 2>/dev/null; do
     sleep 1

@@ -13,19 +13,19 @@ from guardian.testing.prometheus import PrometheusServer, backfill
 StartPrometheus = Callable[..., PrometheusServer]
 pytest_plugins = ["tests.lab_fixture", "tests.store_fixture"]
 
-# The modules that take longest (seconds of one run on 2 cores, ``--durations``) run first:
-# ``make test`` hands whole modules to its workers in this order (``--dist loadfile
+# The modules that take longest (the slowest tests of a run on 2 cores, ``--durations``) run
+# first: ``make test`` hands whole modules to its workers in this order (``--dist loadfile
 # --no-loadscope-reorder``), so the last minutes are not one long module alone.
 SLOWEST_FIRST = (
-    "test_lab_scale.py",  # 300: 2,000 nodes up, the DaemonSet on every one, down
-    "test_incident.py",  # 150: the incident's data in Prometheus, replayed
-    "test_demo.py",  # 200: the live act
-    "test_rules.py",  # 180: three days of recorded rules
-    "test_dns_cascade.py",  # 150: a lab of its own, the storm and the cascade
+    "test_lab_scale.py",  # 2,000 nodes up, the DaemonSet on every one, down
+    "test_incident.py",  # the incident's data in Prometheus, replayed
+    "test_demo.py",  # the live act
+    "test_rules.py",  # three days of recorded rules
+    "test_dns_cascade.py",  # a lab of its own, the storm and the cascade
     "test_runner.py",
     "test_daemon.py",
     "test_rollout_guard.py",
-    "test_lab_fleet.py",  # 100: two labs and Thanos
+    "test_lab_fleet.py",  # two labs and Thanos
     "test_actions.py",
     "test_lab.py",
     "test_slack.py",

@@ -30,11 +30,14 @@ class SlowNetwork(k8s.ApiClient):  # type: ignore[misc]
         self.slow = threading.Event()
         self.renewing = threading.Event()
         self.delays = {"PUT": put_delay, "DELETE": delete_delay}
+        self.deletes = 0
 
     def call_api(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
         if self.slow.is_set() and "/leases/" in url and method in self.delays:
             if method == "PUT":
                 self.renewing.set()
+            else:
+                self.deletes += 1
             time.sleep(self.delays[method])
             try:
                 return super().call_api(method, url, *args, **kwargs)
@@ -64,6 +67,7 @@ def test_a_release_during_a_renewal_in_flight_still_deletes_the_lease(
     with caplog.at_level(logging.INFO, logger="guardian.clients.lease"):
         assert leadership.release() is True, caplog.text
     assert "lease default/lease-race: released by racer" in caplog.text
+    assert api.deletes == 1, "the release read the Lease after the renewal, not before it"
     assert kube.exists(f"{LEASES}/lease-race") is False
     assert not leadership.leading.is_set()
     time.sleep(2.5)  # the campaign has stopped: nothing takes the Lease again

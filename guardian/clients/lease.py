@@ -109,9 +109,10 @@ class Leadership:
                 threading.Event().wait(retry)
 
     def _started(self) -> None:
-        if self._lock.stopped:
-            return
-        self.leading.set()
+        with self._lock.writing:  # a release between the check and the set would be undone
+            if self._lock.stopped:
+                return
+            self.leading.set()
         log.info("lease %s/%s: %s is the leader", self.namespace, self.name, self.identity)
         self._on_change(True)
 
@@ -130,18 +131,26 @@ class Leadership:
             return None
         return lease.spec.holder_identity if lease.spec else None
 
-    def release(self) -> bool:
-        """Stop campaigning; delete the Lease if this process holds it. True if it did.
-
-        A renewal in flight finishes first (the lock's ``writing``), so the resourceVersion
-        read here is the last one this process wrote; every way of not releasing is logged."""
-        with self._lock.writing:
-            self._lock.stopped = True
+    def _stop_renewing(self, where: str) -> None:
+        waited = self._lock.writing.acquire(timeout=self._timings[1])
+        self._lock.stopped = True
+        if waited:
+            self._lock.writing.release()
+        else:  # a renewal stuck on an unanswering API server: the delete may then be refused
+            log.warning("%s: a renewal still unanswered after %ds", where, self._timings[1])
         was = self.leading.is_set()
         self.leading.clear()
         if was:
             self._on_change(False)
+
+    def release(self) -> bool:
+        """Stop campaigning; delete the Lease if this process holds it. True if it did.
+
+        A renewal in flight finishes first (the lock's ``writing``, waited for at most the
+        renew deadline), so the resourceVersion read here is the last one this process wrote;
+        every way of not releasing is logged."""
         where = f"lease {self.namespace}/{self.name}"
+        self._stop_renewing(where)
         for attempt in (1, 2):
             try:
                 lease = self._api.read_namespaced_lease(self.name, self.namespace)
