@@ -28,12 +28,13 @@ check: $(DEPS_STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/python scripts/check-sizes.py guardian
 
-# The tests run in TEST_WORKERS pytest processes, each given whole modules, the slowest first
-# (tests/conftest.py); what they share is built first, once, with its progress shown: the lab's
-# binaries (Thanos too, for the fleet test) and the incident data.
+# The tests run in TEST_WORKERS pytest processes, each given whole modules, the slowest first,
+# the modules with labs of their own one after another on one worker (tests/scheduling.py).
+# What they share is built first, once, with its progress shown: the lab's binaries (Thanos
+# too, for the fleet test) and the incident data.
 TEST_WORKERS ?= 3
 test: setup check test-deps
-	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --no-loadscope-reorder
 
 .PHONY: test-deps
 test-deps: setup

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,8 +15,9 @@ StartPrometheus = Callable[..., PrometheusServer]
 pytest_plugins = ["tests.lab_fixture", "tests.store_fixture"]
 
 # The modules that take longest (the slowest tests of a run on 2 cores, ``--durations``) run
-# first: ``make test`` hands whole modules to its workers in this order (``--dist loadfile
-# --no-loadscope-reorder``), so the last minutes are not one long module alone.
+# first: ``make test`` hands whole modules to its workers in this order
+# (``pytest_xdist_make_scheduler`` below, ``--no-loadscope-reorder``), so the last minutes
+# are not one long module alone.
 SLOWEST_FIRST = (
     "test_lab_scale.py",  # 2,000 nodes up, the DaemonSet on every one, down
     "test_incident.py",  # the incident's data in Prometheus, replayed
@@ -30,6 +32,13 @@ SLOWEST_FIRST = (
     "test_lab.py",
     "test_slack.py",
 )
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Whole modules per worker, the labs-of-their-own modules on one (``tests/scheduling.py``)."""
+    from tests.scheduling import ModulesOwnLabsTogether
+
+    return ModulesOwnLabsTogether(config, log)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
