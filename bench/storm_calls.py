@@ -108,21 +108,27 @@ class Api:
         answer.raise_for_status()
         return str(answer.json()["status"]["token"])
 
-    def seats(self) -> dict[str, dict[str, float]]:
+    def metrics(self) -> str:
+        """The API server's /metrics, read once for every reader below."""
+        return self.call("GET", "/metrics").text
+
+    @staticmethod
+    def seats(metrics: str) -> dict[str, dict[str, float]]:
         """Each priority level's nominal and current concurrency limits, in seats."""
         found: dict[str, dict[str, float]] = {}
-        for line in self.call("GET", "/metrics").text.splitlines():
+        for line in metrics.splitlines():
             for metric in ("nominal_limit_seats", "current_limit_seats"):
                 if line.startswith(f"apiserver_flowcontrol_{metric}{{"):
                     level = line.split('priority_level="', 1)[1].split('"', 1)[0]
                     found.setdefault(level, {})[metric] = float(line.rsplit(" ", 1)[1])
         return found
 
-    def apf_seconds(self, level: str) -> dict[str, float]:
+    @staticmethod
+    def apf_seconds(metrics: str, level: str) -> dict[str, float]:
         """Sums and counts of APF's queue wait and execution histograms of ``level``, so far
         (``apiserver_flowcontrol_request_wait_duration_seconds``, ``..._execution_seconds``)."""
         found: dict[str, float] = {}
-        for line in self.call("GET", "/metrics").text.splitlines():
+        for line in metrics.splitlines():
             for kind, metric in (
                 ("wait", "apiserver_flowcontrol_request_wait_duration_seconds"),
                 ("execution", "apiserver_flowcontrol_request_execution_seconds"),
@@ -135,11 +141,11 @@ class Api:
                         found[key] = found.get(key, 0.0) + float(line.rsplit(" ", 1)[1])
         return found
 
-    def rejected(self) -> dict[str, float]:
+    @staticmethod
+    def rejected(metrics: str) -> dict[str, float]:
         """APF's rejected requests so far, by FlowSchema (from /metrics)."""
-        text = self.call("GET", "/metrics").text
         totals: dict[str, float] = {}
-        for line in text.splitlines():
+        for line in metrics.splitlines():
             if line.startswith("apiserver_flowcontrol_rejected_requests_total{"):
                 schema = line.split('flow_schema="', 1)[1].split('"', 1)[0]
                 totals[schema] = totals.get(schema, 0.0) + float(line.rsplit(" ", 1)[1])
@@ -284,10 +290,10 @@ def saturated(api: Api, timeout: float = 240) -> float:
     """Seconds until the storm's agents are being rejected (``service-accounts`` grows by 50
     in 5 s); the timeout's when they never are."""
     began = time.monotonic()
-    before = api.rejected().get("service-accounts", 0.0)
+    before = api.rejected(api.metrics()).get("service-accounts", 0.0)
     while time.monotonic() - began < timeout:
         time.sleep(5)
-        now = api.rejected().get("service-accounts", 0.0)
+        now = api.rejected(api.metrics()).get("service-accounts", 0.0)
         if now - before >= 50:
             return round(time.monotonic() - began, 1)
         before = now
@@ -345,14 +351,14 @@ def run(nodes: int, calm: float, seconds: float, rate: float) -> dict[str, Any]:
             waited = saturated(api)
             log = directory / "logs" / "load.log"
             offset = log.stat().st_size
-            before = api.rejected()
-            apf_before = api.apf_seconds("guardian")
+            metrics = api.metrics()
+            before, apf_before = api.rejected(metrics), api.apf_seconds(metrics, "guardian")
             phases["storm"], storm_cores = cores(
                 directory, lambda: both(api, tokens, seconds, rate)
             )
-            after = api.rejected()
-            apf_after = api.apf_seconds("guardian")
-            seats = api.seats()
+            metrics = api.metrics()
+            after, apf_after = api.rejected(metrics), api.apf_seconds(metrics, "guardian")
+            seats = api.seats(metrics)
             agents = [
                 json.loads(line)
                 for line in log.read_bytes()[offset:].decode().splitlines()
