@@ -89,11 +89,18 @@ def _alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def eventually(check: Callable[[], bool], timeout: float = 60, what: str = "") -> None:
-    """Poll ``check`` every half second until it holds; fail after ``timeout`` seconds."""
+def eventually(
+    check: Callable[[], bool],
+    timeout: float = 60,
+    what: str = "",
+    detail: Callable[[], str] | None = None,
+) -> None:
+    """Poll ``check`` every half second until it holds; fail after ``timeout`` seconds,
+    with what ``detail`` says then (a daemon's log, say)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
             return
         time.sleep(0.5)
-    pytest.fail(f"not within {timeout:.0f}s: {what}")
+    told = f"\n{detail()}" if detail is not None else ""
+    pytest.fail(f"not within {timeout:.0f}s: {what}{told}")

@@ -9,7 +9,7 @@ import re
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -196,6 +196,20 @@ def _cordoned(kube: Kube, names: list[str]) -> list[str]:
     return [n for n in names if kube.get(f"/api/v1/nodes/{n}")["spec"].get("unschedulable")]
 
 
+def _told(store: Store, execution: str, *daemons: Daemon) -> Callable[[], str]:
+    """What a failed wait shows: the execution as the store has it, each daemon's log tail."""
+
+    def text() -> str:
+        ex = store.get(execution)
+        kinds = [r.kind for r in store.history(execution)]
+        lines = [f"execution {execution}: {ex.state}, step {ex.step}, phase {ex.phase}; {kinds}"]
+        for daemon in daemons:
+            lines += [f"--- {daemon.identity}:", *daemon.text().splitlines()[-40:]]
+        return "\n".join(lines)
+
+    return text
+
+
 def _propose_and_approve(rig: dict[str, Any]) -> str:
     proposed = _guardian(rig, "playbook", "run", "slow-shed", "--as", "alice")
     assert proposed.returncode == 0, proposed.stderr
@@ -223,12 +237,22 @@ def test_the_leader_killed_mid_execution_is_replaced_and_no_step_runs_twice(
     assert (leader.metric("guardian_leader"), follower.metric("guardian_leader")) == (1.0, 0.0)
 
     execution = _propose_and_approve(rig)
-    eventually(lambda: store.applied_phases(execution) == [(0, 0)], 60, "phase 1 applied")
+    eventually(
+        lambda: store.applied_phases(execution) == [(0, 0)],
+        60,
+        "phase 1 applied",
+        _told(store, execution, first, second),
+    )
     killed = time.monotonic()
     leader.stop(signal.SIGKILL)
     eventually(follower.leading, 30, "the follower takes the lease")
     takeover = time.monotonic() - killed
-    eventually(lambda: store.get(execution).state == "succeeded", 90, "the run finishes")
+    eventually(
+        lambda: store.get(execution).state == "succeeded",
+        90,
+        "the run finishes",
+        _told(store, execution, first, second),
+    )
     finished = time.monotonic() - killed
 
     assert takeover <= LEASE["duration"] + LEASE["retry_period"] + 1, takeover
@@ -258,7 +282,12 @@ def test_sigterm_lets_the_step_in_flight_finish_and_releases_the_lease(
     daemon = rig["start"]("replica-term")
     eventually(daemon.leading, 30, "the only replica leads")
     execution = _propose_and_approve(rig)
-    eventually(lambda: store.applied_phases(execution) == [(0, 0)], 60, "phase 1 applied")
+    eventually(
+        lambda: store.applied_phases(execution) == [(0, 0)],
+        60,
+        "phase 1 applied",
+        _told(store, execution, daemon),
+    )
     asked = time.monotonic()
     assert daemon.stop(signal.SIGTERM, timeout=120) == 0, daemon.text()[-3000:]
     took = time.monotonic() - asked
@@ -273,7 +302,12 @@ def test_sigterm_lets_the_step_in_flight_finish_and_releases_the_lease(
     assert 0 < took < 60, took
 
     again = rig["start"]("replica-term-2")
-    eventually(lambda: store.get(execution).state == "succeeded", 60, "the next replica resumes")
+    eventually(
+        lambda: store.get(execution).state == "succeeded",
+        60,
+        "the next replica resumes",
+        _told(store, execution, daemon, again),
+    )
     assert store.applied_phases(execution) == [(0, 0), (0, 1), (1, 0)]
     assert len(_cordoned(kube, names)) == 3
     assert again.stop() == 0
@@ -506,7 +540,12 @@ def test_under_429s_guardian_s_own_request_rate_stays_under_its_bucket(
         before = _apf_counts(lab, "guardian-429")
         began = time.monotonic()
         execution = _propose_and_approve(rig)
-        eventually(lambda: store.get(execution).state == "succeeded", 180, "the run finishes")
+        eventually(
+            lambda: store.get(execution).state == "succeeded",
+            180,
+            "the run finishes",
+            _told(store, execution, daemon),
+        )
         took = time.monotonic() - began
         after = _apf_counts(lab, "guardian-429")
     finally:
