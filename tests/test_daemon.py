@@ -38,12 +38,40 @@ steps:
     params: {{selector: "guardian-test={label}", count: 2, min_nodes: 0,
              max_share_per_step: 0.25, order: name}}
     approval: required
-    verify: {{promql: 'vector(time()) > {until:.0f}', within: 2m}}
+    verify: {{promql: '{verify}', within: 2m}}
   - name: again
     action: shed-nodes
     params: {{selector: "guardian-test={label}", count: 1, min_nodes: 0, order: name}}
     approval: auto
 """
+
+
+VERIFIED = 'kube_deployment_created{{namespace="default", deployment="verified-{label}"}}'
+"""A step verification that holds once the test says so (``_let_verify``: kube-state-metrics
+sees the Deployment), whatever the time the daemon needed to get there on a busy machine."""
+
+
+def _shed(label: str, verify: str = "vector(1)") -> str:
+    """The playbook: two phases of one cordon, verified by ``verify``, then one more."""
+    return SHED.format(label=label, verify=verify)
+
+
+def _let_verify(kube: Kube, label: str) -> None:
+    """Make ``VERIFIED`` hold for ``label`` (a Deployment of no replicas)."""
+    kube.create(
+        "/apis/apps/v1/namespaces/default/deployments",
+        {
+            "metadata": {"name": f"verified-{label}"},
+            "spec": {
+                "replicas": 0,
+                "selector": {"matchLabels": {"verified": label}},
+                "template": {
+                    "metadata": {"labels": {"verified": label}},
+                    "spec": {"containers": [{"name": "none", "image": "none"}]},
+                },
+            },
+        },
+    )
 
 
 class Daemon:
@@ -163,6 +191,9 @@ def rig(lab: Lab, tmp_path: Path, postgres: PostgresServer) -> Iterator[dict[str
         if daemon.process.poll() is None:
             daemon.stop(signal.SIGKILL)
     _release_nodes(kube, sorted(set(labelled)))
+    for made in kube.list("/apis/apps/v1/namespaces/default/deployments"):
+        if made["metadata"]["name"].startswith("verified-"):
+            kube.delete(f"/apis/apps/v1/namespaces/default/deployments/{made['metadata']['name']}")
     store.close()
 
 
@@ -228,7 +259,7 @@ def test_the_leader_killed_mid_execution_is_replaced_and_no_step_runs_twice(
     kube, store = rig["kube"], rig["store"]
     names = rig["nodes"]("failover", 4)
     (rig["playbooks"] / "shed.yaml").write_text(
-        SHED.format(label="failover", until=time.time() + 25)
+        _shed("failover", VERIFIED.format(label="failover"))
     )
     first, second = rig["start"]("replica-a"), rig["start"]("replica-b")
     eventually(lambda: first.leading() or second.leading(), 30, "a leader is elected")
@@ -243,10 +274,12 @@ def test_the_leader_killed_mid_execution_is_replaced_and_no_step_runs_twice(
         "phase 1 applied",
         _told(store, execution, first, second),
     )
+    assert store.get(execution).state == "running", "phase 1 waits for its verification"
     killed = time.monotonic()
     leader.stop(signal.SIGKILL)
     eventually(follower.leading, 30, "the follower takes the lease")
     takeover = time.monotonic() - killed
+    _let_verify(kube, "failover")
     eventually(
         lambda: store.get(execution).state == "succeeded",
         90,
@@ -276,9 +309,7 @@ def test_sigterm_lets_the_step_in_flight_finish_and_releases_the_lease(
 ) -> None:
     kube, store = rig["kube"], rig["store"]
     names = rig["nodes"]("sigterm", 4)
-    (rig["playbooks"] / "shed.yaml").write_text(
-        SHED.format(label="sigterm", until=time.time() + 12)
-    )
+    (rig["playbooks"] / "shed.yaml").write_text(_shed("sigterm", VERIFIED.format(label="sigterm")))
     daemon = rig["start"]("replica-term")
     eventually(daemon.leading, 30, "the only replica leads")
     execution = _propose_and_approve(rig)
@@ -289,6 +320,11 @@ def test_sigterm_lets_the_step_in_flight_finish_and_releases_the_lease(
         _told(store, execution, daemon),
     )
     asked = time.monotonic()
+    daemon.process.send_signal(signal.SIGTERM)
+    time.sleep(3)
+    assert daemon.process.poll() is None, "the step in flight waits for its verification"
+    assert store.applied_phases(execution) == [(0, 0)]
+    _let_verify(kube, "sigterm")
     assert daemon.stop(signal.SIGTERM, timeout=120) == 0, daemon.text()[-3000:]
     took = time.monotonic() - asked
     stopped = store.get(execution)
@@ -314,7 +350,7 @@ def test_sigterm_lets_the_step_in_flight_finish_and_releases_the_lease(
 
 
 def test_a_bad_config_is_refused_and_a_good_one_reloads(rig: dict[str, Any]) -> None:
-    good = SHED.format(label="reload", until=0)
+    good = _shed("reload")
     (rig["playbooks"] / "shed.yaml").write_text(good)
     daemon = rig["start"]("replica-reload")
     eventually(daemon.leading, 30, "leader")
@@ -346,7 +382,7 @@ def test_prometheus_down_means_blind_no_action_a_notification_then_recovery(
             f"version: guardian/v1\nslack: {{channel: C_SRE, api_url: '{emulator.base_url}'}}\n"
         )
         rig["env"].update(SLACK_BOT_TOKEN=BOT, SLACK_APP_TOKEN=APP)
-        (rig["playbooks"] / "shed.yaml").write_text(SHED.format(label="blind", until=0))
+        (rig["playbooks"] / "shed.yaml").write_text(_shed("blind"))
         daemon = rig["start"]("replica-blind")
         eventually(daemon.leading, 30, "leader")
         eventually(lambda: daemon.get("/readyz").status_code == 200, 30, "ready")
@@ -506,7 +542,7 @@ def test_under_429s_guardian_s_own_request_rate_stays_under_its_bucket(
     _tight_priority_level(kube)
     names = rig["nodes"]("flood", 10)
     (rig["playbooks"] / "shed.yaml").write_text(
-        SHED.format(label="flood", until=0)
+        _shed("flood")
         .replace("count: 2", "count: 10")
         .replace("max_share_per_step: 0.25", "max_share_per_step: 1.0, max_share_per_run: 0.5")
     )
@@ -582,7 +618,7 @@ def test_slack_http_mode_shares_the_daemon_s_port(rig: dict[str, Any]) -> None:
             f"slack: {{channel: C_SRE, mode: http, api_url: '{emulator.base_url}'}}\n"
         )
         rig["env"].update(SLACK_BOT_TOKEN=BOT, SLACK_SIGNING_SECRET=secret)
-        (rig["playbooks"] / "shed.yaml").write_text(SHED.format(label="http", until=0))
+        (rig["playbooks"] / "shed.yaml").write_text(_shed("http"))
         daemon = rig["start"]("replica-http")
         url = f"http://127.0.0.1:{daemon.port}/slack/events"
         form = emulator.slash_payload("playbooks", "U_CAROL", "C_SRE")
