@@ -12,14 +12,15 @@ HTTP request with a bound token (no retry, so every 429 counts): the reads guard
 planning and actions make during an incident (a page of nodes, the pods of a node, the DaemonSet and
 its pods, the workloads and revisions the suspects and the change guard list, its
 FlowSchema; the DaemonSet answers 404 in the calm phase, before ``lab load`` makes it).
-First ``--calm`` seconds (30) without load, then ``lab load --filler-pods 300``, and once its
+First ``--calm`` seconds (30) without load, then ``lab load --filler-pods 300`` (its rate
+shrunk to ``--max-qps`` LISTs per second when given), and once its
 agents' requests are being rejected (APF's rejected count for ``service-accounts`` grows),
 ``--seconds`` (60) during the storm, both callers at once.
 
 Per identity and phase: requests, answers by code, rejected (429), failed (timeouts, resets),
 latency p50, p99 and max of every request (a rejected one included), and the FlowSchema and
 priority level the API server put it in (its ``X-Kubernetes-PF-*-UID`` answer headers); the
-ratios ordinary / guardian; the storm's agents' answers over the same window (the load log);
+ratios ordinary / guardian; the storm's agents' answers over the same window and their rate (the load log);
 the concurrency limits of the two priority levels (``apiserver_flowcontrol_*_limit_seats``);
 the cores each of the lab's processes and the whole machine used during the storm (``/proc``);
 the mean queue wait and execution APF measured in guardian's priority level meanwhile.
@@ -338,7 +339,9 @@ def ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 2) if a is not None and b else None
 
 
-def run(nodes: int, calm: float, seconds: float, rate: float) -> dict[str, Any]:
+def run(
+    nodes: int, calm: float, seconds: float, rate: float, max_qps: float | None = None
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="guardian-storm-calls-") as tmp:
         env = {**os.environ, "GUARDIAN_LAB_DIR": tmp}
         directory = Path(tmp)
@@ -347,7 +350,8 @@ def run(nodes: int, calm: float, seconds: float, rate: float) -> dict[str, Any]:
             api = Api(directory)
             tokens = identities(api)
             phases = {"calm": both(api, tokens, calm, rate)}
-            lab("load", "--filler-pods", "300", env=env)
+            shrunk = ["--max-qps", f"{max_qps:g}"] if max_qps is not None else []
+            lab("load", "--filler-pods", "300", *shrunk, env=env)
             waited = saturated(api)
             log = directory / "logs" / "load.log"
             offset = log.stat().st_size
@@ -375,6 +379,7 @@ def run(nodes: int, calm: float, seconds: float, rate: float) -> dict[str, Any]:
         "rate_per_identity": rate,
         "calm_seconds": calm,
         "storm_seconds": seconds,
+        "storm_max_qps": max_qps,  # None: lab load's default
         "storm_saturated_after_seconds": waited,
         "phases": phases,
         "apf_rejected_during_storm": {
@@ -382,7 +387,7 @@ def run(nodes: int, calm: float, seconds: float, rate: float) -> dict[str, Any]:
             for schema in after
             if after[schema] - before.get(schema, 0.0)
         },
-        "storm_agents": _agents(agents),
+        "storm_agents": _agents(agents, seconds),
         "cores_during_storm": storm_cores,
         "guardian_level_mean_seconds_during_storm": _means(apf_before, apf_after),
         "machine_cores": os.cpu_count(),
@@ -413,7 +418,7 @@ def _means(before: dict[str, float], after: dict[str, float]) -> dict[str, float
     return means
 
 
-def _agents(lines: list[dict[str, Any]]) -> dict[str, Any]:
+def _agents(lines: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
     codes: dict[str, int] = {}
     for line in lines:
         for code, n in line.get("codes", {}).items():
@@ -422,7 +427,9 @@ def _agents(lines: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "agents": last.get("running_agents"),
         "per_agent_qps": last.get("per_agent_qps"),
+        "target_qps": last.get("target_qps"),
         "codes": codes,
+        "answers_per_second": round(sum(codes.values()) / seconds, 1),
         "rejected_share": round(codes.get("429", 0) / sum(codes.values()), 3) if codes else None,
     }
 
@@ -441,8 +448,13 @@ def main() -> int:
     parser.add_argument("--calm", type=float, default=30, help="seconds without load (30)")
     parser.add_argument("--seconds", type=float, default=60, help="seconds in the storm (60)")
     parser.add_argument("--rate", type=float, default=5, help="reads per second per identity")
+    parser.add_argument(
+        "--max-qps",
+        type=float,
+        help="the storm's LISTs per second, all agents together (default: lab load's)",
+    )
     args = parser.parse_args()
-    result = run(args.nodes, args.calm, args.seconds, args.rate)
+    result = run(args.nodes, args.calm, args.seconds, args.rate, args.max_qps)
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     for name in (f"storm_calls-{stamp}.json", "storm_calls-latest.json"):
