@@ -13,17 +13,18 @@ planning and actions make during an incident (a page of nodes, the pods of a nod
 its pods, the workloads and revisions the suspects and the change guard list, its
 FlowSchema; the DaemonSet answers 404 in the calm phase, before ``lab load`` makes it).
 First ``--calm`` seconds (30) without load, then ``lab load --filler-pods 300`` (its rate
-shrunk to ``--max-qps`` LISTs per second when given), and once its
-agents' requests are being rejected (APF's rejected count for ``service-accounts`` grows),
-``--seconds`` (60) during the storm, both callers at once.
+shrunk to ``--max-qps`` LISTs per second when given), and once its agents' requests are being
+rejected (APF's rejected count for ``service-accounts`` grows), ``--seconds`` (60) during the
+storm, both callers at once.
 
 Per identity and phase: requests, answers by code, rejected (429), failed (timeouts, resets),
 latency p50, p99 and max of every request (a rejected one included), and the FlowSchema and
 priority level the API server put it in (its ``X-Kubernetes-PF-*-UID`` answer headers); the
-ratios ordinary / guardian; the storm's agents' answers over the same window and their rate (the load log);
-the concurrency limits of the two priority levels (``apiserver_flowcontrol_*_limit_seats``);
-the cores each of the lab's processes and the whole machine used during the storm (``/proc``);
-the mean queue wait and execution APF measured in guardian's priority level meanwhile.
+ratios ordinary / guardian; the storm's agents' answers over the same window and their rate
+(the load log); the concurrency limits of the two priority levels
+(``apiserver_flowcontrol_*_limit_seats``); the cores each of the lab's processes and the
+whole machine used during the storm (``/proc``); the mean queue wait and execution APF
+measured in guardian's priority level meanwhile.
 Goal: guardian 0 rejected, p99 under 1 s. Results:
 ``bench/results/storm_calls-<UTC>.json`` and ``storm_calls-latest.json``. About 5 minutes on
 2 cores; run it alone (no other lab or heavy work beside it). Nothing is asserted.
