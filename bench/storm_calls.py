@@ -420,17 +420,24 @@ def _means(before: dict[str, float], after: dict[str, float]) -> dict[str, float
 
 
 def _agents(lines: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
+    """The storm's agents from the load log's reports read during the storm. Each report
+    counts the answers since the one before, so they cover from one interval before the first
+    report (``t``) to the last; with one report or none, the storm's ``seconds``."""
     codes: dict[str, int] = {}
     for line in lines:
         for code, n in line.get("codes", {}).items():
             codes[code] = codes.get(code, 0) + n
     last = lines[-1] if lines else {}
+    times = [float(line["t"]) for line in lines if "t" in line]
+    span = seconds
+    if len(times) >= 2 and times[-1] > times[0]:
+        span = (times[-1] - times[0]) * len(times) / (len(times) - 1)
     return {
         "agents": last.get("running_agents"),
         "per_agent_qps": last.get("per_agent_qps"),
         "target_qps": last.get("target_qps"),
         "codes": codes,
-        "answers_per_second": round(sum(codes.values()) / seconds, 1),
+        "answers_per_second": round(sum(codes.values()) / span, 1) if span > 0 else None,
         "rejected_share": round(codes.get("429", 0) / sum(codes.values()), 3) if codes else None,
     }
 

@@ -112,7 +112,7 @@ build_thanos() {
     sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')"
   replaces="$(sed -n '/^replace (/,/^)/p' "$gomod")"
   dir="$(tools_module thanos github.com/thanos-io/thanos "$THANOS_VERSION" "$replaces")"
-  timed "$out (first time: 4 to 13 minutes on 2 cores)" go -C "$dir" build \
+  timed "$out (first time: 3 to 13 minutes on 2 cores)" go -C "$dir" build \
     -tags netgo,slicelabels \
     -ldflags "-s -w -X github.com/prometheus/common/version.Version=${THANOS_VERSION#v}" \
     -o "$bin/$out" github.com/thanos-io/thanos/cmd/thanos

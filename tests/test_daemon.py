@@ -187,14 +187,17 @@ def rig(lab: Lab, tmp_path: Path, postgres: PostgresServer) -> Iterator[dict[str
         "lab": lab,
         "nodes": nodes,
     }
-    for daemon in daemons:
-        if daemon.process.poll() is None:
-            daemon.stop(signal.SIGKILL)
-    _release_nodes(kube, sorted(set(labelled)))
-    for made in kube.list("/apis/apps/v1/namespaces/default/deployments"):
-        if made["metadata"]["name"].startswith("verified-"):
-            kube.delete(f"/apis/apps/v1/namespaces/default/deployments/{made['metadata']['name']}")
-    store.close()
+    try:
+        for daemon in daemons:
+            if daemon.process.poll() is None:
+                daemon.stop(signal.SIGKILL)
+        _release_nodes(kube, sorted(set(labelled)))
+    finally:
+        for made in kube.list("/apis/apps/v1/namespaces/default/deployments"):
+            if made["metadata"]["name"].startswith("verified-"):
+                name = made["metadata"]["name"]
+                kube.delete(f"/apis/apps/v1/namespaces/default/deployments/{name}")
+        store.close()
 
 
 def _guardian(rig: dict[str, Any], *args: str) -> subprocess.CompletedProcess[str]:
@@ -322,8 +325,9 @@ def test_sigterm_lets_the_step_in_flight_finish_and_releases_the_lease(
     asked = time.monotonic()
     daemon.process.send_signal(signal.SIGTERM)
     time.sleep(3)
-    assert daemon.process.poll() is None, "the step in flight waits for its verification"
-    assert store.applied_phases(execution) == [(0, 0)]
+    told = _told(store, execution, daemon)
+    assert daemon.process.poll() is None, f"the step in flight waits for its verification\n{told()}"
+    assert store.applied_phases(execution) == [(0, 0)], told()
     _let_verify(kube, "sigterm")
     assert daemon.stop(signal.SIGTERM, timeout=120) == 0, daemon.text()[-3000:]
     took = time.monotonic() - asked
