@@ -7,6 +7,7 @@ tests check what guardian reads, patches, verifies and restores, not what a cont
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -26,6 +27,7 @@ CRDS = [
     ("cluster.x-k8s.io", "v1beta1", "machinedeployments", "MachineDeployment"),
     ("controlplane.cluster.x-k8s.io", "v1beta1", "kubeadmcontrolplanes", "KubeadmControlPlane"),
 ]
+CRD_PATH = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
 
 
 def _crd(group: str, version: str, plural: str, kind: str) -> dict[str, Any]:
@@ -54,21 +56,39 @@ def _crd(group: str, version: str, plural: str, kind: str) -> dict[str, Any]:
     }
 
 
+def _until(check: Any, what: str) -> None:
+    deadline = time.monotonic() + 60
+    while not check():
+        assert time.monotonic() < deadline, f"not within 60s: {what}"
+        time.sleep(0.5)
+
+
+def _remove_crds(client: Kube) -> None:
+    """Delete these CRDs (and so their objects) and wait until none is served."""
+    for group, _, plural, _ in CRDS:
+        if client.exists(f"{CRD_PATH}/{plural}.{group}"):
+            client.delete(f"{CRD_PATH}/{plural}.{group}")
+    _until(
+        lambda: not any(client.exists(f"/apis/{g}/{v}") for g, v, _, _ in CRDS),
+        "the CRDs gone",
+    )
+
+
 @pytest.fixture(scope="module")
-def kube(lab: Lab) -> Kube:
+def kube(lab: Lab) -> Iterator[Kube]:
+    """The lab with the CRDs installed by this module, after checking that a Rollout is
+    refused while Argo Rollouts is not installed (a CRD another module of the same lab left
+    is removed first); the CRDs are removed at the end."""
     client = Kube.from_kubeconfig(str(lab.directory / "kubeconfig"), qps=50, burst=100)
+    _remove_crds(client)
     missing = PauseRolloutParams(kind="Rollout", namespace="default", name="web")
     with pytest.raises(PermanentKubernetesError, match="Argo Rollouts is not installed"):
         CATALOGUE["pause-rollout"].plan(client, missing)
-    crds = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
     for group, version, plural, kind in CRDS:
-        client.create(crds, _crd(group, version, plural, kind))
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not all(
-        client.exists(f"/apis/{g}/{v}/{p}") for g, v, p, _ in CRDS
-    ):
-        time.sleep(0.5)
-    return client
+        client.create(CRD_PATH, _crd(group, version, plural, kind))
+    _until(lambda: all(client.exists(f"/apis/{g}/{v}/{p}") for g, v, p, _ in CRDS), "served")
+    yield client
+    _remove_crds(client)
 
 
 def _object(kube: Kube, group: str, version: str, plural: str, kind: str, spec: Any) -> str:

@@ -87,9 +87,12 @@ def kube(lab: Lab) -> Iterator[Kube]:
     client = Kube.from_kubeconfig(str(lab.directory / "kubeconfig"), qps=200, burst=200)
     if not client.exists(f"/api/v1/namespaces/{NS}"):
         client.create("/api/v1/namespaces", {"metadata": {"name": NS}})
-    _rollout_crd(client)
+    created = _rollout_crd(client)
     yield client
     client.delete(f"/api/v1/namespaces/{NS}")
+    if created:  # leave the lab as this module found it
+        client.delete(f"{CRDS}/rollouts.argoproj.io")
+        eventually(lambda: not client.exists("/apis/argoproj.io/v1alpha1"), what="CRD gone")
 
 
 @pytest.fixture
@@ -132,9 +135,11 @@ def cycle(lab: Lab, watch: WatchChangeLog, tmp_path: Path) -> Iterator[Cycle]:
     store.close()
 
 
-def _rollout_crd(kube: Kube) -> None:
+def _rollout_crd(kube: Kube) -> bool:
+    """Install Argo Rollouts' CRD unless it is; True if this call created it."""
     path = f"{CRDS}/rollouts.argoproj.io"
-    if not kube.exists(path):
+    created = not kube.exists(path)
+    if created:
         schema = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
         version = {"name": "v1alpha1", "served": True, "storage": True}
         version.update(schema={"openAPIV3Schema": schema}, subresources={"status": {}})
@@ -150,6 +155,7 @@ def _rollout_crd(kube: Kube) -> None:
             },
         )  # fmt: skip
     eventually(lambda: kube.exists("/apis/argoproj.io/v1alpha1"), what="rollouts served")
+    return created
 
 
 def _workload(name: str, replicas: int | None = None, image: str = "agent:1") -> dict[str, Any]:
