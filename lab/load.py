@@ -1,6 +1,7 @@
 """``lab load``: the 2024-12-11 failure mode, a telemetry DaemonSet that overloads the API server.
 
-``lab load`` creates filler pods (so that LISTs are expensive) and waits until their
+``lab load`` creates ``--filler-pods`` filler pods (so that LISTs are expensive; a filler
+Deployment an earlier ``lab load`` left is scaled to that number) and waits until their
 Deployment has rolled out, then a ``telemetry-agent`` DaemonSet in namespace ``telemetry``
 (its pods annotated ``lab.guardian.io/storm: "true"``) and a load process. The load process
 (``agents``) runs one simulated node agent per node whose agent pod is Running with that
@@ -68,6 +69,7 @@ def command(args: argparse.Namespace, state: LabState) -> int:
         components._terminate(previous)
     objects = _objects(args.filler_pods)
     _apply(state, objects[:-1])
+    _scale_filler(state, args.filler_pods)
     _settled(state, time.time(), timeout=60 + args.filler_pods / 5)
     _apply(state, objects[-1:])
     argv = [
@@ -167,6 +169,21 @@ def _objects(filler: int) -> list[tuple[str, dict[str, Any]]]:
             },
         ),
     ]
+
+
+def _scale_filler(state: LabState, replicas: int) -> None:
+    """Give a filler Deployment an earlier ``lab load`` left behind ``replicas`` pods (a scale,
+    which is not a change of its pod template)."""
+    scale = "/apis/apps/v1/namespaces/default/deployments/filler/scale"
+    answer = components.api(state, "GET", scale)
+    answer.raise_for_status()
+    body = answer.json()
+    if body.get("spec", {}).get("replicas") == replicas:
+        return
+    body["spec"] = {"replicas": replicas}
+    put = components.api(state, "PUT", scale, json=body)
+    if put.status_code != 200:
+        raise SystemExit(f"lab load: PUT {scale}: HTTP {put.status_code} {put.text[:200]}")
 
 
 def _settled(state: LabState, asked: float, timeout: float = 60) -> None:

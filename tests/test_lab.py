@@ -240,6 +240,8 @@ def test_kube_state_metrics_gives_prometheus_the_change_log_of_a_rollout(lab: La
     env = {**os.environ, "GUARDIAN_LAB_DIR": str(lab.directory)}
     started = _lab("load", "--filler-pods", "50", "--per-pod-qps", "1", env=env)
     assert started.returncode == 0, started.stderr
+    scaled = lab.api("GET", "/apis/apps/v1/namespaces/default/deployments/filler").json()
+    assert scaled["spec"]["replicas"] == 50, "the filler the storm test left (300) is scaled"
     agent = 'namespace="telemetry",daemonset="telemetry-agent",cluster="lab"'
     try:
 
