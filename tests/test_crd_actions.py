@@ -6,7 +6,6 @@ tests check what guardian reads, patches, verifies and restores, not what a cont
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,7 +17,7 @@ from guardian.actions.scale_apiserver import ScaleApiserverParams
 from guardian.actions.shed_nodes import ShedNodesParams
 from guardian.clients.kube import Kube
 from guardian.errors import PermanentKubernetesError
-from tests.lab_fixture import Lab
+from tests.lab_fixture import Lab, eventually
 
 pytestmark = pytest.mark.lab
 
@@ -56,21 +55,14 @@ def _crd(group: str, version: str, plural: str, kind: str) -> dict[str, Any]:
     }
 
 
-def _until(check: Any, what: str) -> None:
-    deadline = time.monotonic() + 60
-    while not check():
-        assert time.monotonic() < deadline, f"not within 60s: {what}"
-        time.sleep(0.5)
-
-
 def _remove_crds(client: Kube) -> None:
     """Delete these CRDs (and so their objects) and wait until none is served."""
     for group, _, plural, _ in CRDS:
         if client.exists(f"{CRD_PATH}/{plural}.{group}"):
             client.delete(f"{CRD_PATH}/{plural}.{group}")
-    _until(
+    eventually(
         lambda: not any(client.exists(f"/apis/{g}/{v}") for g, v, _, _ in CRDS),
-        "the CRDs gone",
+        what="the CRDs gone",
     )
 
 
@@ -86,7 +78,9 @@ def kube(lab: Lab) -> Iterator[Kube]:
         CATALOGUE["pause-rollout"].plan(client, missing)
     for group, version, plural, kind in CRDS:
         client.create(CRD_PATH, _crd(group, version, plural, kind))
-    _until(lambda: all(client.exists(f"/apis/{g}/{v}/{p}") for g, v, p, _ in CRDS), "served")
+    eventually(
+        lambda: all(client.exists(f"/apis/{g}/{v}/{p}") for g, v, p, _ in CRDS), what="served"
+    )
     yield client
     _remove_crds(client)
 

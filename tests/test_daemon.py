@@ -51,8 +51,10 @@ VERIFIED = 'kube_deployment_created{{namespace="default", deployment="verified-{
 sees the Deployment), whatever the time the daemon needed to get there on a busy machine."""
 
 
-def _shed(label: str, verify: str = "vector(1)") -> str:
-    """The playbook: two phases of one cordon, verified by ``verify``, then one more."""
+def _shed(label: str, gated: bool = False) -> str:
+    """The playbook: two phases of one cordon, verified at once or, ``gated``, once
+    ``_let_verify(kube, label)`` (``VERIFIED``), then one more."""
+    verify = VERIFIED.format(label=label) if gated else "vector(1)"
     return SHED.format(label=label, verify=verify)
 
 
@@ -261,9 +263,7 @@ def test_the_leader_killed_mid_execution_is_replaced_and_no_step_runs_twice(
 ) -> None:
     kube, store = rig["kube"], rig["store"]
     names = rig["nodes"]("failover", 4)
-    (rig["playbooks"] / "shed.yaml").write_text(
-        _shed("failover", VERIFIED.format(label="failover"))
-    )
+    (rig["playbooks"] / "shed.yaml").write_text(_shed("failover", gated=True))
     first, second = rig["start"]("replica-a"), rig["start"]("replica-b")
     eventually(lambda: first.leading() or second.leading(), 30, "a leader is elected")
     leader, follower = (first, second) if first.leading() else (second, first)
@@ -312,7 +312,7 @@ def test_sigterm_lets_the_step_in_flight_finish_and_releases_the_lease(
 ) -> None:
     kube, store = rig["kube"], rig["store"]
     names = rig["nodes"]("sigterm", 4)
-    (rig["playbooks"] / "shed.yaml").write_text(_shed("sigterm", VERIFIED.format(label="sigterm")))
+    (rig["playbooks"] / "shed.yaml").write_text(_shed("sigterm", gated=True))
     daemon = rig["start"]("replica-term")
     eventually(daemon.leading, 30, "the only replica leads")
     execution = _propose_and_approve(rig)
