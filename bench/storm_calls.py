@@ -50,6 +50,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import requests
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -110,47 +112,49 @@ class Api:
         answer.raise_for_status()
         return str(answer.json()["status"]["token"])
 
-    def metrics(self) -> str:
-        """The API server's /metrics, read once for every reader below."""
-        return self.call("GET", "/metrics").text
+    def metrics(self) -> list[Sample]:
+        """The API server's /metrics, read and parsed once for every reader below."""
+        return [
+            sample
+            for family in text_string_to_metric_families(self.call("GET", "/metrics").text)
+            for sample in family.samples
+        ]
 
     @staticmethod
-    def seats(metrics: str) -> dict[str, dict[str, float]]:
+    def seats(metrics: list[Sample]) -> dict[str, dict[str, float]]:
         """Each priority level's nominal and current concurrency limits, in seats."""
         found: dict[str, dict[str, float]] = {}
-        for line in metrics.splitlines():
+        for s in metrics:
             for metric in ("nominal_limit_seats", "current_limit_seats"):
-                if line.startswith(f"apiserver_flowcontrol_{metric}{{"):
-                    level = line.split('priority_level="', 1)[1].split('"', 1)[0]
-                    found.setdefault(level, {})[metric] = float(line.rsplit(" ", 1)[1])
+                if s.name == f"apiserver_flowcontrol_{metric}":
+                    found.setdefault(s.labels["priority_level"], {})[metric] = float(s.value)
         return found
 
     @staticmethod
-    def apf_seconds(metrics: str, level: str) -> dict[str, float]:
+    def apf_seconds(metrics: list[Sample], level: str) -> dict[str, float]:
         """Sums and counts of APF's queue wait and execution histograms of ``level``, so far
         (``apiserver_flowcontrol_request_wait_duration_seconds``, ``..._execution_seconds``)."""
+        kinds = {
+            "apiserver_flowcontrol_request_wait_duration_seconds": "wait",
+            "apiserver_flowcontrol_request_execution_seconds": "execution",
+        }
         found: dict[str, float] = {}
-        for line in metrics.splitlines():
-            for kind, metric in (
-                ("wait", "apiserver_flowcontrol_request_wait_duration_seconds"),
-                ("execution", "apiserver_flowcontrol_request_execution_seconds"),
-            ):
-                for part in ("sum", "count"):
-                    if line.startswith(f"{metric}_{part}{{") and (
-                        f'priority_level="{level}"' in line
-                    ):
-                        key = f"{kind}_{part}"
-                        found[key] = found.get(key, 0.0) + float(line.rsplit(" ", 1)[1])
+        for s in metrics:
+            histogram, _, part = s.name.rpartition("_")
+            wanted = histogram in kinds and part in ("sum", "count")
+            if wanted and s.labels.get("priority_level") == level:
+                key = f"{kinds[histogram]}_{part}"
+                found[key] = found.get(key, 0.0) + s.value
         return found
 
     @staticmethod
-    def rejected(metrics: str) -> dict[str, float]:
+    def rejected(metrics: list[Sample]) -> dict[str, float]:
         """APF's rejected requests so far, by FlowSchema (from /metrics)."""
         totals: dict[str, float] = {}
-        for line in metrics.splitlines():
-            if line.startswith("apiserver_flowcontrol_rejected_requests_total{"):
-                schema = line.split('flow_schema="', 1)[1].split('"', 1)[0]
-                totals[schema] = totals.get(schema, 0.0) + float(line.rsplit(" ", 1)[1])
+        for s in metrics:
+            if s.name == "apiserver_flowcontrol_rejected_requests_total":
+                schema = s.labels["flow_schema"]
+                totals[schema] = totals.get(schema, 0.0) + s.value
         return totals
 
 
