@@ -29,6 +29,7 @@ import asyncio
 import itertools
 import json
 import random
+import re
 import ssl
 import time
 from dataclasses import dataclass, field
@@ -179,7 +180,23 @@ async def _list_version(storm: Storm, http: aiohttp.ClientSession) -> tuple[str 
     storm.counters.add(code, time.monotonic() - began)
     if code != "200":
         return None, code
-    return str(json.loads(body)["metadata"]["resourceVersion"]), code
+    return _list_resource_version(body), code
+
+
+_HEAD_VERSION = re.compile(
+    rb'\{"kind":"\w+","apiVersion":"[\w./]+","metadata":\{"resourceVersion":"(\d+)"'
+)
+
+
+def _list_resource_version(body: bytes) -> str:
+    """A list's ``metadata.resourceVersion``. The API server writes it before the items, so the
+    head of the body holds it (a body that does not start so is decoded whole). Decoding a list
+    of 2,000 KWOK nodes (7.9 MB) took 0.3 s of the load process's CPU, which shares the 2 cores
+    with the API server; the head takes microseconds (``tests/test_lab_scale.py``)."""
+    found = _HEAD_VERSION.match(body)
+    if found is not None:
+        return found.group(1).decode()
+    return str(json.loads(body)["metadata"]["resourceVersion"])
 
 
 async def _watch(storm: Storm, http: aiohttp.ClientSession, version: str) -> tuple[str | None, str]:
