@@ -31,6 +31,19 @@ def kube(lab: Lab) -> Kube:
     return Kube.from_kubeconfig(str(lab.directory / "kubeconfig"), qps=50, burst=100)
 
 
+@pytest.fixture(autouse=True)
+def _nodes_schedulable_after(kube: Kube) -> Iterator[None]:
+    """A test that fails between a cordon and its undo leaves no node cordoned for the next
+    test, nor for the modules that share this worker's lab (the undo itself is asserted by
+    each test)."""
+    yield
+    for node in kube.list("/api/v1/nodes"):
+        if node["spec"].get("unschedulable"):
+            kube.patch(
+                f"/api/v1/nodes/{node['metadata']['name']}", {"spec": {"unschedulable": None}}
+            )
+
+
 def _workload(kind: str, name: str, image: str = "registry.invalid/app:1") -> dict[str, Any]:
     spec: dict[str, Any] = {
         "selector": {"matchLabels": {"app": name}},

@@ -206,28 +206,45 @@ def test_a_kill_at_every_boundary_then_a_restart_applies_each_phase_once(
     _books(tmp_path, CHAIN)
     url = store_url
     store = Store.open(url)
-    for index, boundary in enumerate(BOUNDARIES):
-        runner = _runner(lab, kube, store, load_playbooks([books], ACTIONS))
-        offender = f"crash-{store.engine.dialect.name}-{index}"
-        ex = runner.propose("throttle-and-shed", _context("x", offender), "a", "t")
-        killed = _crash_runner(lab, url, books, boundary)
-        assert killed.returncode == -9, f"{boundary}: {killed.stderr[-2000:]}"
-        assert store.get(ex.id).state in ("approved", "running", "proposed"), boundary
-        finished = _crash_runner(lab, url, books, "")
-        assert finished.returncode == 0, finished.stderr[-2000:]
-        final = store.get(ex.id)
-        assert final.state == "succeeded", f"{boundary}: {final.message}"
-        assert store.applied_phases(ex.id) == [(0, 0), (1, 0), (1, 1)], boundary
-        applied = [r for r in store.history(ex.id) if r.kind == "applied"]
-        assert len(applied) == 3, f"{boundary}: a phase recorded twice"
-        cordoned = [
-            n for n in nodes[:2] if kube.get(f"/api/v1/nodes/{n}")["spec"].get("unschedulable")
-        ]
-        assert cordoned == nodes[:2], boundary
+    try:
+        for index, boundary in enumerate(BOUNDARIES):
+            runner = _runner(lab, kube, store, load_playbooks([books], ACTIONS))
+            offender = f"crash-{store.engine.dialect.name}-{index}"
+            ex = runner.propose("throttle-and-shed", _context("x", offender), "a", "t")
+            killed = _crash_runner(lab, url, books, boundary)
+            assert killed.returncode == -9, f"{boundary}: {killed.stderr[-2000:]}"
+            assert store.get(ex.id).state in ("approved", "running", "proposed"), boundary
+            finished = _crash_runner(lab, url, books, "")
+            assert finished.returncode == 0, finished.stderr[-2000:]
+            final = store.get(ex.id)
+            assert final.state == "succeeded", f"{boundary}: {final.message}"
+            assert store.applied_phases(ex.id) == [(0, 0), (1, 0), (1, 1)], boundary
+            applied = [r for r in store.history(ex.id) if r.kind == "applied"]
+            assert len(applied) == 3, f"{boundary}: a phase recorded twice"
+            cordoned = [
+                n for n in nodes[:2] if kube.get(f"/api/v1/nodes/{n}")["spec"].get("unschedulable")
+            ]
+            assert cordoned == nodes[:2], boundary
+            for node in nodes:
+                kube.patch(f"/api/v1/nodes/{node}", {"spec": {"unschedulable": None}})
+    finally:
+        # the worker's lab goes on to other modules: its nodes as they were, no throttle left
         for node in nodes:
-            kube.patch(f"/api/v1/nodes/{node}", {"spec": {"unschedulable": None}})
-    for node in nodes:
-        kube.patch(f"/api/v1/nodes/{node}", {"metadata": {"labels": {"guardian-test": None}}})
+            kube.patch(
+                f"/api/v1/nodes/{node}",
+                {"metadata": {"labels": {"guardian-test": None}}, "spec": {"unschedulable": None}},
+            )
+        _delete_throttles(kube, f"crash-{store.engine.dialect.name}-")
+
+
+def _delete_throttles(kube: Kube, prefix: str) -> None:
+    """Delete the FlowSchemas and priority levels throttle_client made for ``prefix*``."""
+    apf = "/apis/flowcontrol.apiserver.k8s.io/v1"
+    made = f"guardian-throttle-serviceaccount-default-{prefix}"
+    for kind in ("flowschemas", "prioritylevelconfigurations"):
+        for item in kube.list(f"{apf}/{kind}"):
+            if item["metadata"]["name"].startswith(made):
+                kube.delete(f"{apf}/{kind}/{item['metadata']['name']}")
 
 
 def _crash_runner(

@@ -60,9 +60,11 @@ def apf(lab: Lab, guardian_sa: Kube) -> Iterator[ApfClient]:
 def telemetry_load(lab: Lab) -> Iterator[None]:
     env = {**os.environ, "GUARDIAN_LAB_DIR": str(lab.directory)}
     started = _lab("load", "--filler-pods", "300", env=env)
-    assert started.returncode == 0, started.stderr
-    yield
-    assert _lab("load", "--stop", env=env).returncode == 0
+    try:
+        assert started.returncode == 0, started.stderr
+        yield
+    finally:
+        assert _lab("load", "--stop", env=env).returncode == 0
 
 
 def _ranked(apf: ApfClient, guardian_sa: Kube) -> list[Talker]:
@@ -151,7 +153,6 @@ def test_the_throttle_refuses_system_nodes_when_a_kubelet_is_the_top_talker(
     kubelet identity floods LISTs of every pod (bound to the view role, so they are served)."""
     env = {**os.environ, "GUARDIAN_LAB_DIR": str(lab.directory)}
     started = _lab("load", "--filler-pods", "300", "--per-pod-qps", "0.2", env=env)
-    assert started.returncode == 0, started.stderr
     binding = {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "ClusterRoleBinding",
@@ -159,14 +160,15 @@ def test_the_throttle_refuses_system_nodes_when_a_kubelet_is_the_top_talker(
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": NODE}],
     }
-    admin.create(BINDINGS, binding)
     stop, answers = threading.Event(), list[int]()
     threads = [
         threading.Thread(target=_flood_as_kubelet, args=(lab, stop, answers)) for _ in range(30)
     ]
-    for thread in threads:
-        thread.start()
-    try:
+    try:  # whatever fails, the storm and the binding go before the next test
+        assert started.returncode == 0, started.stderr
+        admin.create(BINDINGS, binding)
+        for thread in threads:
+            thread.start()
         seen: list[list[Talker]] = []
 
         def kubelet_leads() -> bool:
@@ -177,8 +179,10 @@ def test_the_throttle_refuses_system_nodes_when_a_kubelet_is_the_top_talker(
     finally:
         stop.set()
         for thread in threads:
-            thread.join()
-        admin.delete(f"{BINDINGS}/talkers-lab-kubelet-view")
+            if thread.is_alive():
+                thread.join()
+        if admin.exists(f"{BINDINGS}/talkers-lab-kubelet-view"):
+            admin.delete(f"{BINDINGS}/talkers-lab-kubelet-view")
         assert _lab("load", "--stop", env=env).returncode == 0
     assert 200 in answers
     talkers = seen[-1]
