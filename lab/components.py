@@ -83,13 +83,6 @@ options:
 their Leases renewed every 10 s (a 40 s lease, like a kubelet's) without a backlog."""
 
 
-CONTROLLER_QPS = 100
-"""The controller-manager's and the scheduler's client rate, burst twice that (their defaults:
-20 and 50 a second), raised as large clusters raise them. ``lab load``'s DaemonSet ran an
-agent on all 2,000 nodes 62 s after ``lab load`` instead of 107 s on a quiet machine, and
-109 s instead of 123 s beside two spinning processes (``tests/test_lab_scale.py``)."""
-
-
 class NotReady(Exception):
     """A component did not become ready in time."""
 
@@ -196,8 +189,6 @@ def _argv(name: str, state: LabState, pki: Pki, args: argparse.Namespace) -> lis
             "--bind-address=127.0.0.1",
             f"--secure-port={p[name]}",
             "--leader-elect=false",
-            f"--kube-api-qps={CONTROLLER_QPS}",
-            f"--kube-api-burst={2 * CONTROLLER_QPS}",
             "--v=1",
         ]
         if name == "kube-scheduler":
