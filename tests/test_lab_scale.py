@@ -102,7 +102,7 @@ def _while_agents_start(
     """Wait until an agent runs on every node, as long as the rollout goes on.
 
     How fast the DaemonSet's 2,000 pods are made, scheduled and Running depends on what else
-    the 2 cores do: 62 s on a quiet machine, 109 s beside two processes spinning, and more
+    the 2 cores do: 107 s on a quiet machine, 123 s beside two processes spinning, and more
     than 180 s once in ``make test`` beside two test workers. So the wait fails when no agent
     has started for ``stall`` seconds, or after ``cap``; either way it says how far the
     rollout got (the load log's last reports, the pods by phase). Returns when a quarter,
