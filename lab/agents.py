@@ -7,7 +7,7 @@ An agent runs on each node whose agent pod is Running and carries ``STORM`` in i
 annotations (``lab load``'s template has it, a template rolled back to one without it has
 not, a quarantined DaemonSet has no pods), so the agents started follow the rollout: with
 the template updated pod by pod they are the DaemonSet's ``updatedNumberScheduled``
-(``tests/test_lab_scale.py``).
+(``tests/test_lab_agents.py``).
 
 Each agent behaves like a real node agent, authenticated as the agents' ServiceAccount
 ``telemetry/telemetry-agent`` (a bound token): an informer on nodes (a LIST of every node, a
@@ -192,7 +192,7 @@ def _list_resource_version(body: bytes) -> str:
     """A list's ``metadata.resourceVersion``. The API server writes it before the items, so the
     head of the body holds it (a body that does not start so is decoded whole). Decoding a list
     of 2,000 KWOK nodes (7.9 MB) took 0.3 s of the load process's CPU, which shares the 2 cores
-    with the API server; the head takes microseconds (``tests/test_lab_scale.py``)."""
+    with the API server; the head takes microseconds (``tests/test_lab_agents.py``)."""
     found = _HEAD_VERSION.match(body)
     if found is not None:
         return found.group(1).decode()

@@ -13,7 +13,8 @@ authenticated as the agents' ServiceAccount ``telemetry/telemetry-agent`` (a bou
 the TokenRequest API, as a pod would have). Halting the rollout (``OnDelete``) stops the storm
 growing; rolling back, quarantining or deleting the DaemonSet removes storming pods and the
 load falls. ``lab load --stop`` stops the load process and deletes the DaemonSet. Called by
-``labctl``; tests: ``tests/test_lab.py``, ``tests/test_lab_scale.py``.
+``labctl``; tests: ``tests/test_lab.py``, ``tests/test_lab_scale.py``,
+``tests/test_lab_agents.py``.
 """
 
 from __future__ import annotations

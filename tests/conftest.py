@@ -31,6 +31,7 @@ SLOWEST_FIRST = (
     "test_actions.py",
     "test_lab.py",
     "test_slack.py",
+    "test_lab_agents.py",  # on the worker's 20-node lab (the 2,000-node module needs none)
 )
 
 
