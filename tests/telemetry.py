@@ -18,7 +18,8 @@ def load_reports(lab: Lab, since: int) -> list[dict[str, Any]]:
     with (lab.directory / "logs" / "load.log").open("rb") as log:
         log.seek(since)
         lines = log.read().decode(errors="replace").splitlines()
-    return [json.loads(line) for line in lines if line.startswith("{")]
+    # a line the load process is still writing is not a report yet
+    return [json.loads(line) for line in lines if line.startswith("{") and line.endswith("}")]
 
 
 def load_log_size(lab: Lab) -> int:

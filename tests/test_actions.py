@@ -34,8 +34,8 @@ def kube(lab: Lab) -> Kube:
 @pytest.fixture(autouse=True)
 def _nodes_schedulable_after(kube: Kube) -> Iterator[None]:
     """A test that fails between a cordon and its undo leaves no node cordoned for the next
-    test, nor for the modules that share this worker's lab (the undo itself is asserted by
-    each test)."""
+    test, nor for the modules that share this worker's lab. The shed tests assert their undo
+    before this runs; the drain test asserts its own below."""
     yield
     for node in kube.list("/api/v1/nodes"):
         if node["spec"].get("unschedulable"):
@@ -495,6 +495,7 @@ def test_drain_evicts_but_a_pod_disruption_budget_stops_it(kube: Kube, lab: Lab)
         execute(strict, plan)
     assert running("kept") == NODES, "the budget held"
     undo(kube, plan)
+    assert _schedulable(kube) == NODES, "the drained node is schedulable again"
 
 
 def test_suspects_rank_the_newest_rollout_first_and_read_cheaply(kube: Kube, lab: Lab) -> None:

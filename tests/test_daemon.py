@@ -592,7 +592,7 @@ def test_under_429s_guardian_s_own_request_rate_stays_under_its_bucket(
         stop.set()
         for thread in threads:
             thread.join(timeout=15)
-        for path in (  # the one-seat level goes whatever failed, before the next test
+        for path in (  # the one-seat level goes whatever fails once the daemon runs
             f"{FLOWCONTROL}/flowschemas/guardian-429",
             f"{FLOWCONTROL}/flowschemas/flood-429",
             f"{FLOWCONTROL}/prioritylevelconfigurations/tight-429",

@@ -132,10 +132,12 @@ def _agents_module() -> Any:
 
 
 def test_an_agent_reads_a_list_s_version_from_its_head(lab: Lab) -> None:
-    version_of = _agents_module()._list_resource_version
+    agents = _agents_module()
+    version_of = agents._list_resource_version
     # the API server's own bodies: a whole list and a page (its metadata has a continue token)
     for path in ("/api/v1/nodes", "/api/v1/pods?limit=2"):
         body = lab.api("GET", path).content
+        assert agents._HEAD_VERSION.match(body) is not None, "read from the head, not decoded"
         assert version_of(body) == json.loads(body)["metadata"]["resourceVersion"]
     # a body another server wrote, the list's own version after an item's: decoded whole
     other = b'{"items":[{"metadata":{"resourceVersion":"5"}}],"metadata":{"resourceVersion":"9"}}'

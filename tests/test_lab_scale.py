@@ -95,9 +95,9 @@ def _while_agents_start(
             for pod in agent_pods(lab):
                 phase = pod["status"].get("phase", "none")
                 phases[phase] = phases.get(phase, 0) + 1
+            limit = f"none started for {stall:.0f}s" if now - last_growth > stall else "the cap"
             pytest.fail(
-                f"{agents} of {SCALE} agents after {now - began:.0f}s, none started for"
-                f" {now - last_growth:.0f}s; pods by phase {phases}; the last reports:\n"
-                + "\n".join(json.dumps(r) for r in reports[-3:])
+                f"{agents} of {SCALE} agents after {now - began:.0f}s ({limit}); pods by phase"
+                f" {phases}; the last reports:\n" + "\n".join(json.dumps(r) for r in reports[-3:])
             )
         time.sleep(1)

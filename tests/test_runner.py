@@ -229,12 +229,17 @@ def test_a_kill_at_every_boundary_then_a_restart_applies_each_phase_once(
                 kube.patch(f"/api/v1/nodes/{node}", {"spec": {"unschedulable": None}})
     finally:
         # the worker's lab goes on to other modules: its nodes as they were, no throttle left
-        for node in nodes:
-            kube.patch(
-                f"/api/v1/nodes/{node}",
-                {"metadata": {"labels": {"guardian-test": None}}, "spec": {"unschedulable": None}},
-            )
-        _delete_throttles(kube, f"crash-{store.engine.dialect.name}-")
+        try:
+            for node in nodes:
+                kube.patch(
+                    f"/api/v1/nodes/{node}",
+                    {
+                        "metadata": {"labels": {"guardian-test": None}},
+                        "spec": {"unschedulable": None},
+                    },
+                )
+        finally:
+            _delete_throttles(kube, f"crash-{store.engine.dialect.name}-")
 
 
 def _delete_throttles(kube: Kube, prefix: str) -> None:
