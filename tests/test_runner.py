@@ -239,17 +239,22 @@ def test_a_kill_at_every_boundary_then_a_restart_applies_each_phase_once(
                     },
                 )
         finally:
-            _delete_throttles(kube, f"crash-{store.engine.dialect.name}-")
+            dialect = store.engine.dialect.name
+            _delete_throttles(kube, [f"crash-{dialect}-{i}" for i in range(len(BOUNDARIES))])
 
 
-def _delete_throttles(kube: Kube, prefix: str) -> None:
-    """Delete the FlowSchemas and priority levels throttle_client made for ``prefix*``."""
+def _delete_throttles(kube: Kube, offenders: list[str]) -> None:
+    """Delete the FlowSchema and priority level throttle_client made for each offender."""
+    from guardian.actions.throttle_client import ThrottleClientParams, names
+
     apf = "/apis/flowcontrol.apiserver.k8s.io/v1"
-    made = f"guardian-throttle-serviceaccount-default-{prefix}"
-    for kind in ("flowschemas", "prioritylevelconfigurations"):
-        for item in kube.list(f"{apf}/{kind}"):
-            if item["metadata"]["name"].startswith(made):
-                kube.delete(f"{apf}/{kind}/{item['metadata']['name']}")
+    for offender in offenders:
+        made = names(
+            ThrottleClientParams(subject="serviceaccount", namespace="default", name=offender)
+        )
+        for kind in ("flowschemas", "prioritylevelconfigurations"):
+            if kube.exists(f"{apf}/{kind}/{made}"):
+                kube.delete(f"{apf}/{kind}/{made}")
 
 
 def _crash_runner(
